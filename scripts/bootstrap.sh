@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a fresh Debian machine: system packages (as root), the Python venv,
+# and the npm test client. Idempotent: a second run checks stamps and does nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p var
+
+need=()
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ "${WITH_BROWSER:-0}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "==> installing ${need[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "missing system packages: ${need[*]}"
+    echo "install them as root:  sudo apt-get install -y ${need[*]}"
+    exit 1
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PY" -m venv .venv
+fi
+req_hash=$(sha256sum requirements.txt | cut -c1-16)
+if [ "$(cat .venv/.req-hash 2>/dev/null)" != "$req_hash" ]; then
+  echo "==> installing Python requirements"
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
+  echo "$req_hash" > .venv/.req-hash
+fi
+
+if [ "${WITH_NODE:-0}" = 1 ] && [ -f tests/node/package.json ]; then
+  lock_hash=$(cat tests/node/package.json tests/node/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
+  if [ "$(cat tests/node/node_modules/.lock-hash 2>/dev/null)" != "$lock_hash" ]; then
+    echo "==> installing the npm test clients"
+    (cd tests/node && npm ci --silent --no-audit --no-fund)
+    echo "$lock_hash" > tests/node/node_modules/.lock-hash
+  fi
+fi

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Starts (or stops) the project-local MariaDB and Redis under var/, on loopback ports.
+# Idempotent: a second start reuses the servers that already run.
+#   scripts/servers.sh start|stop|status
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VAR=$ROOT/var
+MYSQL_PORT=${GYM_MYSQL_PORT:-33061}
+REDIS_PORT=${GYM_REDIS_PORT:-63791}
+MYDIR=$VAR/mysql
+SOCK=$MYDIR/mysqld.sock
+RDIR=$VAR/redis
+
+mariadbd_bin() { command -v mariadbd 2>/dev/null || echo /usr/sbin/mariadbd; }
+as_user() { if [ "$(id -u)" = 0 ]; then echo "--user=root"; fi; }
+mysql_ping() { mariadb-admin --no-defaults --socket="$SOCK" -uroot ping >/dev/null 2>&1; }
+redis_ping() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+
+start_mysql() {
+  mkdir -p "$MYDIR"
+  if mysql_ping; then echo "mariadb: already running on 127.0.0.1:$MYSQL_PORT"; else
+    if [ ! -d "$MYDIR/data/mysql" ]; then
+      echo "==> initialising MariaDB in var/mysql/data"
+      mariadb-install-db --no-defaults --datadir="$MYDIR/data" $(as_user) \
+        --auth-root-authentication-method=socket --skip-test-db >"$MYDIR/install.log" 2>&1 \
+        || { cat "$MYDIR/install.log"; exit 1; }
+    fi
+    echo "==> starting MariaDB on 127.0.0.1:$MYSQL_PORT"
+    nohup "$(mariadbd_bin)" --no-defaults --datadir="$MYDIR/data" --socket="$SOCK" --port="$MYSQL_PORT" \
+      --bind-address=127.0.0.1 --pid-file="$MYDIR/mysqld.pid" --log-error="$MYDIR/error.log" \
+      --skip-name-resolve --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
+      --innodb-buffer-pool-size=128M --max-connections=500 --innodb-flush-log-at-trx-commit=2 \
+      --default-time-zone=+00:00 $(as_user) >/dev/null 2>&1 &
+    for _ in $(seq 1 120); do mysql_ping && break; sleep 0.25; done
+    mysql_ping || { echo "MariaDB did not start; see var/mysql/error.log"; tail -20 "$MYDIR/error.log"; exit 1; }
+  fi
+  [ -f "$VAR/db_password" ] || (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$VAR/db_password")
+  local pw; pw=$(cat "$VAR/db_password")
+  mariadb --no-defaults --socket="$SOCK" -uroot <<SQL
+CREATE DATABASE IF NOT EXISTS gym CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE DATABASE IF NOT EXISTS gym_test CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER IF NOT EXISTS 'gym'@'127.0.0.1' IDENTIFIED BY '$pw';
+ALTER USER 'gym'@'127.0.0.1' IDENTIFIED BY '$pw';
+GRANT ALL PRIVILEGES ON gym.* TO 'gym'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON gym_test.* TO 'gym'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON \`gym\_test\_%\`.* TO 'gym'@'127.0.0.1';
+FLUSH PRIVILEGES;
+SQL
+}
+
+start_redis() {
+  mkdir -p "$RDIR"
+  if redis_ping; then echo "redis: already running on 127.0.0.1:$REDIS_PORT"; return; fi
+  echo "==> starting Redis on 127.0.0.1:$REDIS_PORT"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RDIR" --daemonize yes \
+    --pidfile "$RDIR/redis.pid" --logfile "$RDIR/redis.log" --save "" --appendonly no >/dev/null
+  for _ in $(seq 1 40); do redis_ping && break; sleep 0.25; done
+  redis_ping || { echo "Redis did not start; see var/redis/redis.log"; exit 1; }
+}
+
+write_env() {
+  local pw; pw=$(cat "$VAR/db_password")
+  [ -f "$VAR/secret_key" ] || (umask 077; head -c 32 /dev/urandom | base64 > "$VAR/secret_key")
+  cat > "$VAR/dev.env" <<ENV
+DATABASE_URL=mysql://gym:$pw@127.0.0.1:$MYSQL_PORT/gym
+TEST_DATABASE_URL=mysql://gym:$pw@127.0.0.1:$MYSQL_PORT/gym_test
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/15
+SECRET_KEY=$(cat "$VAR/secret_key")
+ENV
+}
+
+stop_all() {
+  if [ -f "$MYDIR/mysqld.pid" ] && kill -0 "$(cat "$MYDIR/mysqld.pid")" 2>/dev/null; then
+    echo "==> stopping MariaDB"; kill "$(cat "$MYDIR/mysqld.pid")"
+    for _ in $(seq 1 80); do kill -0 "$(cat "$MYDIR/mysqld.pid" 2>/dev/null)" 2>/dev/null || break; sleep 0.25; done
+  fi
+  if redis_ping; then echo "==> stopping Redis"; redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; fi
+}
+
+case "${1:-start}" in
+  start) start_mysql; start_redis; write_env ;;
+  stop) stop_all ;;
+  status) mysql_ping && echo "mariadb: up" || echo "mariadb: down"; redis_ping && echo "redis: up" || echo "redis: down" ;;
+  *) echo "usage: $0 start|stop|status"; exit 2 ;;
+esac

@@ -1,0 +1,219 @@
+"""Service configuration: every variable of contract §1, read once from the environment into a frozen dataclass."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+
+class SettingsError(Exception):
+    """A missing or malformed setting; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    """The parts of a mysql:// URL."""
+
+    user: str
+    password: str
+    host: str
+    port: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    host: str
+    port: int
+    database: DatabaseURL
+    redis_url: str
+    secret_key: str
+    wechat_appid: str
+    wechat_app_secret: str
+    wechat_api_base: str
+    wechatpay_mchid: str
+    wechatpay_cert_serial_no: str
+    wechatpay_private_key: str = field(repr=False)
+    wechatpay_apiv3_key: str = field(repr=False)
+    wechatpay_public_key: str | None = field(repr=False)
+    wechatpay_public_key_id: str | None
+    wechatpay_cert_dir: str
+    wechatpay_gateway: str
+    wechatpay_notify_url: str
+    wechatpay_refund_notify_url: str
+    trial_price_fen: int
+    seat_hold_seconds: int
+    order_expire_seconds: int
+    notify_tolerance_seconds: int
+    reconcile_interval_seconds: float
+    rate_limit_per_minute: int
+    max_body_bytes: int
+    subscribe_template_id: str
+    dev_mode: bool
+    run_jobs: bool
+
+    @property
+    def public_key_mode(self) -> bool:
+        """True when notifications and answers are verified with the platform public key (PUB_KEY_ID_...)."""
+        return bool(self.wechatpay_public_key and self.wechatpay_public_key_id)
+
+
+def _required(env, name):
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"{name} is not set")
+    return value
+
+
+def _int(env, name, default, minimum=0):
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env, name, default, minimum=0.0):
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value <= minimum:
+        raise SettingsError(f"{name} must be > {minimum}, got {value}")
+    return value
+
+
+def _url(env, name, default=None, schemes=("http", "https")):
+    raw = env.get(name, "").strip() or default
+    if not raw:
+        raise SettingsError(f"{name} is not set")
+    parsed = urlparse(raw)
+    if parsed.scheme not in schemes or not parsed.netloc:
+        raise SettingsError(f"{name} must be a {'/'.join(schemes)} URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _database(env):
+    raw = _required(env, "DATABASE_URL")
+    parsed = urlparse(raw)
+    name = parsed.path.lstrip("/")
+    if parsed.scheme not in ("mysql", "mariadb") or not parsed.hostname or not name:
+        raise SettingsError("DATABASE_URL must look like mysql://user:password@host:port/dbname")
+    try:
+        port = parsed.port or 3306
+    except ValueError:
+        raise SettingsError("DATABASE_URL has a malformed port") from None
+    from urllib.parse import unquote
+
+    return DatabaseURL(unquote(parsed.username or ""), unquote(parsed.password or ""), parsed.hostname, port, name)
+
+
+def _read_file(env, name, required=True):
+    path = env.get(name, "").strip()
+    if not path:
+        if required:
+            raise SettingsError(f"{name} is not set")
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as e:
+        raise SettingsError(f"{name}: cannot read {path}: {e.strerror}") from None
+
+
+def _apiv3_key(env):
+    key = env.get("WECHATPAY_APIV3_KEY", "").strip()
+    if not key:
+        content = _read_file(env, "WECHATPAY_APIV3_KEY_FILE", required=False)
+        if content is None:
+            raise SettingsError("WECHATPAY_APIV3_KEY or WECHATPAY_APIV3_KEY_FILE is not set")
+        key = content.strip()
+    if len(key.encode()) != 32:
+        raise SettingsError("WECHATPAY_APIV3_KEY must be 32 bytes")
+    return key
+
+
+def _bool(env, name, default):
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def load(env=None) -> Settings:
+    """Read and validate the environment; raises SettingsError naming the first bad variable."""
+    env = dict(os.environ if env is None else env)
+    host = env.get("HOST", "").strip() or "127.0.0.1"
+    port = _int(env, "PORT", 8000, minimum=0)
+    if port > 65535:
+        raise SettingsError(f"PORT must be <= 65535, got {port}")
+    public_key = _read_file(env, "WECHATPAY_PUBLIC_KEY_FILE", required=False)
+    public_key_id = env.get("WECHATPAY_PUBLIC_KEY_ID", "").strip() or None
+    if bool(public_key) != bool(public_key_id):
+        raise SettingsError("WECHATPAY_PUBLIC_KEY_FILE and WECHATPAY_PUBLIC_KEY_ID must be set together")
+    if public_key_id and not public_key_id.startswith("PUB_KEY_ID_"):
+        raise SettingsError("WECHATPAY_PUBLIC_KEY_ID must start with PUB_KEY_ID_")
+    secret_key = _required(env, "SECRET_KEY")
+    if len(secret_key) < 16:
+        raise SettingsError("SECRET_KEY must be at least 16 characters")
+    base = f"http://{host}:{port}"
+    seat_hold = _int(env, "SEAT_HOLD_SECONDS", 900, minimum=1)
+    order_expire = _int(env, "ORDER_EXPIRE_SECONDS", 1800, minimum=1)
+    if order_expire < seat_hold:
+        raise SettingsError("ORDER_EXPIRE_SECONDS must be >= SEAT_HOLD_SECONDS")
+    return Settings(
+        host=host,
+        port=port,
+        database=_database(env),
+        redis_url=_url(env, "REDIS_URL", schemes=("redis", "rediss", "unix")),
+        secret_key=secret_key,
+        wechat_appid=_required(env, "WECHAT_APPID"),
+        wechat_app_secret=_required(env, "WECHAT_APP_SECRET"),
+        wechat_api_base=_url(env, "WECHAT_API_BASE", "https://api.weixin.qq.com"),
+        wechatpay_mchid=_required(env, "WECHATPAY_MCHID"),
+        wechatpay_cert_serial_no=_required(env, "WECHATPAY_CERT_SERIAL_NO"),
+        wechatpay_private_key=_read_file(env, "WECHATPAY_PRIVATE_KEY_FILE"),
+        wechatpay_apiv3_key=_apiv3_key(env),
+        wechatpay_public_key=public_key,
+        wechatpay_public_key_id=public_key_id,
+        wechatpay_cert_dir=env.get("WECHATPAY_CERT_DIR", "").strip() or os.path.join("var", "wechatpay-certs"),
+        wechatpay_gateway=_url(env, "WECHATPAY_GATEWAY", "https://api.mch.weixin.qq.com"),
+        wechatpay_notify_url=_url(env, "WECHATPAY_NOTIFY_URL", f"{base}/api/v1/payment/wxpay/callback"),
+        wechatpay_refund_notify_url=_url(
+            env, "WECHATPAY_REFUND_NOTIFY_URL", f"{base}/api/v1/payment/wxpay/refund-callback"
+        ),
+        trial_price_fen=_int(env, "TRIAL_PRICE_FEN", 20000, minimum=1),
+        seat_hold_seconds=seat_hold,
+        order_expire_seconds=order_expire,
+        notify_tolerance_seconds=_int(env, "NOTIFY_TOLERANCE_SECONDS", 300, minimum=1),
+        reconcile_interval_seconds=_float(env, "RECONCILE_INTERVAL_SECONDS", 60.0),
+        rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 60),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 65536, minimum=1),
+        subscribe_template_id=env.get("WECHAT_SUBSCRIBE_TEMPLATE_ID", "").strip() or "TRIAL_BOOKED_TEMPLATE",
+        dev_mode=_bool(env, "DEV_MODE", False),
+        run_jobs=_bool(env, "RUN_JOBS", True),
+    )
+
+
+def load_or_exit(env=None) -> Settings:
+    """Load the settings or stop the process with one line naming the bad variable."""
+    try:
+        return load(env)
+    except SettingsError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

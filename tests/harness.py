@@ -1,0 +1,108 @@
+"""Test harness: the real servers started by scripts/servers.sh, the sandbox process, and small HTTP helpers."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VAR = os.path.join(ROOT, "var")
+
+
+def read_env_file(path):
+    """Parse a KEY=VALUE file (no quoting) into a dict."""
+    env = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                env[key] = value
+    return env
+
+
+def free_port():
+    """A free loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=10.0, interval=0.05, what="condition"):
+    """Poll predicate() until it is truthy; fail the test with `what` after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def http_json(method, url, body=None, headers=None, timeout=10):
+    """A blocking JSON request; returns (status, parsed body or raw text, headers)."""
+    data = None
+    hdrs = dict(headers or {})
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw, status, rh = resp.read(), resp.status, dict(resp.headers)
+    except urllib.error.HTTPError as e:
+        raw, status, rh = e.read(), e.code, dict(e.headers)
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw
+    return status, parsed, rh
+
+
+class SandboxProcess:
+    """A running `python -m sandbox` on a loopback port, with its control API."""
+
+    def __init__(self, state_dir, time_scale=0.01, extra_args=()):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.state_dir = state_dir
+        os.makedirs(state_dir, exist_ok=True)
+        self.log = open(os.path.join(state_dir, "sandbox.log"), "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(self.port),
+             "--state-dir", state_dir, "--time-scale", str(time_scale), *extra_args],
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        wait_until(self._healthy, timeout=20, what="the sandbox to answer /sandbox/health")
+        self.env = read_env_file(os.path.join(state_dir, "service.env"))
+        self.env["WECHAT_API_BASE"] = self.url
+        self.env["WECHATPAY_GATEWAY"] = self.url
+
+    def _healthy(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"sandbox exited with {self.proc.returncode}; see {self.state_dir}/sandbox.log")
+        try:
+            return http_json("GET", self.url + "/sandbox/health", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    def control(self, method, path, body=None):
+        """Call the control API; returns the parsed JSON body, failing on a non-2xx answer."""
+        status, parsed, _ = http_json(method, self.url + path, body)
+        assert 200 <= status < 300, f"sandbox {method} {path} -> {status} {parsed}"
+        return parsed
+
+    def stop(self):
+        """Terminate the process."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
