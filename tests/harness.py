@@ -106,3 +106,37 @@ class SandboxProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+class ServiceProcess:
+    """The service as its own OS process (`python server.py`), for tests that need two of them."""
+
+    def __init__(self, env, name="service"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith(("WECHAT", "DATABASE", "REDIS"))},
+                    **env, "HOST": "127.0.0.1", "PORT": str(self.port)}
+        self.env.setdefault("WECHATPAY_NOTIFY_URL", f"{self.url}/api/v1/payment/wxpay/callback")
+        os.makedirs(os.path.join(VAR, "test"), exist_ok=True)
+        self.log_path = os.path.join(VAR, "test", f"{name}-{self.port}.log")
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "server.py"], cwd=ROOT, env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(self._ready, timeout=30, what=f"{name} to answer /healthz")
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"service exited with {self.proc.returncode}; see {self.log_path}")
+        try:
+            return http_json("GET", self.url + "/healthz", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    def stop(self):
+        """SIGTERM, then wait for the graceful stop."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()

@@ -1,0 +1,31 @@
+# The two commands: `make run` (everything up locally) and `make test` (the whole suite against real servers).
+SHELL := /bin/bash
+PY := .venv/bin/python
+PORT ?= 8000
+SANDBOX_PORT ?= 8090
+
+.PHONY: run test deps servers stop migrate bench clean-var
+
+deps:
+	@bash scripts/bootstrap.sh
+
+servers: deps
+	@bash scripts/servers.sh start
+
+migrate: servers
+	@set -a; . var/dev.env; set +a; $(PY) manage.py migrate
+
+run: servers
+	@PORT=$(PORT) SANDBOX_PORT=$(SANDBOX_PORT) bash scripts/run.sh
+
+test:
+	@WITH_NODE=1 WITH_BROWSER=1 bash scripts/bootstrap.sh
+	@bash scripts/servers.sh start
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+stop:
+	@bash scripts/run.sh stop || true
+	@bash scripts/servers.sh stop
+
+bench: servers
+	@$(PY) bench/ws_fanout.py

@@ -1,0 +1,1 @@
+"""Thin Tornado handlers: parse, call one service function, serialise."""

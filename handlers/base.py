@@ -1,0 +1,108 @@
+"""BaseHandler: JSON in and out, the contract's error body for every failure, never a traceback."""
+from __future__ import annotations
+
+import json
+import logging
+
+import peewee
+import pymysql
+import tornado.web
+
+import errors
+from services import tokens
+from services.audit import Actor
+
+log = logging.getLogger("gym.http")
+
+_DB_ERRORS = (peewee.OperationalError, peewee.InterfaceError, pymysql.err.OperationalError,
+              pymysql.err.InterfaceError, ConnectionError, OSError)
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Common plumbing of every API handler."""
+
+    def initialize(self, ctx):
+        self.ctx = ctx
+
+    def set_default_headers(self):
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def prepare(self):
+        limit = self.ctx.settings.max_body_bytes
+        if len(self.request.body or b"") > limit:
+            raise errors.ServiceError(413, "PAYLOAD_TOO_LARGE", f"请求体超过 {limit} 字节")
+
+    def write_json(self, data, status=200):
+        """Answer data as JSON."""
+        self.set_status(status)
+        self.finish(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+    def json_body(self) -> dict:
+        """The request body as a JSON object; 400 INVALID_REQUEST otherwise."""
+        if not self.request.body:
+            return {}
+        try:
+            data = json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise errors.invalid_request("请求体不是合法的 JSON") from None
+        if not isinstance(data, dict):
+            raise errors.invalid_request("请求体必须是 JSON 对象")
+        return data
+
+    def bearer_token(self) -> str:
+        """The token of `Authorization: Bearer ...`; 401 when absent."""
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise errors.unauthenticated()
+        return token.strip()
+
+    def current_user_id(self) -> int:
+        """The parent's user id from the token; 401 otherwise."""
+        return tokens.verify(self.ctx.settings.secret_key, self.bearer_token(), "user")
+
+    def actor(self, kind="user", user_id=None, operator_id=None) -> Actor:
+        """Who is acting, with this request's IP and user agent."""
+        return Actor(kind, user_id=user_id, operator_id=operator_id, ip=self.request.remote_ip,
+                     user_agent=self.request.headers.get("User-Agent"))
+
+    def _handle_request_exception(self, e):
+        if self._finished:
+            return
+        if isinstance(e, errors.ServiceError):
+            self._answer_error(e)
+        elif isinstance(e, tornado.web.HTTPError):
+            self._answer_error(_http_error(e))
+        elif isinstance(e, _DB_ERRORS):
+            log.error("%s %s: dependency unavailable: %s", self.request.method, self.request.path, e)
+            self._answer_error(errors.service_unavailable())
+        else:
+            log.error("%s %s failed", self.request.method, self.request.path, exc_info=e)
+            self._answer_error(errors.ServiceError(500, "INTERNAL_ERROR", "服务器内部错误"))
+
+    def _answer_error(self, error: errors.ServiceError):
+        self.clear()
+        self.set_status(error.status)
+        if error.status == 503:
+            self.set_header("Retry-After", "1")
+        self.finish(json.dumps(error.body(), ensure_ascii=False))
+
+    def write_error(self, status_code, **kwargs):
+        self._answer_error(errors.ServiceError(status_code, _CODES.get(status_code, "ERROR"), "请求失败"))
+
+
+_CODES = {400: "INVALID_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+
+
+def _http_error(e: tornado.web.HTTPError) -> errors.ServiceError:
+    code = _CODES.get(e.status_code, "ERROR")
+    messages = {404: "资源不存在", 405: "不支持该请求方法", 400: "请求参数错误"}
+    return errors.ServiceError(e.status_code, code, messages.get(e.status_code, "请求失败"))
+
+
+class NotFoundHandler(BaseHandler):
+    """Unknown routes answer the contract's 404 body."""
+
+    def prepare(self):
+        raise errors.not_found("接口不存在")

@@ -1,0 +1,94 @@
+"""Parent-facing routes: login, schedules, orders, payment."""
+from __future__ import annotations
+
+import io
+
+import qrcode
+
+import errors
+
+from services import auth, orders, payments, ratelimit, schedules
+
+from .base import BaseHandler
+
+
+class LoginHandler(BaseHandler):
+    """POST /api/v1/auth/login."""
+
+    async def post(self):
+        await ratelimit.check(self.ctx, "login", self.request.remote_ip)
+        self.write_json(await auth.login_user(self.ctx, self.json_body()))
+
+
+class SchedulesHandler(BaseHandler):
+    """GET /api/v1/courses/schedules."""
+
+    async def get(self):
+        self.write_json({"items": await schedules.list_schedules(self.ctx.settings)})
+
+
+class ScheduleHandler(BaseHandler):
+    """GET /api/v1/courses/schedules/{id}."""
+
+    async def get(self, schedule_id):
+        self.write_json(await schedules.get_schedule(self.ctx.settings, int(schedule_id)))
+
+
+class CreateOrderHandler(BaseHandler):
+    """POST /api/v1/payment/orders/create."""
+
+    async def post(self):
+        user_id = self.current_user_id()
+        await ratelimit.check(self.ctx, "order", str(user_id))
+        status, order = await orders.create_order(self.ctx, user_id, self.json_body(),
+                                                  self.request.headers.get("Idempotency-Key"),
+                                                  self.actor(user_id=user_id))
+        self.write_json(order, status)
+
+
+class OrdersHandler(BaseHandler):
+    """GET /api/v1/payment/orders."""
+
+    async def get(self):
+        self.write_json({"items": await orders.list_user_orders(self.current_user_id())})
+
+
+class OrderHandler(BaseHandler):
+    """GET /api/v1/payment/orders/{order_id}."""
+
+    async def get(self, order_id):
+        order = await orders.get_user_order(self.current_user_id(), order_id)
+        self.write_json(await orders.order_view(order))
+
+
+class CancelOrderHandler(BaseHandler):
+    """POST /api/v1/payment/orders/{order_id}/cancel."""
+
+    async def post(self, order_id):
+        user_id = self.current_user_id()
+        self.write_json(await payments.cancel_order(self.ctx, user_id, order_id, self.json_body(),
+                                                    self.actor(user_id=user_id)))
+
+
+class WxPayCreateHandler(BaseHandler):
+    """POST /api/v1/payment/wxpay/create: the wx.requestPayment parameters."""
+
+    async def post(self):
+        user_id = self.current_user_id()
+        body = self.json_body()
+        order_id = body.get("order_id")
+        if not isinstance(order_id, str) or not order_id:
+            raise errors.invalid_request("order_id 必填", field="order_id")
+        self.write_json(await payments.request_payment(self.ctx, user_id, order_id, self.actor(user_id=user_id)))
+
+
+class WxPayQRCodeHandler(BaseHandler):
+    """GET /api/v1/payment/wxpay/qrcode/{order_id}: the Native-pay QR code as PNG."""
+
+    async def get(self, order_id):
+        user_id = self.current_user_id()
+        code_url = await payments.native_code_url(self.ctx, user_id, order_id, self.actor(user_id=user_id))
+        buffer = io.BytesIO()
+        qrcode.make(code_url, box_size=8, border=2).save(buffer)
+        self.set_header("Content-Type", "image/png")
+        self.finish(buffer.getvalue())

@@ -1,0 +1,25 @@
+"""WeChat Pay's notification endpoints: 204 when handled, `{"code": "FAIL"}` with 401/400/503 when refused."""
+from __future__ import annotations
+
+import json
+
+from services import notifications
+from services.audit import Actor
+from services.wechatpay_notify import NotificationRejected
+
+from .base import BaseHandler
+
+
+class PaymentCallbackHandler(BaseHandler):
+    """POST /api/v1/payment/wxpay/callback."""
+
+    async def post(self):
+        actor = Actor("wechat", ip=self.request.remote_ip, user_agent=self.request.headers.get("User-Agent"))
+        try:
+            await notifications.handle_payment_notification(self.ctx, self.request.headers, self.request.body, actor)
+        except NotificationRejected as e:
+            self.set_status(e.status)
+            self.finish(json.dumps({"code": "FAIL", "message": e.reason}))
+            return
+        self.set_status(204)
+        self.finish()

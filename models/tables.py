@@ -1,0 +1,232 @@
+"""The tables: the seed's four payment tables under the contract's names, plus users, schedules, operators,
+refunds, idempotency keys, notification receipts and job leases."""
+from __future__ import annotations
+
+import peewee as pw
+
+from .base import BaseModel, UTCDateTimeField, utcnow
+
+
+class JSONText(pw.TextField):
+    """JSON kept as LONGTEXT (MariaDB's JSON is an alias of it)."""
+
+    field_type = "LONGTEXT"
+
+
+class User(BaseModel):
+    """A parent, known by the mini-program openid."""
+
+    openid = pw.CharField(max_length=128, unique=True)
+    unionid = pw.CharField(max_length=128, null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    last_login_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "users"
+
+
+class Operator(BaseModel):
+    """Gym staff who use the admin routes."""
+
+    username = pw.CharField(max_length=64, unique=True)
+    password_hash = pw.CharField(max_length=255)
+    role = pw.CharField(max_length=16)  # admin | finance | staff
+    active = pw.BooleanField(default=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    last_login_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "operators"
+
+
+class CourseSchedule(BaseModel):
+    """One trial class session with a number of seats."""
+
+    title = pw.CharField(max_length=127)
+    starts_at = UTCDateTimeField(index=True)
+    capacity = pw.IntegerField()
+    created_by = pw.ForeignKeyField(Operator, null=True, column_name="created_by", on_delete="SET NULL")
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "course_schedules"
+
+
+class PaymentOrder(BaseModel):
+    """An order for one trial seat; `order_id` is WeChat Pay's out_trade_no."""
+
+    order_id = pw.CharField(max_length=32, unique=True)
+    user = pw.ForeignKeyField(User, column_name="user_id", index=True)
+    course_schedule = pw.ForeignKeyField(CourseSchedule, column_name="course_schedule_id", index=True)
+    amount = pw.DecimalField(max_digits=10, decimal_places=2)  # yuan, as the seed has it
+    amount_fen = pw.IntegerField()  # what the code computes with
+    currency = pw.CharField(max_length=3, default="CNY")
+    status = pw.CharField(max_length=16, index=True, default="pending")
+    payment_method = pw.CharField(max_length=32, default="wechat_pay")
+    description = pw.CharField(max_length=127)
+    # Set to user_id while the order is pending or paid, NULL otherwise: one live trial per user, by unique key.
+    trial_slot = pw.BigIntegerField(null=True, unique=True)
+    trade_type = pw.CharField(max_length=16, null=True)  # JSAPI | NATIVE once payment starts
+    prepay_id = pw.CharField(max_length=64, null=True)
+    code_url = pw.CharField(max_length=255, null=True)
+    payment_started_at = UTCDateTimeField(null=True)
+    transaction_id = pw.CharField(max_length=64, null=True)
+    paid_at = UTCDateTimeField(null=True)
+    refunded_fen = pw.IntegerField(default=0)
+    failure_reason = pw.CharField(max_length=64, null=True)
+    lease_owner = pw.CharField(max_length=64, null=True)
+    lease_until = UTCDateTimeField(null=True)
+    last_checked_at = UTCDateTimeField(null=True)
+    created_at = UTCDateTimeField(default=utcnow, index=True)
+    updated_at = UTCDateTimeField(default=utcnow)
+    expires_at = UTCDateTimeField(index=True)
+
+    class Meta:
+        table_name = "payment_orders"
+
+
+class PaymentTransaction(BaseModel):
+    """A WeChat Pay transaction as reported by a notification or a query."""
+
+    transaction_id = pw.CharField(max_length=64, unique=True)
+    order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", index=True)
+    out_trade_no = pw.CharField(max_length=64, index=True)
+    trade_type = pw.CharField(max_length=32)
+    trade_state = pw.CharField(max_length=32, index=True)
+    bank_type = pw.CharField(max_length=32, null=True)
+    total_fee = pw.IntegerField()
+    payer_total = pw.IntegerField(null=True)
+    fee_type = pw.CharField(max_length=8, default="CNY")
+    openid = pw.CharField(max_length=128, null=True)
+    success_time = pw.CharField(max_length=40, null=True)
+    source = pw.CharField(max_length=16)  # notify | query | close
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "payment_transactions"
+
+
+class SeatReservation(BaseModel):
+    """The seat an order holds, then occupies."""
+
+    reservation_id = pw.CharField(max_length=32, unique=True)
+    order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", unique=True)
+    course_schedule = pw.ForeignKeyField(CourseSchedule, column_name="course_schedule_id")
+    user = pw.ForeignKeyField(User, column_name="user_id", index=True)
+    seat_count = pw.IntegerField(default=1)
+    status = pw.CharField(max_length=16, default="temporary")
+    # Once a WeChat Pay order exists the hold no longer lapses by time: only a confirmed close releases it.
+    payment_started = pw.BooleanField(default=False)
+    expires_at = UTCDateTimeField(index=True)
+    confirmed_at = UTCDateTimeField(null=True)
+    released_at = UTCDateTimeField(null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "seat_reservations"
+        indexes = ((("course_schedule", "status", "expires_at"), False),)
+
+
+class Refund(BaseModel):
+    """A refund an operator asked WeChat Pay for."""
+
+    out_refund_no = pw.CharField(max_length=64, unique=True)
+    order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", index=True)
+    refund_id = pw.CharField(max_length=64, null=True)
+    amount_fen = pw.IntegerField()
+    status = pw.CharField(max_length=16, default="PROCESSING")
+    reason = pw.CharField(max_length=80, null=True)
+    operator = pw.ForeignKeyField(Operator, column_name="operator_id", null=True)
+    success_time = pw.CharField(max_length=40, null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "refunds"
+
+
+class PaymentAuditLog(BaseModel):
+    """One row per state change or refused attempt: who, what, from which state to which, with snapshots."""
+
+    order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", null=True, index=True)
+    transaction = pw.ForeignKeyField(PaymentTransaction, column_name="transaction_id", null=True)
+    refund = pw.ForeignKeyField(Refund, column_name="refund_id", null=True)
+    user = pw.ForeignKeyField(User, column_name="user_id", null=True, index=True)
+    operator = pw.ForeignKeyField(Operator, column_name="operator_id", null=True)
+    actor = pw.CharField(max_length=16)  # user | operator | system | wechat
+    action_type = pw.CharField(max_length=64, index=True)
+    action_detail = pw.TextField(null=True)
+    entity = pw.CharField(max_length=16, default="order")  # order | reservation | transaction | refund
+    old_status = pw.CharField(max_length=32, null=True)
+    new_status = pw.CharField(max_length=32, null=True)
+    ip_address = pw.CharField(max_length=45, null=True)
+    user_agent = pw.TextField(null=True)
+    request_data = JSONText(null=True)
+    response_data = JSONText(null=True)
+    error_message = pw.TextField(null=True)
+    created_at = UTCDateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "payment_audit_log"
+
+
+class IdempotencyKey(BaseModel):
+    """The order an Idempotency-Key created, so a repeat gets the same answer."""
+
+    user = pw.ForeignKeyField(User, column_name="user_id")
+    idem_key = pw.CharField(max_length=128)
+    request_hash = pw.CharField(max_length=64)
+    order = pw.ForeignKeyField(PaymentOrder, column_name="order_id")
+    status_code = pw.IntegerField()
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "idempotency_keys"
+        indexes = ((("user", "idem_key"), True),)
+
+
+class NotificationReceipt(BaseModel):
+    """Each WeChat Pay notification event id seen, with how it ended."""
+
+    event_id = pw.CharField(max_length=64, unique=True)
+    event_type = pw.CharField(max_length=32)
+    out_trade_no = pw.CharField(max_length=64, null=True, index=True)
+    outcome = pw.CharField(max_length=32)
+    deliveries = pw.IntegerField(default=1)
+    first_seen_at = UTCDateTimeField(default=utcnow)
+    last_seen_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "notification_receipts"
+
+
+class JobLease(BaseModel):
+    """Which process runs a background job until when."""
+
+    name = pw.CharField(max_length=64, primary_key=True)
+    owner = pw.CharField(max_length=64, null=True)
+    lease_until = UTCDateTimeField(null=True)
+    runs = pw.BigIntegerField(default=0)
+
+    class Meta:
+        table_name = "job_leases"
+
+
+class SchemaMigration(BaseModel):
+    """Applied schema versions."""
+
+    version = pw.IntegerField(primary_key=True)
+    name = pw.CharField(max_length=128)
+    applied_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "schema_migrations"
+
+
+ALL_TABLES = [
+    User, Operator, CourseSchedule, PaymentOrder, PaymentTransaction, SeatReservation, Refund,
+    PaymentAuditLog, IdempotencyKey, NotificationReceipt, JobLease,
+]

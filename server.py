@@ -1,0 +1,109 @@
+"""The payment service: `make_app` builds the Tornado application, `main` runs it until SIGTERM."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import redis.asyncio as aioredis
+import tornado.httpserver
+import tornado.web
+
+import settings as settings_module
+from handlers import admin, ops, users, wxpay_notify
+from handlers.base import NotFoundHandler
+from models import close_database, open_database
+from services.context import AppContext
+from services.reconcile import Reconciler
+from services.wechat_open import WeChatOpenAPI
+from services.wechatpay import PaymentGatewayError, WeChatPayGateway
+from services.wechatpay_notify import NotificationVerifier
+
+log = logging.getLogger("gym.server")
+
+ORDER_ID = r"([^/]+)"
+
+
+def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
+    """The Tornado application on an opened context."""
+    c = {"ctx": ctx}
+    routes = [
+        (r"/healthz", ops.HealthHandler, c),
+        (r"/readyz", ops.ReadyHandler, c),
+        (r"/api/v1/auth/login", users.LoginHandler, c),
+        (r"/api/v1/courses/schedules", users.SchedulesHandler, c),
+        (r"/api/v1/courses/schedules/([0-9]{1,18})", users.ScheduleHandler, c),
+        (r"/api/v1/payment/orders/create", users.CreateOrderHandler, c),
+        (r"/api/v1/payment/orders", users.OrdersHandler, c),
+        (rf"/api/v1/payment/orders/{ORDER_ID}/cancel", users.CancelOrderHandler, c),
+        (rf"/api/v1/payment/orders/{ORDER_ID}", users.OrderHandler, c),
+        (r"/api/v1/payment/wxpay/create", users.WxPayCreateHandler, c),
+        (rf"/api/v1/payment/wxpay/qrcode/{ORDER_ID}", users.WxPayQRCodeHandler, c),
+        (r"/api/v1/payment/wxpay/callback", wxpay_notify.PaymentCallbackHandler, c),
+        (r"/api/v1/admin/login", admin.AdminLoginHandler, c),
+        (r"/api/v1/admin/schedules", admin.AdminSchedulesHandler, c),
+        (r"/api/v1/admin/schedules/([0-9]{1,18})", admin.AdminScheduleHandler, c),
+        *extra_routes,
+    ]
+    return tornado.web.Application(routes, default_handler_class=NotFoundHandler, default_handler_args=c,
+                                   compress_response=False)
+
+
+async def open_context(settings, run_jobs=None) -> AppContext:
+    """Open the database pool, Redis, the WeChat Pay and open-API clients, and start the background job."""
+    ctx = AppContext(settings=settings)
+    await open_database(settings.database)
+    ctx.redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2,
+                                  health_check_interval=10)
+    ctx.gateway = WeChatPayGateway(settings)
+    try:
+        await ctx.gateway.open()
+    except PaymentGatewayError:
+        log.warning("WeChat Pay not reachable at start; the client opens on first use")
+    ctx.verifier = NotificationVerifier(settings, ctx.gateway)
+    ctx.open_api = WeChatOpenAPI(settings)
+    ctx.reconciler = None
+    if settings.run_jobs if run_jobs is None else run_jobs:
+        ctx.reconciler = Reconciler(ctx)
+        ctx.reconciler.start()
+    return ctx
+
+
+async def close_context(ctx: AppContext):
+    """Stop the job and close what open_context opened."""
+    if getattr(ctx, "reconciler", None):
+        await ctx.reconciler.stop()
+    await ctx.gateway.close()
+    await ctx.open_api.close()
+    await ctx.redis.aclose()
+    await close_database()
+
+
+async def main():
+    """Run the service until SIGTERM or SIGINT, then drain and close."""
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_module.load_or_exit()
+    ctx = await open_context(settings)
+    app = make_app(ctx)
+    server = tornado.httpserver.HTTPServer(app, max_body_size=max(settings.max_body_bytes * 4, 1 << 20))
+    server.listen(settings.port, settings.host)
+    log.info("listening on http://%s:%s", settings.host, settings.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: no new connections, draining")
+    server.stop()
+    try:
+        await asyncio.wait_for(server.close_all_connections(), timeout=10)
+    except asyncio.TimeoutError:
+        log.warning("some connections did not close in 10 s")
+    await close_context(ctx)
+    log.info("stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

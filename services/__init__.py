@@ -1,0 +1,1 @@
+"""The domain: orders, seats, payments, notifications, background jobs. Nothing here imports tornado."""

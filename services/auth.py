@@ -1,0 +1,85 @@
+"""Logging in: parents by wx.login code, operators by password; and making operators."""
+from __future__ import annotations
+
+import logging
+
+import errors
+from models import Operator, User, utcnow
+
+from . import passwords, tokens
+from .audit import mask_value
+from .wechat_open import OpenAPIError
+
+log = logging.getLogger("gym.auth")
+
+ROLES = ("admin", "finance", "staff")
+
+
+async def login_user(ctx, body: dict) -> dict:
+    """Exchange a wx.login code for our token; 401 for a bad code, 503 when WeChat is unreachable."""
+    code = body.get("code")
+    if not isinstance(code, str) or not code.strip() or len(code) > 256:
+        raise errors.invalid_request("code 必须是 wx.login 返回的字符串", field="code")
+    try:
+        session = await ctx.open_api.code_to_session(code.strip())
+    except OpenAPIError as e:
+        if e.unreachable:
+            log.warning("jscode2session unreachable: %s", e)
+            raise errors.service_unavailable("微信登录服务暂时不可用，请稍后重试") from e
+        raise errors.unauthenticated("登录凭证无效，请重新登录") from e
+    openid = session.get("openid")
+    if not openid:
+        raise errors.service_unavailable("微信登录服务返回异常，请稍后重试")
+    now = utcnow()
+    await User.insert(openid=openid, unionid=session.get("unionid"), created_at=now, last_login_at=now).on_conflict(
+        update={User.last_login_at: now}).aio_execute()
+    user = await User.select().where(User.openid == openid).aio_get()
+    ttl = tokens.USER_TOKEN_SECONDS
+    return {"token": tokens.issue(ctx.settings.secret_key, "user", user.id, ttl), "expires_in": ttl,
+            "user": {"id": user.id, "openid_masked": mask_value(openid)}}
+
+
+async def login_operator(ctx, body: dict) -> dict:
+    """Check an operator's password; 401 on any mismatch."""
+    username, password = body.get("username"), body.get("password")
+    if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+        raise errors.invalid_request("username 和 password 必填")
+    operator = await Operator.select().where(Operator.username == username).aio_first()
+    if not passwords.check_password(operator.password_hash if operator else None, password) or not operator.active:
+        raise errors.unauthenticated("用户名或密码错误")
+    await Operator.update(last_login_at=utcnow()).where(Operator.id == operator.id).aio_execute()
+    ttl = tokens.OPERATOR_TOKEN_SECONDS
+    return {"token": tokens.issue(ctx.settings.secret_key, "operator", operator.id, ttl), "expires_in": ttl,
+            "operator": {"id": operator.id, "username": operator.username, "role": operator.role}}
+
+
+async def operator_for_token(ctx, token: str, roles=ROLES) -> Operator:
+    """The operator a token names, if active and of one of `roles`; 401 / 403 otherwise."""
+    try:
+        operator_id = tokens.verify(ctx.settings.secret_key, token, "operator")
+    except errors.ServiceError:
+        try:
+            tokens.verify(ctx.settings.secret_key, token, "user")
+        except errors.ServiceError:
+            raise errors.unauthenticated() from None
+        raise errors.forbidden("需要运营人员权限") from None
+    operator = await Operator.select().where(Operator.id == operator_id).aio_first()
+    if operator is None or not operator.active:
+        raise errors.unauthenticated("账号已停用")
+    if operator.role not in roles:
+        raise errors.forbidden("当前角色无权执行此操作")
+    return operator
+
+
+async def create_operator(username: str, password: str, role: str) -> Operator:
+    """Create an operator, or reset the password and role of an existing one."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if not username or len(username) > 64:
+        raise ValueError("username must be 1..64 characters")
+    if len(password) < 8:
+        raise ValueError("password must be at least 8 characters")
+    hashed = passwords.hash_password(password)
+    await Operator.insert(username=username, password_hash=hashed, role=role).on_conflict(
+        update={Operator.password_hash: hashed, Operator.role: role, Operator.active: True}).aio_execute()
+    return await Operator.select().where(Operator.username == username).aio_get()

@@ -1,0 +1,181 @@
+"""Creating and reading orders: the fixed price, one trial per user, and a seat held without oversell."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from decimal import Decimal, InvalidOperation
+
+import errors
+from models import IdempotencyKey, PaymentOrder, SeatReservation, User, utcnow
+
+from . import audit
+from .lifecycle import lock_schedule, release_order, seats_taken
+from .timefmt import iso, yuan
+from .uow import run_in_transaction
+
+
+def new_order_id() -> str:
+    """32 lowercase hex characters: the order id and WeChat Pay out_trade_no."""
+    return uuid.uuid4().hex
+
+
+def serialize(order, reservation) -> dict:
+    """The contract's order object."""
+    return {
+        "order_id": order.order_id, "status": order.status, "amount_fen": order.amount_fen,
+        "amount": yuan(order.amount_fen), "currency": order.currency,
+        "course_schedule_id": order.course_schedule_id, "created_at": iso(order.created_at),
+        "expires_at": iso(order.expires_at), "paid_at": iso(order.paid_at), "transaction_id": order.transaction_id,
+        "refunded_fen": order.refunded_fen, "failure_reason": order.failure_reason,
+        "reservation": None if reservation is None else {
+            "reservation_id": reservation.reservation_id, "status": reservation.status,
+            "expires_at": iso(reservation.expires_at), "confirmed_at": iso(reservation.confirmed_at),
+        },
+    }
+
+
+def parse_amount_fen(raw) -> int | None:
+    """The client's amount (yuan, string or number) in fen; None when absent; 400 when not a number."""
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise errors.invalid_request("amount 必须是数字", field="amount")
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation:
+        raise errors.invalid_request("amount 必须是数字", field="amount") from None
+    if not value.is_finite():
+        raise errors.invalid_request("amount 必须是数字", field="amount")
+    fen = value * 100
+    return int(fen) if fen == fen.to_integral_value() else -1  # fractions of a fen never match the price
+
+
+def parse_schedule_id(raw) -> int:
+    """The course_schedule_id as a positive int; 400 otherwise."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise errors.invalid_request("course_schedule_id 必须是整数", field="course_schedule_id")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.invalid_request("course_schedule_id 必须是整数", field="course_schedule_id") from None
+    if value <= 0:
+        raise errors.invalid_request("course_schedule_id 必须是正整数", field="course_schedule_id")
+    return value
+
+
+async def reservation_of(order):
+    """The order's reservation (no lock)."""
+    return await SeatReservation.select().where(SeatReservation.order == order.id).aio_first()
+
+
+async def order_view(order) -> dict:
+    """The order object with its reservation, read now."""
+    return serialize(order, await reservation_of(order))
+
+
+async def get_user_order(user_id: int, order_id: str) -> PaymentOrder:
+    """The user's order by its public id; 404 for unknown ids and other users' orders alike."""
+    if not isinstance(order_id, str) or len(order_id) != 32:
+        raise errors.not_found("订单不存在")
+    order = await PaymentOrder.select().where(
+        (PaymentOrder.order_id == order_id) & (PaymentOrder.user == user_id)).aio_first()
+    if order is None:
+        raise errors.not_found("订单不存在")
+    return order
+
+
+async def list_user_orders(user_id: int) -> list[dict]:
+    """The user's orders, newest first."""
+    orders = list(await PaymentOrder.select().where(PaymentOrder.user == user_id)
+                  .order_by(PaymentOrder.created_at.desc()).limit(100).aio_execute())
+    reservations = {r.order_id: r for r in await SeatReservation.select().where(
+        SeatReservation.order.in_([o.id for o in orders] or [0])).aio_execute()}
+    return [serialize(o, reservations.get(o.id)) for o in orders]
+
+
+async def _expire_lapsed_holds(uow, user_id, now):
+    """The user's pending orders whose hold lapsed before any WeChat Pay order: they can never be paid."""
+    lapsed = list(await PaymentOrder.select().join(SeatReservation, on=(SeatReservation.order == PaymentOrder.id))
+                  .where((PaymentOrder.user == user_id) & (PaymentOrder.status == "pending")
+                         & (SeatReservation.payment_started == False)  # noqa: E712
+                         & (SeatReservation.expires_at <= now))
+                  .for_update().aio_execute())
+    for order in lapsed:
+        await release_order(uow, order, "expired", "seat_hold_lapsed", audit.SYSTEM, "order_expired")
+
+
+async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor, request_snapshot):
+    settings = ctx.settings
+    now = utcnow()
+    user = await User.select().where(User.id == user_id).for_update().aio_first()
+    if user is None:
+        raise errors.unauthenticated("用户不存在，请重新登录")
+    if idem_key:
+        seen = await IdempotencyKey.select().where(
+            (IdempotencyKey.user == user_id) & (IdempotencyKey.idem_key == idem_key)).aio_first()
+        if seen is not None:
+            if seen.request_hash != request_hash:
+                raise errors.ServiceError(422, "IDEMPOTENCY_KEY_REUSED", "该 Idempotency-Key 已用于另一个请求")
+            order = await PaymentOrder.select().where(PaymentOrder.id == seen.order_id).aio_get()
+            return seen.status_code, order
+    await _expire_lapsed_holds(uow, user_id, now)
+    live = list(await PaymentOrder.select().where(
+        (PaymentOrder.user == user_id) & PaymentOrder.status.in_(["pending", "paid"])).for_update().aio_execute())
+    if any(o.status == "paid" for o in live):
+        raise errors.trial_already_booked()
+    for order in live:
+        if order.course_schedule_id == schedule_id:
+            return 200, order
+        raise errors.pending_order_exists(order.order_id)
+    schedule = await lock_schedule(schedule_id)
+    if schedule is None:
+        raise errors.not_found("课程不存在")
+    if schedule.starts_at <= now:
+        raise errors.ServiceError(409, "SCHEDULE_CLOSED", "该课程已开始，无法预约")
+    if await seats_taken(schedule.id, now) >= schedule.capacity:
+        raise errors.sold_out()
+    price = settings.trial_price_fen
+    order = PaymentOrder(
+        order_id=new_order_id(), user=user_id, course_schedule=schedule.id, amount=Decimal(price) / 100,
+        amount_fen=price, currency="CNY", status="pending", description=f"体验课 {schedule.title}"[:127],
+        trial_slot=user_id, created_at=now, updated_at=now,
+        expires_at=now + dt.timedelta(seconds=settings.order_expire_seconds))
+    await order.aio_save(force_insert=True)
+    reservation = SeatReservation(
+        reservation_id=uuid.uuid4().hex, order=order.id, course_schedule=schedule.id, user=user_id,
+        status="temporary", expires_at=now + dt.timedelta(seconds=settings.seat_hold_seconds),
+        created_at=now, updated_at=now)
+    await reservation.aio_save(force_insert=True)
+    await audit.record("order_created", actor, order=order, new_status="pending", request=request_snapshot,
+                       detail=f"schedule {schedule.id}, {yuan(price)} CNY")
+    await audit.record("seat_held", actor, order=order, entity="reservation", new_status="temporary",
+                       detail=f"reservation {reservation.reservation_id} until {iso(reservation.expires_at)}")
+    uow.order_changed(order, reservation)
+    if idem_key:
+        await IdempotencyKey.insert(user=user_id, idem_key=idem_key, request_hash=request_hash, order=order.id,
+                                    status_code=201).aio_execute()
+    return 201, order
+
+
+async def _record_amount_mismatch(uow, user_id, actor, request_snapshot, sent_fen, price):
+    await audit.record("amount_mismatch", actor, detail=f"client sent {sent_fen} fen, price is {price} fen",
+                       request=request_snapshot, error="AMOUNT_MISMATCH")
+
+
+async def create_order(ctx, user_id: int, body: dict, idem_key: str | None, actor) -> tuple[int, dict]:
+    """Create (or return the open) order for a schedule; returns (HTTP status, order object)."""
+    schedule_id = parse_schedule_id(body.get("course_schedule_id"))
+    sent_fen = parse_amount_fen(body.get("amount"))
+    snapshot = {"course_schedule_id": body.get("course_schedule_id"), "amount": body.get("amount")}
+    price = ctx.settings.trial_price_fen
+    if sent_fen is not None and sent_fen != price:
+        await run_in_transaction(ctx, _record_amount_mismatch, user_id, actor, snapshot, sent_fen, price)
+        raise errors.amount_mismatch()
+    if idem_key is not None and not (1 <= len(idem_key) <= 128):
+        raise errors.invalid_request("Idempotency-Key 长度必须在 1 到 128 之间")
+    request_hash = hashlib.sha256(json.dumps([schedule_id, sent_fen]).encode()).hexdigest()
+    status, order = await run_in_transaction(ctx, _create, ctx, user_id, schedule_id, idem_key, request_hash,
+                                             actor, snapshot)
+    return status, await order_view(order)

@@ -1,0 +1,163 @@
+"""Starting payment at WeChat Pay (JSAPI or Native) and cancelling: close at WeChat Pay first, then release."""
+from __future__ import annotations
+
+import logging
+
+import errors
+from models import PaymentOrder, SeatReservation, User, utcnow
+
+from . import audit
+from .leases import order_lease
+from .lifecycle import apply_payment, lock_order, lock_reservation, release_order
+from .orders import get_user_order, order_view
+from .uow import run_in_transaction
+from .wechatpay import PaymentGatewayError
+
+log = logging.getLogger("gym.payments")
+
+CANCEL_REASONS = {"user_cancelled": "cancelled", "payment_failed": "failed"}
+
+
+async def _begin_payment(uow, order_pk, trade_type, actor):
+    """Mark the payment started: the hold now lasts until the order's end and no longer lapses by time alone."""
+    order = await lock_order(order_pk)
+    now = utcnow()
+    if order.status != "pending":
+        raise errors.order_not_payable("订单已不是待支付状态")
+    if order.trade_type and order.trade_type != trade_type:
+        raise errors.order_not_payable("该订单已选择另一种支付方式")
+    if order.expires_at <= now:
+        raise errors.order_not_payable("订单已过期")
+    reservation = await lock_reservation(order)
+    if reservation is None or reservation.status != "temporary":
+        raise errors.order_not_payable("座位保留已失效")
+    if not reservation.payment_started:
+        if reservation.expires_at <= now:
+            raise errors.order_not_payable("座位保留已过期，请重新下单")
+        await SeatReservation.update(payment_started=True, expires_at=order.expires_at, updated_at=now).where(
+            SeatReservation.id == reservation.id).aio_execute()
+        await PaymentOrder.update(trade_type=trade_type, payment_started_at=now, updated_at=now).where(
+            PaymentOrder.id == order.id).aio_execute()
+        order.trade_type, order.payment_started_at = trade_type, now
+        await audit.record("payment_started", actor, order=order, entity="reservation", old_status="temporary",
+                           new_status="temporary", detail=f"{trade_type}; hold extended to the order's end")
+    return order
+
+
+async def _save_prepay(uow, order_pk, column, value, actor):
+    order = await lock_order(order_pk)
+    await PaymentOrder.update(**{column: value, "updated_at": utcnow()}).where(
+        PaymentOrder.id == order_pk).aio_execute()
+    await audit.record("prepay_created", actor, order=order, old_status=order.status, new_status=order.status,
+                       detail=f"{order.trade_type} {column} obtained")
+
+
+async def _record_gateway_error(uow, order_pk, what, error, actor):
+    order = await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
+    await audit.record(f"{what}_failed", actor, order=order, old_status=order.status, new_status=order.status,
+                       error=f"{error.code}: {error.message}", response={"code": error.code, "message": error.message})
+
+
+def _gateway_error_to_service(e: PaymentGatewayError):
+    if e.retryable:
+        return errors.payment_unavailable()
+    if e.code in ("ORDER_PAID", "ORDER_CLOSED", "OUT_TRADE_NO_USED"):
+        return errors.order_not_payable("微信支付订单已关闭或已支付")
+    return errors.ServiceError(422, "PAYMENT_REJECTED", f"微信支付拒绝了该订单：{e.message}", wechat_code=e.code)
+
+
+async def start_payment(ctx, user_id, order_id, trade_type, actor):
+    """Place (or reuse) the WeChat Pay order; returns the order row with prepay_id (JSAPI) or code_url (NATIVE)."""
+    order = await get_user_order(user_id, order_id)
+    user_openid = None
+    if trade_type == "JSAPI":
+        user_openid = (await User.select().where(User.id == user_id).aio_get()).openid
+    async with order_lease(order.id, ctx.instance_id):
+        order = await run_in_transaction(ctx, _begin_payment, order.id, trade_type, actor)
+        column = "prepay_id" if trade_type == "JSAPI" else "code_url"
+        existing = getattr(order, column)
+        if existing:
+            return order
+        try:
+            value = await ctx.gateway.place_order(trade_type, order.order_id, order.description, order.amount_fen,
+                                                  order.expires_at, openid=user_openid)
+        except PaymentGatewayError as e:
+            log.warning("placing %s for %s failed: %s", trade_type, order.order_id, e)
+            await run_in_transaction(ctx, _record_gateway_error, order.id, "prepay", e, actor)
+            if e.code == "ORDER_PAID":
+                await settle_from_wechat(ctx, order.id, actor, source="query")
+            raise _gateway_error_to_service(e) from e
+        await run_in_transaction(ctx, _save_prepay, order.id, column, value, actor)
+        setattr(order, column, value)
+        return order
+
+
+async def _apply_queried(uow, ctx, order_pk, txn, actor, source):
+    order = await lock_order(order_pk)
+    return await apply_payment(uow, ctx.settings, order, txn, actor, source)
+
+
+async def settle_from_wechat(ctx, order_pk, actor, source="query"):
+    """Ask WeChat Pay about the order and apply a SUCCESS answer; returns the trade_state or None."""
+    order = await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
+    txn = await ctx.gateway.query(order.order_id)
+    if txn and txn.get("trade_state") in ("SUCCESS", "REFUND"):
+        await run_in_transaction(ctx, _apply_queried, ctx, order_pk, txn, actor, source)
+    return txn.get("trade_state") if txn else None
+
+
+async def _release(uow, order_pk, new_status, reason, actor, action, response=None):
+    order = await lock_order(order_pk)
+    if order.status != "pending":
+        return order
+    await release_order(uow, order, new_status, reason, actor, action, response=response)
+    return order
+
+
+async def close_and_release(ctx, order_pk, new_status, reason, actor, action):
+    """Close the WeChat Pay order (if any) and release the seat; a paid answer applies the payment instead.
+
+    Call with the order's lease held. Raises PaymentGatewayError when WeChat Pay cannot confirm the close.
+    """
+    order = await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
+    if order.status != "pending":
+        return order
+    outcome = None
+    if order.trade_type:
+        outcome = await ctx.gateway.close_order(order.order_id)
+        if outcome == "paid":
+            await settle_from_wechat(ctx, order_pk, actor, source="close")
+            return await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
+    return await run_in_transaction(ctx, _release, order_pk, new_status, reason, actor, action,
+                                    response={"wechat_close": outcome} if outcome else None)
+
+
+async def cancel_order(ctx, user_id, order_id, body, actor) -> dict:
+    """The parent cancels (or reports a failed payment): the order as it now stands."""
+    reason = body.get("reason", "user_cancelled")
+    if reason not in CANCEL_REASONS:
+        raise errors.invalid_request("reason 必须是 user_cancelled 或 payment_failed", field="reason")
+    order = await get_user_order(user_id, order_id)
+    if order.status == "pending":
+        async with order_lease(order.id, ctx.instance_id):
+            action = "order_cancelled" if reason == "user_cancelled" else "payment_failed"
+            try:
+                order = await close_and_release(ctx, order.id, CANCEL_REASONS[reason], reason, actor, action)
+            except PaymentGatewayError as e:
+                await run_in_transaction(ctx, _record_gateway_error, order.id, "close", e, actor)
+                raise errors.payment_unavailable("暂时无法关闭微信支付订单，请稍后重试") from e
+    else:
+        order = await PaymentOrder.select().where(PaymentOrder.id == order.id).aio_get()
+    return await order_view(order)
+
+
+async def request_payment(ctx, user_id, order_id, actor) -> dict:
+    """The wx.requestPayment parameters for the order."""
+    order = await start_payment(ctx, user_id, order_id, "JSAPI", actor)
+    return ctx.gateway.request_payment_params(order.prepay_id)
+
+
+async def native_code_url(ctx, user_id, order_id, actor) -> str:
+    """The Native-pay code_url of the order (for its QR code)."""
+    order = await start_payment(ctx, user_id, order_id, "NATIVE", actor)
+    return order.code_url

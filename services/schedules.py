@@ -1,0 +1,103 @@
+"""Class sessions and their seats left."""
+from __future__ import annotations
+
+import peewee
+
+import errors
+from models import CourseSchedule, SeatReservation, utcnow
+
+from .lifecycle import seat_taking_condition
+from .timefmt import iso, parse_iso, yuan
+
+
+async def taken_by_schedule(schedule_ids) -> dict:
+    """Seats confirmed or held now, per schedule id."""
+    if not schedule_ids:
+        return {}
+    rows = await (SeatReservation
+                  .select(SeatReservation.course_schedule, peewee.fn.COUNT(SeatReservation.id).alias("n"))
+                  .where(SeatReservation.course_schedule.in_(list(schedule_ids)) & seat_taking_condition(utcnow()))
+                  .group_by(SeatReservation.course_schedule).dicts().aio_execute())
+    return {row["course_schedule"]: row["n"] for row in rows}
+
+
+def serialize(schedule, taken: int, price_fen: int) -> dict:
+    """The contract's schedule object."""
+    return {
+        "id": schedule.id, "title": schedule.title, "starts_at": iso(schedule.starts_at),
+        "capacity": schedule.capacity, "remaining": max(schedule.capacity - taken, 0),
+        "price_fen": price_fen, "price": yuan(price_fen),
+    }
+
+
+async def list_schedules(settings, upcoming_only=True) -> list[dict]:
+    """Schedules by start time (upcoming only for parents), each with seats left."""
+    query = CourseSchedule.select().order_by(CourseSchedule.starts_at, CourseSchedule.id)
+    if upcoming_only:
+        query = query.where(CourseSchedule.starts_at > utcnow())
+    schedules = list(await query.aio_execute())
+    taken = await taken_by_schedule([s.id for s in schedules])
+    return [serialize(s, taken.get(s.id, 0), settings.trial_price_fen) for s in schedules]
+
+
+async def get_schedule(settings, schedule_id) -> dict:
+    """One schedule with seats left; 404 when unknown."""
+    schedule = await CourseSchedule.select().where(CourseSchedule.id == schedule_id).aio_first()
+    if schedule is None:
+        raise errors.not_found("课程不存在")
+    taken = await taken_by_schedule([schedule.id])
+    return serialize(schedule, taken.get(schedule.id, 0), settings.trial_price_fen)
+
+
+def parse_schedule_input(body: dict):
+    """Validated (title, starts_at, capacity) from an operator's request; 400 otherwise."""
+    title = body.get("title")
+    if not isinstance(title, str) or not title.strip() or len(title.strip()) > 127:
+        raise errors.invalid_request("title 必须是 1 到 127 个字符", field="title")
+    starts_raw = body.get("starts_at")
+    try:
+        if not isinstance(starts_raw, str):
+            raise ValueError
+        starts_at = parse_iso(starts_raw)
+    except ValueError:
+        raise errors.invalid_request("starts_at 必须是带时区的 ISO 8601 时间", field="starts_at") from None
+    capacity = body.get("capacity")
+    if not isinstance(capacity, int) or isinstance(capacity, bool) or not 1 <= capacity <= 1000:
+        raise errors.invalid_request("capacity 必须是 1 到 1000 的整数", field="capacity")
+    return title.strip(), starts_at, capacity
+
+
+async def create_schedule(settings, body: dict, operator_id: int | None) -> dict:
+    """Create a class session."""
+    title, starts_at, capacity = parse_schedule_input(body)
+    schedule_id = await CourseSchedule.insert(title=title, starts_at=starts_at, capacity=capacity,
+                                              created_by=operator_id).aio_execute()
+    return await get_schedule(settings, schedule_id)
+
+
+async def _change_capacity(uow, schedule_id, capacity, actor):
+    from . import audit
+    from .lifecycle import lock_schedule
+
+    schedule = await lock_schedule(schedule_id)
+    if schedule is None:
+        raise errors.not_found("课程不存在")
+    confirmed = await SeatReservation.select().where(
+        (SeatReservation.course_schedule == schedule.id) & (SeatReservation.status == "confirmed")).aio_count()
+    if capacity < confirmed:
+        raise errors.ServiceError(409, "CAPACITY_BELOW_CONFIRMED", f"已有 {confirmed} 个确认的预约，名额不能少于此数")
+    await CourseSchedule.update(capacity=capacity, updated_at=utcnow()).where(
+        CourseSchedule.id == schedule.id).aio_execute()
+    await audit.record("schedule_capacity_changed", actor, entity="schedule", old_status=str(schedule.capacity),
+                       new_status=str(capacity), detail=f"schedule {schedule.id}")
+
+
+async def change_capacity(ctx, schedule_id: int, body: dict, actor) -> dict:
+    """An operator changes a session's capacity (never below its confirmed bookings; holds may exceed it)."""
+    from .uow import run_in_transaction
+
+    capacity = body.get("capacity")
+    if not isinstance(capacity, int) or isinstance(capacity, bool) or not 0 <= capacity <= 1000:
+        raise errors.invalid_request("capacity 必须是 0 到 1000 的整数", field="capacity")
+    await run_in_transaction(ctx, _change_capacity, schedule_id, capacity, actor)
+    return await get_schedule(ctx.settings, schedule_id)

@@ -1,0 +1,62 @@
+"""A unit of work: one database transaction, retried on deadlock, whose status events go out after commit."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import peewee
+import pymysql
+
+from models import database
+
+log = logging.getLogger("gym.uow")
+
+_RETRY_ERRNOS = {1213, 1205}  # deadlock, lock wait timeout
+
+
+class UnitOfWork:
+    """Collects the order status events of one transaction."""
+
+    def __init__(self):
+        self.events = []
+        self.after_commit = []
+
+    def order_changed(self, order, reservation=None):
+        """Remember that an order's status (or its reservation's) changed."""
+        self.events.append({
+            "order_pk": order.id, "order_id": order.order_id, "user_id": order.user_id, "status": order.status,
+            "reservation_status": reservation.status if reservation is not None else None,
+        })
+
+
+def _errno(exc):
+    for e in (exc, getattr(exc, "__cause__", None), getattr(exc, "__context__", None)):
+        if isinstance(e, pymysql.err.MySQLError) and e.args:
+            return e.args[0]
+        if isinstance(e, peewee.DatabaseError) and getattr(e, "orig", None) is not None and e.orig.args:
+            return e.orig.args[0]
+    return None
+
+
+async def run_in_transaction(ctx, fn, *args, retries=4, **kwargs):
+    """Run `await fn(uow, *args, **kwargs)` in a transaction; publish its events once committed."""
+    attempt = 0
+    while True:
+        uow = UnitOfWork()
+        try:
+            async with database.aio_atomic():
+                result = await fn(uow, *args, **kwargs)
+        except (peewee.OperationalError, pymysql.err.OperationalError) as e:
+            attempt += 1
+            if _errno(e) in _RETRY_ERRNOS and attempt < retries:
+                log.info("transaction %s retried after %s", getattr(fn, "__name__", fn), e)
+                await asyncio.sleep(0.01 * attempt)
+                continue
+            raise
+        for hook in uow.after_commit:
+            try:
+                await hook()
+            except Exception:  # noqa: BLE001
+                log.exception("after-commit hook failed")
+        await ctx.publish(uow.events)
+        return result

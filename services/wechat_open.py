@@ -1,0 +1,87 @@
+"""The WeChat open API of the mini-program: code → openid, access token, subscribe messages."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import httpx
+
+log = logging.getLogger("gym.wechat_open")
+
+
+class OpenAPIError(Exception):
+    """WeChat answered with an errcode, or could not be reached (errcode None)."""
+
+    def __init__(self, errcode, errmsg):
+        super().__init__(f"{errcode}: {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+    @property
+    def unreachable(self):
+        """True when the failure is WeChat's side or the network, so a retry may work."""
+        return self.errcode in (None, -1, 45009)
+
+
+class WeChatOpenAPI:
+    """A small async client of api.weixin.qq.com (or the sandbox)."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.http = httpx.AsyncClient(base_url=settings.wechat_api_base, timeout=httpx.Timeout(5.0, connect=3.0))
+        self._token = None
+        self._token_expires = 0.0
+        self._token_lock = asyncio.Lock()
+
+    async def close(self):
+        """Close the HTTP client."""
+        await self.http.aclose()
+
+    async def _json(self, method, path, **kwargs):
+        try:
+            resp = await self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as e:
+            raise OpenAPIError(None, f"network: {type(e).__name__}") from e
+        if resp.status_code >= 500:
+            raise OpenAPIError(None, f"HTTP {resp.status_code}")
+        try:
+            data = resp.json()
+        except ValueError:
+            raise OpenAPIError(None, f"HTTP {resp.status_code}: not JSON") from None
+        if data.get("errcode"):
+            raise OpenAPIError(data.get("errcode"), data.get("errmsg", ""))
+        return data
+
+    async def code_to_session(self, code: str) -> dict:
+        """jscode2session: {'openid', 'session_key', 'unionid'?}."""
+        return await self._json("GET", "/sns/jscode2session", params={
+            "appid": self.settings.wechat_appid, "secret": self.settings.wechat_app_secret,
+            "js_code": code, "grant_type": "authorization_code"})
+
+    async def access_token(self, force=False) -> str:
+        """A cached stable access token, refreshed five minutes before it ends."""
+        async with self._token_lock:
+            if force or not self._token or time.time() > self._token_expires - 300:
+                data = await self._json("POST", "/cgi-bin/stable_token", json={
+                    "grant_type": "client_credential", "appid": self.settings.wechat_appid,
+                    "secret": self.settings.wechat_app_secret, "force_refresh": False})
+                self._token = data["access_token"]
+                self._token_expires = time.time() + int(data.get("expires_in", 7200))
+            return self._token
+
+    async def send_subscribe_message(self, openid, template_id, data, page=None) -> dict:
+        """Send a subscribe message; an expired token is refreshed once."""
+        payload = {"touser": openid, "template_id": template_id, "data": data}
+        if page:
+            payload["page"] = page
+        for attempt in range(2):
+            token = await self.access_token(force=attempt > 0)
+            try:
+                return await self._json("POST", "/cgi-bin/message/subscribe/send",
+                                        params={"access_token": token}, json=payload)
+            except OpenAPIError as e:
+                if e.errcode in (40001, 42001) and attempt == 0:
+                    continue
+                raise
+        raise OpenAPIError(None, "unreachable")

@@ -1,0 +1,178 @@
+"""The WeChat Pay gateway: one AsyncWeChatPay client built at start, its answers mapped to PaymentGatewayError."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+
+import httpx
+from wechatpayv3 import WeChatPayType
+from wechatpayv3.async_ import AsyncWeChatPay
+
+log = logging.getLogger("gym.wechatpay")
+
+RETRYABLE_CODES = {"SYSTEM_ERROR", "BANK_ERROR", "FREQUENCY_LIMITED", "UNAVAILABLE", "SIGN_VERIFY_FAILED"}
+
+
+class PaymentGatewayError(Exception):
+    """WeChat Pay refused or could not be reached; `retryable` says whether the same call may succeed later."""
+
+    def __init__(self, code: str, message: str, http_status: int | None = None, retryable: bool = False):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.retryable = retryable
+
+
+def _rfc3339_cn(when) -> str:
+    """A naive-UTC datetime as RFC 3339 in Beijing time, as WeChat Pay writes times."""
+    import datetime as dt
+
+    cn = when.replace(tzinfo=dt.timezone.utc).astimezone(dt.timezone(dt.timedelta(hours=8)))
+    return cn.replace(microsecond=0).isoformat()
+
+
+class WeChatPayGateway:
+    """Calls WeChat Pay API v3 for this merchant; the gateway URL comes from settings."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        cert_dir = None
+        if not settings.public_key_mode:
+            cert_dir = os.path.join(os.path.abspath(settings.wechatpay_cert_dir), "")
+        self.client = AsyncWeChatPay(
+            wechatpay_type=WeChatPayType.MINIPROG,
+            mchid=settings.wechatpay_mchid,
+            private_key=settings.wechatpay_private_key,
+            cert_serial_no=settings.wechatpay_cert_serial_no,
+            appid=settings.wechat_appid,
+            apiv3_key=settings.wechatpay_apiv3_key,
+            notify_url=settings.wechatpay_notify_url,
+            cert_dir=cert_dir,
+            public_key=settings.wechatpay_public_key,
+            public_key_id=settings.wechatpay_public_key_id,
+            timeout=(3, 10),
+        )
+        self.client._core._gate_way = settings.wechatpay_gateway
+        self._opened = False
+
+    @property
+    def core(self):
+        """The SDK's core (keys, certificates)."""
+        return self.client._core
+
+    async def open(self):
+        """Open the HTTP client; in certificate mode load or download the platform certificates."""
+        if self._opened:
+            return
+        try:
+            await self.client.__aenter__()
+            self._opened = True
+        except (httpx.HTTPError, OSError, Exception) as e:  # the SDK raises bare Exception for missing certs
+            log.warning("WeChat Pay client not ready yet: %s", e)
+            await self.client.__aexit__(None, None, None)
+            raise PaymentGatewayError("UNAVAILABLE", "微信支付暂时无法连接", retryable=True) from e
+
+    async def close(self):
+        """Close the HTTP client."""
+        if self._opened:
+            await self.client.__aexit__(None, None, None)
+            self._opened = False
+
+    async def refresh_certificates(self):
+        """Download the platform certificates again (certificate mode; a new serial appeared)."""
+        await self.open()
+        if not self.settings.public_key_mode:
+            await self.core._update_certificates()
+
+    async def _call(self, what, coro_factory, ok=(200, 204)):
+        await self.open()
+        try:
+            status, text = await coro_factory()
+        except httpx.HTTPError as e:
+            raise PaymentGatewayError("UNAVAILABLE", f"微信支付网络异常: {type(e).__name__}", retryable=True) from e
+        except Exception as e:  # the SDK's answer-signature failure is a bare Exception
+            log.error("WeChat Pay %s: answer not verified: %s", what, e)
+            raise PaymentGatewayError("SIGN_VERIFY_FAILED", "微信支付应答验签失败", retryable=True) from e
+        body = {}
+        if text:
+            try:
+                body = json.loads(text)
+            except (ValueError, TypeError):
+                body = {}
+        if status in ok:
+            return status, body
+        code = body.get("code") or f"HTTP_{status}"
+        message = body.get("message") or "微信支付返回错误"
+        retryable = status >= 500 or status == 429 or code in RETRYABLE_CODES
+        raise PaymentGatewayError(code, message, http_status=status, retryable=retryable)
+
+    async def place_order(self, trade_type, out_trade_no, description, total_fen, time_expire, openid=None):
+        """Place a JSAPI (with the payer's openid) or NATIVE order; returns prepay_id or code_url."""
+        pay_type = WeChatPayType.JSAPI if trade_type == "JSAPI" else WeChatPayType.NATIVE
+        kwargs = dict(
+            description=description, out_trade_no=out_trade_no, amount={"total": total_fen, "currency": "CNY"},
+            time_expire=_rfc3339_cn(time_expire), notify_url=self.settings.wechatpay_notify_url, pay_type=pay_type,
+        )
+        if openid:
+            kwargs["payer"] = {"openid": openid}
+        _, body = await self._call("pay", lambda: self.client.pay(**kwargs))
+        key = "prepay_id" if trade_type == "JSAPI" else "code_url"
+        if not body.get(key):
+            raise PaymentGatewayError("BAD_ANSWER", "微信支付应答缺少字段", retryable=True)
+        return body[key]
+
+    async def query(self, out_trade_no):
+        """The transaction as WeChat Pay knows it, or None when it has no such order."""
+        try:
+            _, body = await self._call("query", lambda: self.client.query(out_trade_no=out_trade_no))
+        except PaymentGatewayError as e:
+            if e.code == "ORDER_NOT_EXIST":
+                return None
+            raise
+        return body
+
+    async def close_order(self, out_trade_no) -> str:
+        """Close an unpaid order: 'closed', 'paid' (WeChat Pay says ORDER_PAID) or 'absent' (never placed)."""
+        try:
+            await self._call("close", lambda: self.client.close(out_trade_no))
+        except PaymentGatewayError as e:
+            if e.code == "ORDER_PAID":
+                return "paid"
+            if e.code == "ORDER_NOT_EXIST":
+                return "absent"
+            if e.code == "ORDER_CLOSED":
+                return "closed"
+            raise
+        return "closed"
+
+    async def refund(self, out_refund_no, out_trade_no, refund_fen, total_fen, reason):
+        """Ask for a refund (retry with the same out_refund_no); returns WeChat Pay's refund JSON."""
+        _, body = await self._call("refund", lambda: self.client.refund(
+            out_refund_no=out_refund_no, out_trade_no=out_trade_no, reason=reason,
+            amount={"refund": refund_fen, "total": total_fen, "currency": "CNY"},
+            notify_url=self.settings.wechatpay_refund_notify_url))
+        return body
+
+    async def query_refund(self, out_refund_no):
+        """The refund as WeChat Pay knows it, or None when unknown."""
+        try:
+            _, body = await self._call("query_refund", lambda: self.client.query_refund(out_refund_no=out_refund_no))
+        except PaymentGatewayError as e:
+            if e.code == "RESOURCE_NOT_EXISTS":
+                return None
+            raise
+        return body
+
+    def request_payment_params(self, prepay_id) -> dict:
+        """The wx.requestPayment parameters, paySign made with the merchant key."""
+        appid = self.settings.wechat_appid
+        timestamp = str(int(time.time()))
+        nonce = secrets.token_hex(16)
+        package = f"prepay_id={prepay_id}"
+        pay_sign = self.client.sign([appid, timestamp, nonce, package])
+        return {"appId": appid, "timeStamp": timestamp, "nonceStr": nonce, "package": package,
+                "signType": "RSA", "paySign": pay_sign}

@@ -1,0 +1,116 @@
+"""Test helpers that talk to the service and the sandbox over HTTP, as the mini-program and WeChat Pay do."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+
+class Api:
+    """A small async client of the service under test."""
+
+    def __init__(self, base_url, sandbox=None):
+        self.base_url = base_url
+        self.sandbox = sandbox
+        self.http = AsyncHTTPClient()
+
+    async def call(self, method, path, body=None, token=None, headers=None, raw=None, base=None):
+        """(status, parsed JSON or raw bytes, headers)."""
+        hdrs = dict(headers or {})
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        if method in ("POST", "PUT", "PATCH") and data is None:
+            data = b""
+        req = HTTPRequest((base or self.base_url) + path, method=method, body=data, headers=hdrs,
+                          request_timeout=30, allow_nonstandard_methods=True)
+        resp = await self.http.fetch(req, raise_error=False)
+        content = resp.body or b""
+        parsed = content
+        if content and "json" in resp.headers.get("Content-Type", ""):
+            parsed = json.loads(content)
+        return resp.code, parsed, resp.headers
+
+    async def control(self, method, path, body=None):
+        """The sandbox's control API; fails the test on a non-2xx."""
+        status, data, _ = await self.call(method, path, body, base=self.sandbox.url)
+        assert 200 <= status < 300, f"sandbox {method} {path} -> {status} {data}"
+        return data
+
+    async def login(self, openid=None):
+        """Log a new (or the given) WeChat user in; returns (token, openid)."""
+        minted = await self.control("POST", "/sandbox/wx/login", {"openid": openid} if openid else {})
+        status, data, _ = await self.call("POST", "/api/v1/auth/login", {"code": minted["code"]})
+        assert status == 200, data
+        return data["token"], minted["openid"]
+
+    async def admin_token(self, role="admin"):
+        """An operator token (the operator is made through the service's own create_operator)."""
+        from services.auth import create_operator
+
+        name = f"op-{role}-{time.monotonic_ns()}"
+        await create_operator(name, "correct-horse-battery", role)
+        status, data, _ = await self.call("POST", "/api/v1/admin/login",
+                                          {"username": name, "password": "correct-horse-battery"})
+        assert status == 200, data
+        return data["token"]
+
+    async def schedule(self, capacity=5, title="体验课", starts_in_days=3):
+        """A new class session made through the admin API; returns its id."""
+        import datetime as dt
+
+        token = await self.admin_token()
+        starts = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=starts_in_days)).isoformat()
+        status, data, _ = await self.call("POST", "/api/v1/admin/schedules",
+                                          {"title": title, "starts_at": starts, "capacity": capacity}, token=token)
+        assert status == 201, data
+        return data["id"]
+
+    async def order(self, token, schedule_id, **extra):
+        """Create an order; returns (status, body)."""
+        status, data, _ = await self.call("POST", "/api/v1/payment/orders/create",
+                                          {"course_schedule_id": schedule_id, **extra}, token=token)
+        return status, data
+
+    async def get_order(self, token, order_id):
+        """The order as the API shows it."""
+        status, data, _ = await self.call("GET", f"/api/v1/payment/orders/{order_id}", token=token)
+        assert status == 200, data
+        return data
+
+    async def prepay(self, token, order_id):
+        """Start JSAPI payment; returns (status, body)."""
+        status, data, _ = await self.call("POST", "/api/v1/payment/wxpay/create", {"order_id": order_id}, token=token)
+        return status, data
+
+    async def remaining(self, schedule_id):
+        """Seats left as the public listing says."""
+        status, data, _ = await self.call("GET", f"/api/v1/courses/schedules/{schedule_id}")
+        assert status == 200, data
+        return data["remaining"]
+
+
+async def eventually(predicate, timeout=10.0, interval=0.05, what="condition"):
+    """Await predicate() (sync or async) until truthy; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def api(http_server, base_url, sandbox):
+    """The client, bound to the running service and the sandbox."""
+    return Api(base_url, sandbox)
