@@ -1,0 +1,87 @@
+"""The Tornado application of the sandbox and its main(): generate or load keys, write service.env, serve."""
+import asyncio
+import logging
+import os
+import signal
+
+import tornado.web
+
+from .credentials import load_or_create, write_service_env
+from .core import Sandbox
+from .handlers import cashier, control, openapi, pay
+from .handlers.base import NotFoundHandler
+
+log = logging.getLogger("sandbox")
+NAME = r"([^/]+)"
+
+
+def make_app(sandbox):
+    """The Application serving WeChat Pay v3, the open API, the control API and the cashier page."""
+    routes = [
+        (r"/v3/pay/transactions/(jsapi|native)", pay.OrderCreateHandler),
+        (rf"/v3/pay/transactions/out-trade-no/{NAME}", pay.OrderByOutTradeNoHandler),
+        (rf"/v3/pay/transactions/out-trade-no/{NAME}/close", pay.OrderCloseHandler),
+        (rf"/v3/pay/transactions/id/{NAME}", pay.OrderByTransactionIdHandler),
+        (r"/v3/refund/domestic/refunds", pay.RefundCreateHandler),
+        (rf"/v3/refund/domestic/refunds/{NAME}", pay.RefundQueryHandler),
+        (r"/v3/certificates", pay.CertificatesHandler),
+        (r"/v3/.*", pay.PayNotFoundHandler),
+        (r"/sns/jscode2session", openapi.CodeToSessionHandler),
+        (r"/cgi-bin/token", openapi.TokenHandler),
+        (r"/cgi-bin/stable_token", openapi.StableTokenHandler),
+        (r"/cgi-bin/message/subscribe/send", openapi.SubscribeSendHandler),
+        (r"/sandbox/health", control.HealthHandler),
+        (r"/sandbox/info", control.InfoHandler),
+        (r"/sandbox/wx/login", control.LoginHandler),
+        (r"/sandbox/wx/tokens/expire", control.ExpireTokensHandler),
+        (r"/sandbox/orders", control.OrdersHandler),
+        (rf"/sandbox/orders/{NAME}", control.OrderHandler),
+        (rf"/sandbox/orders/{NAME}/pay", control.OrderPayHandler),
+        (rf"/sandbox/orders/{NAME}/fail", control.OrderFailHandler),
+        (r"/sandbox/refunds", control.RefundsHandler),
+        (rf"/sandbox/refunds/{NAME}", control.RefundHandler),
+        (rf"/sandbox/refunds/{NAME}/settle", control.RefundSettleHandler),
+        (r"/sandbox/notifications", control.NotificationsHandler),
+        (r"/sandbox/notifications/next", control.NotificationRuleHandler),
+        (r"/sandbox/faults", control.FaultsHandler),
+        (r"/sandbox/config", control.ConfigHandler),
+        (r"/sandbox/requests", control.RequestsHandler),
+        (r"/sandbox/messages", control.MessagesHandler),
+        (r"/sandbox/reset", control.ResetHandler),
+        (r"/sandbox/cashier", cashier.CashierHandler),
+    ]
+    args = {"sandbox": sandbox}
+    return tornado.web.Application(
+        [(pattern, handler, args) for pattern, handler in routes],
+        default_handler_class=NotFoundHandler, default_handler_args=args,
+        template_path=os.path.join(os.path.dirname(__file__), "templates"),
+    )
+
+
+def base_url(host, port):
+    """The URL clients use to reach the sandbox (a wildcard bind is reached over loopback)."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+async def main(args):
+    """Start the sandbox and serve until SIGINT or SIGTERM."""
+    creds = load_or_create(args.state_dir)
+    url = base_url(args.host, args.port)
+    write_service_env(creds, url)
+    sandbox = Sandbox(creds, time_scale=args.time_scale, notify_key_mode=args.notify_key_mode)
+    server = make_app(sandbox).listen(args.port, address=args.host, xheaders=False)
+    log.info("WeChat sandbox on %s (mchid %s, appid %s, state %s, time scale %s)",
+             url, creds.mchid, creds.appid, creds.state_dir, args.time_scale)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    server.stop()
+    await sandbox.close()
+    await server.close_all_connections()
+    log.info("sandbox stopped")

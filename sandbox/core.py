@@ -1,0 +1,94 @@
+"""The Sandbox: one object holding every part of the emulated WeChat state, and the actions that span parts."""
+import asyncio
+import time
+
+from .config import RuntimeConfig
+from .faults import FaultBook
+from .notifier import Notifier
+from .openapi import MiniProgram
+from .recorder import RequestLog
+from .refunds import SETTLED_EVENTS, RefundBook
+from .trades import TradeBook
+
+
+class Sandbox:
+    """Orders, refunds, notifications, the mini-program, faults and the request log of one sandbox process."""
+
+    def __init__(self, creds, time_scale=1.0, notify_key_mode="pubkey"):
+        self.creds = creds
+        self.time_scale = time_scale
+        self.default_key_mode = notify_key_mode
+        self.config = RuntimeConfig(notify_key_mode=notify_key_mode)
+        self.trades = TradeBook(creds)
+        self.refunds = RefundBook(self.trades, self._refund_settled)
+        self.notifier = Notifier(creds, self.config, time_scale)
+        self.miniprogram = MiniProgram(creds)
+        self.faults = FaultBook()
+        self.requests = RequestLog()
+        self._timers = {}
+
+    def pay_order(self, out_trade_no, notify=True, openid=None, bank_type=None):
+        """The payer pays: the order succeeds and, unless `notify` is false, TRANSACTION.SUCCESS goes out."""
+        order = self.trades.pay(out_trade_no, openid=openid, bank_type=bank_type)
+        note = None
+        if notify:
+            note = self.notifier.send("TRANSACTION.SUCCESS", "支付成功", "transaction",
+                                      self.trades.transaction(order), order.notify_url,
+                                      {"out_trade_no": order.out_trade_no})
+        return order, note
+
+    def create_refund(self, body):
+        """Accept a refund and, when auto-settle is on, schedule its settlement."""
+        known = body.get("out_refund_no") in self.refunds.refunds if isinstance(body, dict) else False
+        refund = self.refunds.create(body)
+        if not known and self.config.refund_auto_settle:
+            delay = self.config.refund_settle_seconds * self.time_scale
+            refund.settle_due = time.monotonic() + delay
+            self._timers[refund.out_refund_no] = asyncio.get_running_loop().call_later(
+                delay, self._auto_settle, refund.out_refund_no)
+        return refund
+
+    def _auto_settle(self, out_refund_no):
+        self._timers.pop(out_refund_no, None)
+        if self.refunds.refunds[out_refund_no].status == "PROCESSING":
+            self.refunds.settle(out_refund_no, "SUCCESS")
+
+    def settle_refund(self, out_refund_no, result):
+        """Settle a processing refund now (control API), cancelling its timer."""
+        refund = self.refunds.settle(out_refund_no, result)
+        timer = self._timers.pop(out_refund_no, None)
+        if timer:
+            timer.cancel()
+        return refund
+
+    def _refund_settled(self, refund):
+        if not refund.notify_url:
+            return  # WeChat Pay would use the URL configured on its merchant platform; the sandbox has none
+        event_type, summary = SETTLED_EVENTS[refund.status]
+        self.notifier.send(event_type, summary, "refund", self.refunds.notification(refund), refund.notify_url,
+                           {"out_trade_no": refund.out_trade_no, "out_refund_no": refund.out_refund_no})
+
+    def reset(self):
+        """Forget faults and notification rules; settings back to the start values. Orders and keys stay."""
+        self.faults.clear()
+        self.notifier.clear_rules()
+        self.config.notify_key_mode = self.default_key_mode
+        fresh = RuntimeConfig(notify_key_mode=self.default_key_mode)
+        self.config.refund_auto_settle = fresh.refund_auto_settle
+        self.config.refund_settle_seconds = fresh.refund_settle_seconds
+
+    def info(self):
+        """Public facts of this sandbox (no secrets), for the control API."""
+        return {
+            "mchid": self.creds.mchid, "appid": self.creds.appid,
+            "merchant_cert_serial": self.creds.merchant_serial,
+            "public_key_id": self.creds.public_key_id, "platform_cert_serial": self.creds.platform_serial,
+            "time_scale": self.time_scale, "config": self.config.view(),
+            "state_dir": self.creds.state_dir,
+        }
+
+    async def close(self):
+        """Cancel timers and stop deliveries."""
+        for timer in self._timers.values():
+            timer.cancel()
+        await self.notifier.close()

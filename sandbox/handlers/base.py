@@ -1,0 +1,116 @@
+"""Base handlers: JSON errors and, for the emulated APIs, fault injection and the request record."""
+import asyncio
+import json
+import time
+
+import tornado.web
+
+from .. import clock
+from ..crypto import request_id
+from ..errors import SandboxError
+
+
+def dump(payload):
+    """Compact UTF-8 JSON bytes, as WeChat sends them."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Knows the Sandbox; turns SandboxError into its JSON body, never a traceback."""
+
+    def initialize(self, sandbox):
+        self.sandbox = sandbox
+        self.answer_body = None
+
+    def log_exception(self, typ, value, tb):
+        if not isinstance(value, SandboxError):
+            super().log_exception(typ, value, tb)
+
+    def error_body(self, status_code, exc):
+        """The JSON body of an error answer."""
+        if isinstance(exc, SandboxError):
+            return exc.body()
+        if status_code >= 500:
+            return {"code": "SYSTEM_ERROR", "message": "系统错误"}
+        return {"code": "INVALID_REQUEST", "message": self._reason}
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, SandboxError):
+            self.set_status(exc.status)
+        self.answer_body = self.error_body(self.get_status(), exc)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(dump(self.answer_body))
+
+
+class RecordedHandler(BaseHandler):
+    """An emulated WeChat API: faults apply first, and every answered request is recorded."""
+
+    async def prepare(self):
+        self.started = time.monotonic()
+        self.request_id = request_id()
+        self.signed_with = None
+        self.fault = self.sandbox.faults.take(self.request.method, self.request.path)
+        if self.fault is not None:
+            if self.fault.latency_ms:
+                await asyncio.sleep(self.fault.latency_ms / 1000.0)
+            if self.fault.fails:
+                self.answer_fault(self.fault)
+                return
+        self.check_request()
+
+    def answer_fault(self, fault):
+        """Answer an injected error (the subclass decides the shape)."""
+        raise NotImplementedError
+
+    def check_request(self):
+        """Authentication before the handler runs (none by default)."""
+
+    def on_finish(self):
+        raw = self.request.body or b""
+        try:
+            request_body = json.loads(raw) if raw else None
+        except ValueError:
+            request_body = raw[:4000].decode("utf-8", "replace")
+        self.sandbox.requests.add({
+            "at": clock.iso(clock.now()),
+            "method": self.request.method,
+            "path": self.request.path,
+            "uri": self.request.uri,
+            "status": self.get_status(),
+            "request_id": getattr(self, "request_id", None),
+            "elapsed_ms": round((time.monotonic() - getattr(self, "started", time.monotonic())) * 1000, 1),
+            "fault": getattr(self, "fault", None) is not None,
+            "signed_with": getattr(self, "signed_with", None),
+            "request_body": request_body,
+            "response_body": self.answer_body,
+        })
+
+
+class ControlHandler(BaseHandler):
+    """The sandbox's own control API: plain JSON, no authentication."""
+
+    def json_body(self):
+        """The request's JSON object ({} when empty); 400 when it is not an object."""
+        if not self.request.body:
+            return {}
+        try:
+            body = json.loads(self.request.body)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise SandboxError(400, "INVALID_REQUEST", "请求体必须是 JSON 对象")
+        return body
+
+    def reply(self, payload, status=200):
+        """Answer JSON."""
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(dump(payload))
+
+
+class NotFoundHandler(BaseHandler):
+    """Anything no route matches."""
+
+    def prepare(self):
+        raise SandboxError(404, "NOT_FOUND", "请求的资源不存在", {"path": self.request.path})
