@@ -1,10 +1,6 @@
 """Parent-facing routes: login, schedules, orders, payment."""
 from __future__ import annotations
 
-import io
-
-import qrcode
-
 import errors
 
 from services import auth, orders, payments, ratelimit, schedules
@@ -87,8 +83,6 @@ class WxPayQRCodeHandler(BaseHandler):
 
     async def get(self, order_id):
         user_id = self.current_user_id()
-        code_url = await payments.native_code_url(self.ctx, user_id, order_id, self.actor(user_id=user_id))
-        buffer = io.BytesIO()
-        qrcode.make(code_url, box_size=8, border=2).save(buffer)
+        png = await payments.native_qr_png(self.ctx, user_id, order_id, self.actor(user_id=user_id))
         self.set_header("Content-Type", "image/png")
-        self.finish(buffer.getvalue())
+        self.finish(png)

@@ -1,7 +1,11 @@
 """Starting payment at WeChat Pay (JSAPI or Native) and cancelling: close at WeChat Pay first, then release."""
 from __future__ import annotations
 
+import io
 import logging
+
+import qrcode
+from qrcode.image.pure import PyPNGImage
 
 import errors
 from models import PaymentOrder, SeatReservation, User, utcnow
@@ -157,7 +161,9 @@ async def request_payment(ctx, user_id, order_id, actor) -> dict:
     return ctx.gateway.request_payment_params(order.prepay_id)
 
 
-async def native_code_url(ctx, user_id, order_id, actor) -> str:
-    """The Native-pay code_url of the order (for its QR code)."""
+async def native_qr_png(ctx, user_id, order_id, actor) -> bytes:
+    """The Native-pay QR code of the order, as PNG bytes."""
     order = await start_payment(ctx, user_id, order_id, "NATIVE", actor)
-    return order.code_url
+    buffer = io.BytesIO()
+    qrcode.make(order.code_url, image_factory=PyPNGImage, box_size=8, border=2).save(buffer)
+    return buffer.getvalue()

@@ -8,8 +8,8 @@ import secrets
 import time
 
 import httpx
-from wechatpayv3 import WeChatPayType
 from wechatpayv3.async_ import AsyncWeChatPay
+from wechatpayv3.async_.type import WeChatPayType
 
 log = logging.getLogger("gym.wechatpay")
 
@@ -95,6 +95,8 @@ class WeChatPayGateway:
         except httpx.HTTPError as e:
             raise PaymentGatewayError("UNAVAILABLE", f"微信支付网络异常: {type(e).__name__}", retryable=True) from e
         except Exception as e:  # the SDK's answer-signature failure is a bare Exception
+            if "verify the signature" not in str(e):
+                raise
             log.error("WeChat Pay %s: answer not verified: %s", what, e)
             raise PaymentGatewayError("SIGN_VERIFY_FAILED", "微信支付应答验签失败", retryable=True) from e
         body = {}

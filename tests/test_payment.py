@@ -51,7 +51,7 @@ async def test_prepay_returns_signed_request_payment_params_and_is_reused(api, s
     view = await api.get_order(token, order["order_id"])
     assert dt.datetime.fromisoformat(placed["time_expire"]) == dt.datetime.fromisoformat(view["expires_at"])
     assert view["reservation"]["expires_at"] == view["expires_at"]
-    jsapi_calls = [r for r in await api.control("GET", "/sandbox/requests")
+    jsapi_calls = [r for r in (await api.control("GET", "/sandbox/requests"))["items"]
                    if r["path"] == "/v3/pay/transactions/jsapi" and order["order_id"] in str(r)]
     assert len(jsapi_calls) == 1
 
@@ -74,7 +74,7 @@ async def test_payment_notification_confirms_the_booking(api):
     status, body = await api.order(token, sid)
     assert status == 409 and body["error"]["code"] == "TRIAL_ALREADY_BOOKED"
     assert body["error"]["message"] == "您已预约过体验课，无法重复预约"
-    sends = (await api.control("GET", "/sandbox/notifications"))
+    sends = (await api.control("GET", "/sandbox/notifications"))["items"]
     mine = [n for n in sends if n.get("out_trade_no") == order["order_id"]]
     assert mine and mine[0]["attempts"][-1]["status"] == 204
 
@@ -107,7 +107,7 @@ async def test_sandbox_duplicated_delivery_is_applied_once(api):
     await eventually(lambda: _is(api, token, order["order_id"], "paid"), what="order paid")
 
     async def all_answered():
-        sent = [n for n in await api.control("GET", "/sandbox/notifications")
+        sent = [n for n in (await api.control("GET", "/sandbox/notifications"))["items"]
                 if n.get("out_trade_no") == order["order_id"]]
         attempts = [a for n in sent for a in n["attempts"]]
         return len(attempts) >= 6 and all(a.get("status") == 204 for a in attempts)
