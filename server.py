@@ -13,8 +13,11 @@ import tornado.web
 import settings as settings_module
 from handlers import admin, ops, users, wxpay_notify
 from handlers.base import NotFoundHandler
+from realtime.hub import Hub
+from realtime.ws import OrderStatusSocket, order_snapshot
 from models import close_database, open_database
 from services.context import AppContext
+from services.notices import BookingNotices
 from services.reconcile import Reconciler
 from services.wechat_open import WeChatOpenAPI
 from services.wechatpay import PaymentGatewayError, WeChatPayGateway
@@ -44,10 +47,17 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
         (r"/api/v1/admin/login", admin.AdminLoginHandler, c),
         (r"/api/v1/admin/schedules", admin.AdminSchedulesHandler, c),
         (r"/api/v1/admin/schedules/([0-9]{1,18})", admin.AdminScheduleHandler, c),
+        (r"/ws/orders", OrderStatusSocket, c),
         *extra_routes,
     ]
+    if ctx.settings.dev_mode:  # the demo checkout and its sandbox shortcuts exist only in dev mode
+        from handlers.demo import demo_routes
+
+        routes += demo_routes(c)
+    ping = ctx.settings.ws_ping_interval_seconds
     return tornado.web.Application(routes, default_handler_class=NotFoundHandler, default_handler_args=c,
-                                   compress_response=False)
+                                   compress_response=False, websocket_ping_interval=ping,
+                                   websocket_ping_timeout=ping * 2)
 
 
 async def open_context(settings, run_jobs=None) -> AppContext:
@@ -63,6 +73,11 @@ async def open_context(settings, run_jobs=None) -> AppContext:
         log.warning("WeChat Pay not reachable at start; the client opens on first use")
     ctx.verifier = NotificationVerifier(settings, ctx.gateway)
     ctx.open_api = WeChatOpenAPI(settings)
+    ctx.hub = Hub(ctx.redis, _snapshot_by_order_id)
+    ctx.publisher = ctx.hub
+    ctx.hub.start()
+    ctx.notices = BookingNotices(ctx)
+    ctx.notices.start()
     ctx.reconciler = None
     if settings.run_jobs if run_jobs is None else run_jobs:
         ctx.reconciler = Reconciler(ctx)
@@ -70,10 +85,18 @@ async def open_context(settings, run_jobs=None) -> AppContext:
     return ctx
 
 
+async def _snapshot_by_order_id(order_id):
+    from models import PaymentOrder
+
+    return await order_snapshot(await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_get())
+
+
 async def close_context(ctx: AppContext):
-    """Stop the job and close what open_context opened."""
+    """Stop the jobs and close what open_context opened."""
     if getattr(ctx, "reconciler", None):
         await ctx.reconciler.stop()
+    await ctx.hub.stop()
+    await ctx.notices.stop()
     await ctx.gateway.close()
     await ctx.open_api.close()
     await ctx.redis.aclose()

@@ -52,6 +52,7 @@ class Settings:
     rate_limit_per_minute: int
     max_body_bytes: int
     subscribe_template_id: str
+    ws_ping_interval_seconds: float
     dev_mode: bool
     run_jobs: bool
 
@@ -205,6 +206,7 @@ def load(env=None) -> Settings:
         rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 60),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 65536, minimum=1),
         subscribe_template_id=env.get("WECHAT_SUBSCRIBE_TEMPLATE_ID", "").strip() or "TRIAL_BOOKED_TEMPLATE",
+        ws_ping_interval_seconds=_float(env, "WS_PING_INTERVAL_SECONDS", 20.0),
         dev_mode=_bool(env, "DEV_MODE", False),
         run_jobs=_bool(env, "RUN_JOBS", True),
     )

@@ -9,9 +9,16 @@ async def _create_initial_tables():
     await database.aio_create_tables(ALL_TABLES, safe=True)
 
 
+async def _create_booking_notices():
+    from .tables import BookingNotice
+
+    await database.aio_create_tables([BookingNotice], safe=True)
+
+
 # Append new (version, name, coroutine function) entries; never edit an applied one.
 MIGRATIONS = [
     (1, "initial tables", _create_initial_tables),
+    (2, "booking notices", _create_booking_notices),
 ]
 
 

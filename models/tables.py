@@ -226,7 +226,28 @@ class SchemaMigration(BaseModel):
         table_name = "schema_migrations"
 
 
+
+
+class BookingNotice(BaseModel):
+    """A subscribe message telling the parent 预约成功: written with the payment, sent (and retried) after."""
+
+    order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", unique=True)
+    openid = pw.CharField(max_length=128)
+    template_id = pw.CharField(max_length=128)
+    payload = JSONText()
+    status = pw.CharField(max_length=16, default="pending", index=True)  # pending | sent | failed
+    attempts = pw.IntegerField(default=0)
+    next_attempt_at = UTCDateTimeField(default=utcnow, index=True)
+    lease_until = UTCDateTimeField(null=True)
+    last_error = pw.TextField(null=True)
+    sent_at = UTCDateTimeField(null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "booking_notices"
+
+
 ALL_TABLES = [
     User, Operator, CourseSchedule, PaymentOrder, PaymentTransaction, SeatReservation, Refund,
-    PaymentAuditLog, IdempotencyKey, NotificationReceipt, JobLease,
+    PaymentAuditLog, IdempotencyKey, NotificationReceipt, JobLease, BookingNotice,
 ]

@@ -19,7 +19,9 @@ class AppContext:
     redis: object = None  # redis.asyncio.Redis
     open_api: object = None  # services.wechat_open.WeChatOpenAPI
     publisher: object = None  # realtime publisher: async publish(events)
-    notices: object = None  # booking notices (subscribe messages)
+    notices: object = None  # services.notices.BookingNotices
+    hub: object = None  # realtime.hub.Hub
+    reconciler: object = None  # services.reconcile.Reconciler
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{id(object())}")
 
     async def publish(self, events):
@@ -30,3 +32,5 @@ class AppContext:
             await self.publisher.publish(events)
         except Exception:  # noqa: BLE001 - a push that cannot go out never undoes the committed state
             log.exception("publishing %d status events failed", len(events))
+        if self.notices is not None and any(e["status"] == "paid" for e in events):
+            self.notices.kick()

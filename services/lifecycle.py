@@ -11,6 +11,7 @@ import logging
 from models import CourseSchedule, PaymentOrder, PaymentTransaction, SeatReservation, utcnow
 
 from . import audit
+from .notices import queue_booking_notice
 
 log = logging.getLogger("gym.lifecycle")
 
@@ -195,6 +196,7 @@ async def apply_payment(uow, settings, order, txn: dict, actor, source: str) -> 
         await set_reservation_status(uow, reservation, "confirmed", actor, "seat_confirmed", order, confirmed_at=now)
         await set_order_status(uow, order, "paid", actor, "payment_succeeded", reservation=reservation,
                                detail=f"source={source}", request=txn, **paid_fields)
+        await queue_booking_notice(settings, order)
         return "applied"
     if reservation is not None and reservation.status == "temporary":
         await set_reservation_status(uow, reservation, "cancelled", actor, "seat_cancelled", order,

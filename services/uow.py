@@ -9,6 +9,8 @@ import pymysql
 
 from models import database
 
+from .timefmt import iso
+
 log = logging.getLogger("gym.uow")
 
 _RETRY_ERRNOS = {1213, 1205}  # deadlock, lock wait timeout
@@ -26,6 +28,7 @@ class UnitOfWork:
         self.events.append({
             "order_pk": order.id, "order_id": order.order_id, "user_id": order.user_id, "status": order.status,
             "reservation_status": reservation.status if reservation is not None else None,
+            "at": iso(order.updated_at),
         })
 
 

@@ -100,3 +100,13 @@ def app(ctx):
     from server import make_app
 
     return make_app(ctx)
+
+
+@pytest.fixture
+def db(io_loop, settings):
+    """Only the database pool, for tests whose services run as separate processes."""
+    from models import close_database, open_database
+
+    io_loop.run_sync(lambda: open_database(settings.database, pool_max=5))
+    yield
+    io_loop.run_sync(close_database)

@@ -1,0 +1,86 @@
+"""GET /ws/orders?token=...: subscribe to your own orders' status."""
+from __future__ import annotations
+
+import json
+import logging
+
+import tornado.websocket
+
+import errors
+from services import tokens
+from services.orders import get_user_order, reservation_of
+from services.timefmt import iso
+
+from .hub import status_message
+
+log = logging.getLogger("gym.ws")
+
+CLOSE_UNAUTHENTICATED = 4401
+
+
+async def order_snapshot(order) -> dict:
+    """The push frame for an order as it stands now."""
+    reservation = await reservation_of(order)
+    return status_message(order.order_id, order.status, reservation.status if reservation else None,
+                          iso(order.updated_at))
+
+
+class OrderStatusSocket(tornado.websocket.WebSocketHandler):
+    """One mini-program connection; forwards its subscriptions to the Hub."""
+
+    def initialize(self, ctx):
+        self.ctx = ctx
+        self.user_id = None
+        self.orders = set()
+
+    def check_origin(self, origin):
+        return True  # the token authenticates; the mini-program sends no browser Origin we could trust
+
+    def open(self):
+        try:
+            self.user_id = tokens.verify(self.ctx.settings.secret_key, self.get_query_argument("token", ""), "user")
+        except errors.ServiceError:
+            self.close(CLOSE_UNAUTHENTICATED, "unauthenticated")
+
+    async def on_message(self, message):
+        if self.user_id is None:
+            return
+        try:
+            data = json.loads(message)
+            op = data.get("op")
+        except (ValueError, AttributeError):
+            self.push({"type": "error", "code": "INVALID_REQUEST", "message": "消息不是合法的 JSON 对象"})
+            return
+        if op == "ping":
+            self.push({"type": "pong"})
+        elif op == "subscribe":
+            await self._subscribe(data.get("order_id"))
+        elif op == "unsubscribe":
+            self.orders.discard(data.get("order_id"))
+            self.ctx.hub.unsubscribe(self, data.get("order_id"))
+        else:
+            self.push({"type": "error", "code": "INVALID_REQUEST", "message": "未知的操作"})
+
+    async def _subscribe(self, order_id):
+        try:
+            order = await get_user_order(self.user_id, order_id)
+        except errors.ServiceError as e:
+            self.push({"type": "error", "code": e.code, "message": e.message, "order_id": order_id})
+            return
+        # Register before reading, so a change committed in between is pushed rather than lost.
+        self.ctx.hub.subscribe(order.order_id, self)
+        self.orders.add(order.order_id)
+        from models import PaymentOrder
+
+        order = await PaymentOrder.select().where(PaymentOrder.id == order.id).aio_get()
+        self.push(await order_snapshot(order))
+
+    def push(self, message: dict):
+        """Send a frame; a closed connection is dropped from the Hub."""
+        try:
+            self.write_message(json.dumps(message, ensure_ascii=False))
+        except tornado.websocket.WebSocketClosedError:
+            self.ctx.hub.unsubscribe(self)
+
+    def on_close(self):
+        self.ctx.hub.unsubscribe(self)
