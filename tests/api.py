@@ -12,9 +12,10 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 class Api:
     """A small async client of the service under test."""
 
-    def __init__(self, base_url, sandbox=None):
+    def __init__(self, base_url, sandbox=None, redis_url=None):
         self.base_url = base_url
         self.sandbox = sandbox
+        self.redis_url = redis_url
         self.http = AsyncHTTPClient()
 
     async def call(self, method, path, body=None, token=None, headers=None, raw=None, base=None):
@@ -111,6 +112,6 @@ async def eventually(predicate, timeout=10.0, interval=0.05, what="condition"):
 
 
 @pytest.fixture
-def api(http_server, base_url, sandbox):
+def api(http_server, base_url, sandbox, settings):
     """The client, bound to the running service and the sandbox."""
-    return Api(base_url, sandbox)
+    return Api(base_url, sandbox, settings.redis_url)

@@ -63,3 +63,17 @@ def test_a_bad_setting_stops_the_start_with_one_line(sandbox, server_env, name, 
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], proc.stderr
+
+
+def test_sigterm_drains_and_stops_cleanly(service_env):
+    from tests.harness import ServiceProcess, http_json
+
+    env = dict(service_env)
+    env.pop("PORT")
+    proc = ServiceProcess(env, name="sigterm")
+    assert http_json("GET", proc.url + "/readyz")[0] == 200
+    proc.stop()
+    assert proc.proc.returncode == 0
+    with open(proc.log_path, encoding="utf-8") as fh:
+        log = fh.read()
+    assert "shutting down" in log and "stopped" in log and "Traceback" not in log

@@ -1,0 +1,79 @@
+"""The 预约成功 subscribe message: sent after the payment, retried, recorded, never delaying the answer."""
+import pytest
+
+from models import BookingNotice, PaymentAuditLog, PaymentOrder
+from tests.api import eventually
+
+
+async def _pay(api, title="周日上午体验课"):
+    sid = await api.schedule(title=title)
+    token, openid = await api.login()
+    _, order = await api.order(token, sid)
+    assert (await api.prepay(token, order["order_id"]))[0] == 200
+    await api.control("POST", f"/sandbox/orders/{order['order_id']}/pay", {"notify": True})
+    return token, openid, order["order_id"]
+
+
+async def _messages_to(api, openid):
+    return [m for m in (await api.control("GET", "/sandbox/messages"))["items"] if m.get("touser") == openid]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_paid_booking_sends_the_notice(api):
+    token, openid, order_id = await _pay(api)
+    messages = await eventually(lambda: _messages_to(api, openid), what="the subscribe message")
+    data = messages[0]["data"]
+    assert data["phrase4"]["value"] == "预约成功" and data["amount3"]["value"] == "200.00元"
+    assert data["thing1"]["value"] == "周日上午体验课"
+    row = await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_get()
+    notice = await BookingNotice.select().where(BookingNotice.order == row.id).aio_get()
+    assert notice.status == "sent" and notice.attempts == 1
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_failed_send_is_retried(api):
+    await api.control("POST", "/sandbox/faults", {"path_prefix": "/cgi-bin/message/subscribe/send",
+                                                  "status": 500, "code": "SYSTEM_ERROR", "count": 1})
+    token, openid, order_id = await _pay(api)
+    await eventually(lambda: _messages_to(api, openid), timeout=20, what="the retried subscribe message")
+    row = await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_get()
+
+    async def sent():
+        notice = await BookingNotice.select().where(BookingNotice.order == row.id).aio_get()
+        return notice.status == "sent" and notice
+
+    notice = await eventually(sent, what="the notice marked sent")
+    assert notice.attempts == 2
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_slow_message_api_never_delays_the_notification_answer(api):
+    await api.control("POST", "/sandbox/faults", {"path_prefix": "/cgi-bin/message/subscribe/send",
+                                                  "status": 0, "latency_ms": 3000, "count": 1})
+    token, openid, order_id = await _pay(api)
+
+    async def answered():
+        items = (await api.control("GET", f"/sandbox/notifications?out_trade_no={order_id}"))["items"]
+        attempts = [a for n in items for a in n["attempts"] if a.get("status")]
+        return attempts
+
+    attempts = await eventually(answered, what="the notification answered")
+    assert attempts[0]["status"] == 204 and attempts[0]["elapsed_ms"] < 1500
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_audit_snapshots_mask_the_openid(api):
+    token, openid, order_id = await _pay(api)
+
+    async def paid():
+        return (await api.get_order(token, order_id))["status"] == "paid"
+
+    await eventually(paid, what="paid")
+    row = await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_get()
+    rows = list(await PaymentAuditLog.select().where(PaymentAuditLog.order == row.id).aio_execute())
+    snapshots = " ".join((r.request_data or "") + (r.response_data or "") for r in rows)
+    assert '"payer"' in snapshots and openid not in snapshots
+    actors = {r.action_type: r.actor for r in rows}
+    assert actors["order_created"] == "user" and actors["payment_succeeded"] == "wechat"
+    created = next(r for r in rows if r.action_type == "order_created")
+    assert created.ip_address == "127.0.0.1" and created.user_agent
