@@ -137,8 +137,8 @@ def test_closed_order_cannot_be_placed_again_or_paid(sandbox):
 
 
 def test_order_past_time_expire_is_closed_and_not_payable(sandbox):
-    soon = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))) + dt.timedelta(seconds=1)
-    body = order_body(sandbox, time_expire=soon.isoformat(timespec="seconds"))
+    soon = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))) + dt.timedelta(seconds=1.5)
+    body = order_body(sandbox, time_expire=soon.isoformat())  # RFC 3339 with a fraction of a second
     assert signed_call(sandbox, "POST", "/v3/pay/transactions/jsapi", body).status_code == 200
     query = f"/v3/pay/transactions/out-trade-no/{body['out_trade_no']}?mchid={sandbox.env['WECHATPAY_MCHID']}"
     assert signed_call(sandbox, "GET", query).json()["trade_state"] == "NOTPAY"
