@@ -15,10 +15,10 @@ pytest_plugins = ["tests.api"]
 
 
 def _dev_env():
-    path = os.path.join(VAR, "dev.env")
-    if not os.path.exists(path):
-        subprocess.run(["bash", os.path.join(ROOT, "scripts", "servers.sh"), "start"], check=True)
-    return read_env_file(path)
+    # Idempotent: reuses the servers that run, starts them when they do not.
+    subprocess.run(["bash", os.path.join(ROOT, "scripts", "servers.sh"), "start"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return read_env_file(os.path.join(VAR, "dev.env"))
 
 
 @pytest.fixture(scope="session")
