@@ -1,0 +1,365 @@
+// The demo checkout: the same API calls as the mini-program (miniprogram/), with two dev-only shortcuts
+// standing in for the phone: /demo/api/wx-login (wx.login) and /demo/api/pay (the payer in the WeChat Pay sheet).
+// Order status is shown only as the WebSocket /ws/orders reports it; the page never polls.
+(function () {
+  "use strict";
+
+  const $ = (id) => document.getElementById(id);
+  const VIEWS = ["view-login", "view-schedules", "view-detail", "view-result"];
+
+  const RESULTS = {
+    processing: { title: "支付处理中，请稍候…", detail: "正在等待微信支付结果" },
+    pending: { title: "订单待支付", detail: "" },
+    paid: { title: "预约成功", detail: "已为您锁定名额，请准时到馆上课" },
+    failed: { title: "支付失败，请重试", detail: "未完成扣款，名额已释放" },
+    cancelled: { title: "支付已取消", detail: "未扣款，名额已释放" },
+    expired: { title: "订单已过期", detail: "超时未支付，名额已释放" },
+    refund_required: { title: "支付成功，但名额已满，工作人员将为您退款", detail: "款项将原路退回，请留意微信通知" },
+    refunded: { title: "订单已退款", detail: "款项已原路退回" },
+  };
+
+  const state = {
+    token: null,
+    schedules: [],
+    schedule: null,   // the session on the detail page
+    order: null,      // the order being paid
+    phase: "idle",    // idle | sheet | processing | waiting | done
+  };
+
+  // -- HTTP ---------------------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, body) {
+      const err = (body && body.error) || {};
+      super(err.message || `请求失败（${status}）`);
+      this.status = status;
+      this.code = err.code || "ERROR";
+      this.body = err;
+    }
+  }
+
+  async function api(method, path, body, headers) {
+    const opts = { method, headers: Object.assign({}, headers) };
+    if (body !== undefined) {
+      opts.body = JSON.stringify(body);
+      opts.headers["Content-Type"] = "application/json";
+    }
+    if (state.token) opts.headers.Authorization = `Bearer ${state.token}`;
+    let resp;
+    try {
+      resp = await fetch(path, opts);
+    } catch (e) {
+      throw new ApiError(0, { error: { code: "NETWORK", message: "网络异常，请检查网络后重试" } });
+    }
+    const data = await resp.json().catch(() => null);
+    if (!resp.ok) throw new ApiError(resp.status, data);
+    return data;
+  }
+
+  function newIdempotencyKey() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    return Date.now().toString(16) + Math.random().toString(16).slice(2);
+  }
+
+  // -- live status --------------------------------------------------------------------------------
+  // One socket for the page; every (re)connect subscribes again and so gets the current state first.
+  const live = {
+    socket: null,
+    orders: new Set(),
+    retries: 0,
+    timer: null,
+
+    connect() {
+      clearTimeout(this.timer);
+      const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/orders?token=${encodeURIComponent(state.token)}`;
+      const ws = new WebSocket(url);
+      this.socket = ws;
+      showSocketState("connecting");
+      ws.onopen = () => {
+        this.retries = 0;
+        showSocketState("open");
+        this.orders.forEach((id) => ws.send(JSON.stringify({ op: "subscribe", order_id: id })));
+      };
+      ws.onmessage = (ev) => onFrame(JSON.parse(ev.data));
+      ws.onclose = (ev) => {
+        if (this.socket !== ws) return;
+        this.socket = null;
+        if (ev.code === 4401) {
+          logOut("登录已过期，请重新登录");
+          return;
+        }
+        // Back off 0.5 s, 1 s, 2 s … up to 5 s, then resubscribe (the snapshot covers anything missed).
+        showSocketState("retrying");
+        this.timer = setTimeout(() => this.connect(), Math.min(5000, 500 * 2 ** this.retries++));
+      };
+    },
+
+    subscribe(orderId) {
+      this.orders.add(orderId);
+      if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+        this.socket.send(JSON.stringify({ op: "subscribe", order_id: orderId }));
+      }
+    },
+
+    close() {
+      clearTimeout(this.timer);
+      const ws = this.socket;
+      this.socket = null;
+      this.orders.clear();
+      if (ws) ws.close();
+      showSocketState("idle");
+    },
+  };
+
+  function showSocketState(s) {
+    const el = $("ws-state");
+    el.hidden = s === "idle";
+    el.dataset.state = s;
+    el.textContent = { open: "实时连接", connecting: "连接中", retrying: "重新连接中" }[s] || "";
+  }
+
+  function onFrame(frame) {
+    if (frame.type === "error") {
+      if (state.order && frame.order_id === state.order.order_id) showError(frame.message || "订单不存在");
+      return;
+    }
+    if (frame.type !== "order.status" || !state.order || frame.order_id !== state.order.order_id) return;
+    state.order.status = frame.status;
+    if (frame.status === "pending") {
+      // Still unpaid: the sheet or the "processing" screen stays; after 稍后支付 the pending screen shows.
+      if (state.phase === "waiting") showResult("pending");
+      return;
+    }
+    state.phase = "done";
+    closeOverlays();
+    showResult(frame.status);
+  }
+
+  // -- views --------------------------------------------------------------------------------------
+  function show(view) {
+    VIEWS.forEach((id) => { $(id).hidden = id !== view; });
+  }
+
+  function showError(message) {
+    $("error").textContent = message;
+    $("error").hidden = !message;
+  }
+
+  function closeOverlays() {
+    $("confirm-dialog").hidden = true;
+    $("wxpay-sheet").hidden = true;
+  }
+
+  function formatTime(iso) {
+    return new Date(iso).toLocaleString("zh-CN", {
+      month: "long", day: "numeric", weekday: "short", hour: "2-digit", minute: "2-digit", hour12: false,
+    });
+  }
+
+  function wholeYuan(fen) {
+    return fen % 100 === 0 ? String(fen / 100) : (fen / 100).toFixed(2);
+  }
+
+  function logOut(message) {
+    live.close();
+    state.token = null;
+    state.order = null;
+    state.phase = "idle";
+    closeOverlays();
+    show("view-login");
+    showError(message || "");
+  }
+
+  async function handle(action, button) {
+    // Runs a user action: one at a time per button, and any API error shown as the API words it.
+    if (button) button.disabled = true;
+    try {
+      showError("");
+      await action();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) logOut("登录已过期，请重新登录");
+      else showError(e.message);
+      if (!(e instanceof ApiError)) console.error(e);
+    } finally {
+      if (button) button.disabled = false;
+    }
+  }
+
+  // -- login and sessions -------------------------------------------------------------------------
+  async function logIn() {
+    const { code } = await api("POST", "/demo/api/wx-login");   // what wx.login gives on a phone
+    const session = await api("POST", "/api/v1/auth/login", { code });
+    state.token = session.token;
+    live.connect();
+    await loadSchedules();
+  }
+
+  async function loadSchedules() {
+    const { items } = await api("GET", "/api/v1/courses/schedules");
+    state.schedules = items;
+    const list = $("schedule-list");
+    list.replaceChildren(...items.map(scheduleItem));
+    $("schedule-empty").hidden = items.length > 0;
+    show("view-schedules");
+  }
+
+  function scheduleItem(s) {
+    const li = document.createElement("li");
+    li.className = "schedule-item";
+    li.dataset.scheduleId = s.id;
+    li.dataset.test = "schedule";
+    const full = s.remaining <= 0;
+    if (full) li.setAttribute("aria-disabled", "true");
+    li.innerHTML = `<p class="schedule-title"></p>
+      <div class="schedule-meta"><span class="when"></span><span class="price"></span></div>
+      <div class="schedule-meta"><span class="left"></span></div>`;
+    li.querySelector(".schedule-title").textContent = s.title;
+    li.querySelector(".when").textContent = formatTime(s.starts_at);
+    li.querySelector(".price").textContent = `${s.price} 元`;
+    li.querySelector(".left").textContent = full ? "名额已满" : `剩余名额 ${s.remaining}`;
+    li.addEventListener("click", () => handle(() => openDetail(s.id)));
+    return li;
+  }
+
+  async function openDetail(scheduleId) {
+    const s = await api("GET", `/api/v1/courses/schedules/${scheduleId}`);
+    state.schedule = s;
+    $("detail-title").textContent = s.title;
+    $("detail-time").textContent = formatTime(s.starts_at);
+    $("detail-price").textContent = `${s.price} 元`;
+    $("detail-remaining").textContent = s.remaining > 0 ? String(s.remaining) : "名额已满";
+    $("book-btn").disabled = s.remaining <= 0;
+    show("view-detail");
+  }
+
+  // -- booking and paying -------------------------------------------------------------------------
+  function openConfirm() {
+    const s = state.schedule;
+    $("confirm-course").textContent = s.title;
+    $("confirm-time").textContent = formatTime(s.starts_at);
+    $("confirm-amount").textContent = `金额固定为${wholeYuan(s.price_fen)}元`;
+    $("confirm-dialog").hidden = false;
+  }
+
+  async function createAndPay() {
+    // One Idempotency-Key per tap: a retried request of this tap returns the same order, a new tap may not.
+    let order;
+    try {
+      order = await api("POST", "/api/v1/payment/orders/create",
+        { course_schedule_id: state.schedule.id, amount: state.schedule.price },
+        { "Idempotency-Key": newIdempotencyKey() });
+    } catch (e) {
+      $("confirm-dialog").hidden = true;
+      if (e.code === "PENDING_ORDER_EXISTS" && e.body.order_id) await resumeOrder(e.body.order_id);
+      else if (e.code === "SOLD_OUT" || e.code === "AMOUNT_MISMATCH") await openDetail(state.schedule.id);
+      throw e;
+    }
+    startOrder(order);
+    $("confirm-dialog").hidden = true;
+    await openSheet();
+  }
+
+  function startOrder(order) {
+    state.order = order;
+    state.phase = "sheet";
+    live.subscribe(order.order_id);
+  }
+
+  async function openSheet() {
+    // The wx.requestPayment parameters; a repeat reuses the prepay id.
+    const params = await api("POST", "/api/v1/payment/wxpay/create", { order_id: state.order.order_id });
+    state.phase = "sheet";
+    $("sheet-amount").textContent = state.order.amount;
+    $("sheet-package").textContent = params.package;
+    $("wxpay-sheet").hidden = false;
+  }
+
+  async function resumeOrder(orderId) {
+    // An unpaid order is already open (PENDING_ORDER_EXISTS): show it, to pay or cancel it.
+    const order = await api("GET", `/api/v1/payment/orders/${orderId}`);
+    state.order = order;
+    state.phase = "waiting";
+    live.subscribe(order.order_id);
+    showResult(order.status);
+  }
+
+  async function payerActs(result) {
+    // What the payer does in the WeChat Pay sheet; the outcome arrives over the WebSocket.
+    await whileProcessing(async () => {
+      await api("POST", "/demo/api/pay", { order_id: state.order.order_id, result });
+      // As the mini-program does when wx.requestPayment fails: close the order, the seat is free at once.
+      if (result === "fail") await cancel("payment_failed");
+    });
+  }
+
+  async function cancelOrder(reason) {
+    await whileProcessing(() => cancel(reason));
+  }
+
+  function cancel(reason) {
+    return api("POST", `/api/v1/payment/orders/${state.order.order_id}/cancel`, { reason });
+  }
+
+  async function whileProcessing(action) {
+    // Shows "processing" until the WebSocket reports the outcome; if the call itself fails, the order is
+    // shown as it stands (pending: pay or cancel it again).
+    state.phase = "processing";
+    $("wxpay-sheet").hidden = true;
+    showResult("processing");
+    try {
+      await action();
+    } catch (e) {
+      if (state.phase === "processing") {
+        state.phase = "waiting";
+        showResult(state.order.status || "pending");
+      }
+      throw e;
+    }
+  }
+
+  function payLater() {
+    state.phase = "waiting";
+    $("wxpay-sheet").hidden = true;
+    showResult(state.order.status || "pending");
+  }
+
+  function showResult(status) {
+    const r = RESULTS[status] || { title: status, detail: "" };
+    const o = state.order;
+    $("view-result").dataset.status = status;
+    $("result-title").textContent = r.title;
+    let detail = r.detail;
+    if (status === "pending" && o.expires_at) {
+      detail = `请在 ${new Date(o.expires_at).toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit", hour12: false })} 前完成支付，逾期订单自动取消`;
+    }
+    $("result-detail").textContent = detail;
+    const s = state.schedules.find((x) => x.id === o.course_schedule_id) || state.schedule;
+    $("result-course").textContent = s ? s.title : "";
+    $("result-amount").textContent = `${o.amount} 元`;
+    $("order-no").textContent = o.order_id;
+    $("resume-pay").hidden = status !== "pending";
+    $("cancel-order").hidden = status !== "pending";
+    $("retry").hidden = !["failed", "cancelled", "expired"].includes(status);
+    $("back-to-list").hidden = status === "processing";
+    show("view-result");
+  }
+
+  // -- wiring -------------------------------------------------------------------------------------
+  function on(id, fn) {
+    const el = $(id);
+    el.addEventListener("click", () => handle(fn, el));
+  }
+
+  on("login-btn", logIn);
+  on("detail-back", loadSchedules);
+  on("book-btn", async () => openConfirm());
+  on("confirm-back", async () => { $("confirm-dialog").hidden = true; });
+  on("confirm-pay", createAndPay);
+  on("sheet-pay", () => payerActs("success"));
+  on("sheet-fail", () => payerActs("fail"));
+  on("sheet-cancel", () => cancelOrder("user_cancelled"));
+  on("sheet-later", async () => payLater());
+  on("resume-pay", openSheet);
+  on("cancel-order", () => cancelOrder("user_cancelled"));
+  on("retry", () => openDetail(state.order.course_schedule_id));
+  on("back-to-list", loadSchedules);
+})();

@@ -1,0 +1,136 @@
+// Drives the demo checkout (/demo/) in Debian's headless Chromium, as a parent would click through it.
+//   node checkout.js success|cancel BASE_URL SCHEDULE_ID SCREENSHOT.png
+// Prints one JSON object: what the page showed, the order it made, the WebSocket frames it received and any
+// order-status request it made (there must be none: the status comes over the WebSocket).
+"use strict";
+
+const fs = require("fs");
+const os = require("os");
+const path = require("path");
+const { chromium } = require("playwright-core");
+
+const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const FONT_DIR = path.join(__dirname, "node_modules", "@fontsource-variable", "noto-sans-sc");
+
+async function main() {
+  const [scenario, baseUrl, scheduleId, screenshot] = process.argv.slice(2);
+  if (!SCENARIOS[scenario] || !baseUrl || !scheduleId || !screenshot) {
+    throw new Error("usage: node checkout.js success|cancel BASE_URL SCHEDULE_ID SCREENSHOT.png");
+  }
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "demo-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30000,
+    viewport: { width: 390, height: 780 }, deviceScaleFactor: 2, locale: "zh-CN", timezoneId: "Asia/Shanghai",
+  });
+  try {
+    const page = context.pages()[0] || (await context.newPage());
+    page.setDefaultTimeout(15000);
+    const seen = watch(page);
+    const fontCss = await lendCJKFont(page, baseUrl);
+    const result = await SCENARIOS[scenario](page, { baseUrl, scheduleId, screenshot, seen, fontCss });
+    if (seen.pageErrors.length) throw new Error(`errors on the page: ${seen.pageErrors.join("; ")}`);
+    process.stdout.write(JSON.stringify({ ...result, frames: seen.frames, polled: seen.polled }));
+  } finally {
+    await context.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+function watch(page) {
+  // The pushes the page received, and any order read it made after paying started.
+  const seen = { frames: [], polled: [], pageErrors: [], paying: false };
+  page.on("pageerror", (e) => seen.pageErrors.push(String(e)));
+  page.on("websocket", (ws) => ws.on("framereceived", ({ payload }) => {
+    try { seen.frames.push(JSON.parse(payload)); } catch (e) { /* not JSON: ignore */ }
+  }));
+  page.on("request", (req) => {
+    if (seen.paying && req.method() === "GET" && req.url().includes("/api/v1/payment/orders")) seen.polled.push(req.url());
+  });
+  return seen;
+}
+
+async function lendCJKFont(page, baseUrl) {
+  // This machine may have no Chinese system font: serve Noto Sans SC from the npm package, so the
+  // screenshots read as a person sees them. The page's own font stack already names "Noto Sans SC".
+  const css = fs.readFileSync(path.join(FONT_DIR, "index.css"), "utf8")
+    .replaceAll("'Noto Sans SC Variable'", "'Noto Sans SC'")
+    .replaceAll("url(./files/", "url(/__test-fonts/");
+  await page.route(`${baseUrl}/__test-fonts/*`, (route) => route.fulfill({
+    path: path.join(FONT_DIR, "files", path.basename(new URL(route.request().url()).pathname)),
+    contentType: "font/woff2",
+  }));
+  return css;
+}
+
+async function snap(page, file) {
+  // Every glyph on screen loaded, then the picture.
+  await page.evaluate(async () => {
+    await document.fonts.load('16px "Noto Sans SC"', document.body.innerText);
+    await document.fonts.ready;
+  });
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  await page.screenshot({ path: file, fullPage: true });
+}
+
+async function bookUpToTheSheet(page, { baseUrl, scheduleId, fontCss }) {
+  // Log in, pick the session, 立即预约, 确认支付: the WeChat Pay sheet is up.
+  const loggedIn = page.waitForResponse((r) => r.url().endsWith("/api/v1/auth/login") && r.ok());
+  await page.goto(`${baseUrl}/demo/`);
+  await page.addStyleTag({ content: fontCss });
+  await page.click("#login-btn");
+  const token = (await (await loggedIn).json()).token;
+  const item = page.locator(`[data-schedule-id="${scheduleId}"]`);
+  const listed = await item.innerText();
+  await item.click();
+  await page.locator("#view-detail").waitFor();
+  const remainingBefore = await page.locator("#detail-remaining").innerText();
+  await page.click("#book-btn");
+  await page.locator("#confirm-dialog").waitFor();
+  const fixedPrice = await page.locator("#confirm-amount").innerText();
+  await page.click("#confirm-pay");
+  await page.locator("#wxpay-sheet").waitFor();
+  const sheetAmount = await page.locator("#sheet-amount").innerText();
+  return { token, listed, remainingBefore, fixedPrice, sheetAmount };
+}
+
+async function outcome(page, status) {
+  await page.locator(`#view-result[data-status="${status}"]`).waitFor();
+  return { title: await page.locator("#result-title").innerText(), orderId: await page.locator("#order-no").innerText() };
+}
+
+const SCENARIOS = {
+  async success(page, run) {
+    const booked = await bookUpToTheSheet(page, run);
+    run.seen.paying = true;
+    await page.click("#sheet-pay");
+    const shown = await outcome(page, "paid");
+    await snap(page, run.screenshot);
+    // The same parent books again: the API's refusal is shown as it words it.
+    run.seen.paying = false;
+    await page.click("#back-to-list");
+    await page.locator(`[data-schedule-id="${run.scheduleId}"]`).click();
+    await page.click("#book-btn");
+    await page.click("#confirm-pay");
+    const again = await page.locator("#error:not([hidden])").innerText();
+    return { ...booked, ...shown, again };
+  },
+
+  async cancel(page, run) {
+    const booked = await bookUpToTheSheet(page, run);
+    run.seen.paying = true;
+    await page.click("#sheet-cancel");
+    const shown = await outcome(page, "cancelled");
+    await snap(page, run.screenshot);
+    run.seen.paying = false;
+    await page.click("#back-to-list");
+    const listedAfter = await page.locator(`[data-schedule-id="${run.scheduleId}"]`).innerText();
+    return { ...booked, ...shown, listedAfter };
+  },
+};
+
+main().catch((e) => {
+  process.stderr.write(`${e.stack || e}\n`);
+  process.exit(1);
+});
