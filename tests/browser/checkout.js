@@ -1,5 +1,5 @@
 // Drives the demo checkout (/demo/) in Debian's headless Chromium, as a parent would click through it.
-//   node checkout.js success|cancel BASE_URL SCHEDULE_ID SCREENSHOT.png
+//   node checkout.js success|cancel|fail BASE_URL SCHEDULE_ID SCREENSHOT.png
 // Prints one JSON object: what the page showed, the order it made, the WebSocket frames it received and any
 // order-status request it made (there must be none: the status comes over the WebSocket).
 "use strict";
@@ -17,7 +17,7 @@ const FONT_DIR = path.join(__dirname, "node_modules", "@fontsource-variable", "n
 async function main() {
   const [scenario, baseUrl, scheduleId, screenshot] = process.argv.slice(2);
   if (!SCENARIOS[scenario] || !baseUrl || !scheduleId || !screenshot) {
-    throw new Error("usage: node checkout.js success|cancel BASE_URL SCHEDULE_ID SCREENSHOT.png");
+    throw new Error("usage: node checkout.js success|cancel|fail BASE_URL SCHEDULE_ID SCREENSHOT.png");
   }
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "demo-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
@@ -74,8 +74,9 @@ async function snap(page, file) {
   await page.screenshot({ path: file, fullPage: true });
 }
 
-async function bookUpToTheSheet(page, { baseUrl, scheduleId, fontCss }) {
-  // Log in, pick the session, 立即预约, 确认支付: the WeChat Pay sheet is up.
+async function bookUpToTheSheet(page, { baseUrl, scheduleId, fontCss, screenshot, steps }) {
+  // Log in, pick the session, 立即预约, 确认支付: the WeChat Pay sheet is up. With `steps`, a picture of each.
+  const step = (name) => (steps ? snap(page, screenshot.replace(/\.png$/, `-${name}.png`)) : null);
   const loggedIn = page.waitForResponse((r) => r.url().endsWith("/api/v1/auth/login") && r.ok());
   await page.goto(`${baseUrl}/demo/`);
   await page.addStyleTag({ content: fontCss });
@@ -83,15 +84,18 @@ async function bookUpToTheSheet(page, { baseUrl, scheduleId, fontCss }) {
   const token = (await (await loggedIn).json()).token;
   const item = page.locator(`[data-schedule-id="${scheduleId}"]`);
   const listed = await item.innerText();
+  await step("1-list");
   await item.click();
   await page.locator("#view-detail").waitFor();
   const remainingBefore = await page.locator("#detail-remaining").innerText();
   await page.click("#book-btn");
   await page.locator("#confirm-dialog").waitFor();
   const fixedPrice = await page.locator("#confirm-amount").innerText();
+  await step("2-confirm");
   await page.click("#confirm-pay");
   await page.locator("#wxpay-sheet").waitFor();
   const sheetAmount = await page.locator("#sheet-amount").innerText();
+  await step("3-sheet");
   return { token, listed, remainingBefore, fixedPrice, sheetAmount };
 }
 
@@ -102,7 +106,7 @@ async function outcome(page, status) {
 
 const SCENARIOS = {
   async success(page, run) {
-    const booked = await bookUpToTheSheet(page, run);
+    const booked = await bookUpToTheSheet(page, { ...run, steps: true });
     run.seen.paying = true;
     await page.click("#sheet-pay");
     const shown = await outcome(page, "paid");
@@ -114,7 +118,22 @@ const SCENARIOS = {
     await page.click("#book-btn");
     await page.click("#confirm-pay");
     const again = await page.locator("#error:not([hidden])").innerText();
+    await snap(page, run.screenshot.replace(/\.png$/, "-4-again.png"));
     return { ...booked, ...shown, again };
+  },
+
+  async fail(page, run) {
+    // 稍后支付 leaves the order pending; 继续支付 brings the sheet back, where the payment then fails.
+    const booked = await bookUpToTheSheet(page, run);
+    run.seen.paying = true;
+    await page.click("#sheet-later");
+    const pending = await outcome(page, "pending");
+    await page.click("#resume-pay");
+    await page.locator("#wxpay-sheet").waitFor();
+    await page.click("#sheet-fail");
+    const shown = await outcome(page, "failed");
+    await snap(page, run.screenshot);
+    return { ...booked, ...shown, pendingTitle: pending.title };
   },
 
   async cancel(page, run) {

@@ -32,3 +32,16 @@ async def test_cancelling_in_the_sheet_frees_the_seat(api, checkout):
     assert order["status"] == "cancelled" and order["reservation"]["status"] == "cancelled"
     assert await api.remaining(sid) == 2
     assert "剩余名额 2" in page["listedAfter"]
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_paying_later_then_failing_frees_the_seat(api, checkout):
+    sid = await api.schedule(capacity=2, title="浏览器测试·支付失败")
+    page = await checkout("fail", sid, "browser-fail.png")
+
+    assert page["pendingTitle"] == "订单待支付"
+    assert page["title"] == "支付失败，请重试"
+    assert page["polled"] == []
+    order = await api.get_order(page["token"], page["orderId"])
+    assert order["status"] == "failed" and order["failure_reason"] == "payment_failed"
+    assert await api.remaining(sid) == 2
