@@ -1,0 +1,30 @@
+// The class sessions (GET /api/v1/courses/schedules, no token needed), each with its price and seats left.
+const { request } = require("../../utils/api");
+const { when } = require("../../utils/format");
+
+Page({
+  data: { items: [], loading: true, error: "" },
+
+  onShow() {
+    this.load();
+  },
+
+  onPullDownRefresh() {
+    this.load().then(() => wx.stopPullDownRefresh());
+  },
+
+  async load() {
+    try {
+      const { items } = await request({ path: "/api/v1/courses/schedules" });
+      this.setData({ items: items.map((s) => Object.assign({}, s, { when: when(s.starts_at) })), error: "" });
+    } catch (e) {
+      this.setData({ error: e.message });
+    }
+    this.setData({ loading: false });
+  },
+
+  onPick(e) {
+    const { id, remaining } = e.currentTarget.dataset;
+    if (remaining > 0) wx.navigateTo({ url: `/pages/order/order?scheduleId=${id}` });
+  },
+});
