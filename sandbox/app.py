@@ -38,6 +38,7 @@ def make_app(sandbox):
         (rf"/sandbox/orders/{NAME}", control.OrderHandler),
         (rf"/sandbox/orders/{NAME}/pay", control.OrderPayHandler),
         (rf"/sandbox/orders/{NAME}/fail", control.OrderFailHandler),
+        (rf"/sandbox/orders/{NAME}/probe", control.OrderProbeHandler),
         (r"/sandbox/refunds", control.RefundsHandler),
         (rf"/sandbox/refunds/{NAME}", control.RefundHandler),
         (rf"/sandbox/refunds/{NAME}/settle", control.RefundSettleHandler),

@@ -37,6 +37,12 @@ class Sandbox:
                                       {"out_trade_no": order.out_trade_no})
         return order, note
 
+    def probe_order(self, out_trade_no):
+        """Send a signature probe (WECHATPAY/SIGNTEST/ signature) shaped like the order's payment notification."""
+        order = self.trades.get(out_trade_no)
+        return self.notifier.send("TRANSACTION.SUCCESS", "支付成功", "transaction", self.trades.transaction(order),
+                                  order.notify_url, {"out_trade_no": order.out_trade_no}, probe=True)
+
     def create_refund(self, body):
         """Accept a refund and, when auto-settle is on, schedule its settlement."""
         known = body.get("out_refund_no") in self.refunds.refunds if isinstance(body, dict) else False

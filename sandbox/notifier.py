@@ -1,6 +1,8 @@
 """Signed, encrypted notifications to merchants, redelivered on WeChat Pay's schedule until acknowledged."""
 import asyncio
+import base64
 import json
+import secrets
 import logging
 import time
 
@@ -34,6 +36,7 @@ class Notification:
         self.body = None
         self.summary = summary
         self.original_type = original_type
+        self.probe = False
 
     def view(self):
         """JSON for the control API."""
@@ -41,7 +44,8 @@ class Notification:
             "id": self.id, "event_type": self.event_type, "notify_url": self.notify_url,
             "status": self.status, "rule": self.rule, "created_at": clock.iso(self.created_at),
             "next_attempt_in_seconds": self.next_attempt_in, "attempts": list(self.attempts),
-            "plaintext": self.plaintext, "body": self.body.decode("utf-8") if self.body else None, **self.subject,
+            "plaintext": self.plaintext, "body": self.body.decode("utf-8") if self.body else None,
+            "probe": self.probe, **self.subject,
         }
 
 
@@ -78,9 +82,14 @@ class Notifier:
                 return taken
         return None
 
-    def send(self, event_type, summary, original_type, plaintext, notify_url, subject):
-        """Create a notification and start delivering it; returns at once."""
+    def send(self, event_type, summary, original_type, plaintext, notify_url, subject, probe=False):
+        """Create a notification and start delivering it; returns at once.
+
+        A probe is signed with a `WECHATPAY/SIGNTEST/` signature, as WeChat Pay's signature probes are, is sent
+        once and takes no notification rule: a merchant must refuse it (non-2xx).
+        """
         note = Notification(event_type, summary, original_type, plaintext, notify_url, subject)
+        note.probe = probe
         resource = encrypt_resource(self.creds.apiv3_key, json.dumps(plaintext, ensure_ascii=False,
                                                                       separators=(",", ":")), original_type)
         resource["original_type"] = original_type
@@ -89,7 +98,7 @@ class Notifier:
             "event_type": event_type, "summary": summary, "resource": resource,
         }
         note.body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        note.rule = self._take_rule()
+        note.rule = None if probe else self._take_rule()
         self.notifications.append(note)
         task = asyncio.get_running_loop().create_task(self._deliver(note))
         self._tasks.add(task)
@@ -98,6 +107,10 @@ class Notifier:
 
     async def _deliver(self, note):
         rule = note.rule or {}
+        if note.probe:
+            await self._attempt(note)
+            note.status = "probed"
+            return
         if rule.get("action") == "drop":
             note.status = "dropped"
             return
@@ -120,6 +133,8 @@ class Notifier:
         mode = self.config.notify_key_mode
         key, serial = self.creds.signing_key(mode)
         headers = signed_headers(key, serial, note.body)
+        if note.probe:
+            headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + base64.b64encode(secrets.token_bytes(192)).decode()
         headers.update({"Content-Type": "application/json", "User-Agent": "Mozilla/4.0"})
         record = {"number": len(note.attempts) + 1, "at": clock.iso(clock.now()), "at_unix": time.time(),
                   "key_mode": mode, "serial": serial, "timestamp": headers["Wechatpay-Timestamp"]}

@@ -69,6 +69,13 @@ class OrderPayHandler(ControlHandler):
         self.reply({"order": self.sandbox.trades.internal(order), "notification_id": note.id if note else None})
 
 
+class OrderProbeHandler(ControlHandler):
+    """POST /sandbox/orders/{out_trade_no}/probe: a WECHATPAY/SIGNTEST/ signature probe to the order's notify_url."""
+
+    def post(self, out_trade_no):
+        self.reply({"notification_id": self.sandbox.probe_order(out_trade_no).id})
+
+
 class OrderFailHandler(ControlHandler):
     """POST /sandbox/orders/{out_trade_no}/fail: the payment fails (PAYERROR, no notification)."""
 

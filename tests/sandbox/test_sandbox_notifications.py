@@ -106,3 +106,16 @@ def test_no_notification_when_asked_not_to(sandbox, receiver):
     with_client(sandbox, "pubkey")(lambda c: c.pay(**jsapi_order(sandbox, no, receiver.url("/quiet"))))
     assert sandbox.control("POST", f"/sandbox/orders/{no}/pay", {"notify": False})["notification_id"] is None
     assert sandbox.control("GET", f"/sandbox/notifications?out_trade_no={no}")["items"] == []
+
+
+def test_signature_probe(sandbox, receiver):
+    no = new_trade_no()
+    with_client(sandbox, "pubkey")(lambda c: c.pay(**jsapi_order(sandbox, no, receiver.url("/probe"))))
+    receiver.script("/probe", [401])
+    probe_id = sandbox.control("POST", f"/sandbox/orders/{no}/probe")["notification_id"]
+    [probe] = receiver.wait_for("/probe")
+    assert probe["headers"]["Wechatpay-Signature"].startswith("WECHATPAY/SIGNTEST/")
+    assert make_client(sandbox, "pubkey").callback(probe["headers"], probe["body"]) is None
+    wait_until(lambda: notification_of(sandbox, no)["status"] == "probed", what="the probe to be answered")
+    note = notification_of(sandbox, no)
+    assert note["id"] == probe_id and note["probe"] and [a["status"] for a in note["attempts"]] == [401]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 import threading
@@ -63,10 +64,15 @@ def jsapi_order(sandbox, out_trade_no, notify_url, total=20000, **extra):
                 payer={"openid": "o" + secrets.token_urlsafe(20)[:27]}, notify_url=notify_url, **extra)
 
 
+@functools.lru_cache(maxsize=4)
+def _merchant_key(path):
+    return load_private_key(read(path))  # parsing checks the RSA key: slow enough to keep
+
+
 def signed_call(sandbox, method, path, body=None, sent_body=None, timestamp=None, serial=None, headers=None):
     """A request signed by the merchant key with wechatpayv3's own signer; `sent_body` may differ (tampering)."""
     env = sandbox.env
-    key = load_private_key(read(env["WECHATPAY_PRIVATE_KEY_FILE"]))
+    key = _merchant_key(env["WECHATPAY_PRIVATE_KEY_FILE"])
     text = "" if body is None else (body if isinstance(body, str) else json.dumps(body))
     if timestamp is None:
         auth = build_authorization(path, method, env["WECHATPAY_MCHID"], serial or env["WECHATPAY_CERT_SERIAL_NO"],
