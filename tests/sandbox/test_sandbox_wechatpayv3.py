@@ -44,7 +44,7 @@ def test_jsapi_order_query_pay_notify(sandbox, receiver, mode, tmp_path):
 
     (status, answer, again), _ = with_client(sandbox, mode, tmp_path / "certs")(place)
     assert status == 200 and answer["prepay_id"].startswith("wx")
-    assert again[0] == 400, "a repeat with another payer openid is another order"
+    assert again[0] == 400, "the same out_trade_no with another payer is refused"
     assert signed_with(sandbox, "/v3/pay/transactions/jsapi") == mode
 
     paid = sandbox.control("POST", f"/sandbox/orders/{no}/pay", {})
