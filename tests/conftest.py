@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import settings as settings_module
-from tests.harness import ROOT, VAR, SandboxProcess, read_env_file
+from tests.harness import ROOT, VAR, RedisServer, SandboxProcess, read_env_file
 
 pytest_plugins = ["tests.api"]
 
@@ -21,29 +21,41 @@ def _dev_env():
     return read_env_file(os.path.join(VAR, "dev.env"))
 
 
+def _admin_sql(db_url, statements):
+    """Run statements on the server as the project's user (outside any test database)."""
+    import pymysql
+
+    conn = pymysql.connect(host=db_url.host, port=db_url.port, user=db_url.user, password=db_url.password)
+    try:
+        with conn.cursor() as cur:
+            for sql in statements:
+                cur.execute(sql)
+        conn.commit()
+    finally:
+        conn.close()
+
+
 @pytest.fixture(scope="session")
 def server_env():
-    """DATABASE_URL / REDIS_URL / SECRET_KEY of the test database and Redis db (never the dev data)."""
+    """DATABASE_URL / REDIS_URL / SECRET_KEY for this run: a database of its own (never the dev data), created
+    empty for the run and dropped after it, so parallel runs cannot disturb each other."""
     dev = _dev_env()
-    return {"DATABASE_URL": dev["TEST_DATABASE_URL"], "REDIS_URL": dev["TEST_REDIS_URL"],
-            "SECRET_KEY": "test-secret-key-0123456789abcdef"}
+    base = settings_module._database({"DATABASE_URL": dev["TEST_DATABASE_URL"]})
+    name = f"gym_test_{os.getpid()}"
+    _admin_sql(base, [f"DROP DATABASE IF EXISTS `{name}`",
+                      f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"])
+    url = dev["TEST_DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
+    redis = RedisServer(f"session-{os.getpid()}")  # a Redis of the run's own, for the same reason
+    yield {"DATABASE_URL": url, "REDIS_URL": redis.url, "SECRET_KEY": "test-secret-key-0123456789abcdef"}
+    redis.stop()
+    _admin_sql(base, [f"DROP DATABASE IF EXISTS `{name}`"])
 
 
 @pytest.fixture(scope="session")
 def fresh_schema(server_env):
-    """Drop and recreate the test database's tables once per run."""
-    subprocess.run([sys.executable, "-c", (
-        "import asyncio, os\n"
-        "from models import database, open_database, close_database, ALL_TABLES, SchemaMigration\n"
-        "from models.migrations import migrate\n"
-        "from settings import _database\n"
-        "async def go():\n"
-        "    await open_database(_database(os.environ), pool_max=2)\n"
-        "    await database.aio_execute_sql('SET FOREIGN_KEY_CHECKS=0')\n"
-        "    await database.aio_drop_tables(ALL_TABLES + [SchemaMigration], safe=True)\n"
-        "    await migrate(log=lambda m: None)\n"
-        "    await close_database()\n"
-        "asyncio.run(go())\n")], cwd=ROOT, check=True, env={**os.environ, **server_env})
+    """Create the run's tables with the project's own migrations."""
+    subprocess.run([sys.executable, "manage.py", "migrate"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, **server_env})
     return True
 
 

@@ -21,11 +21,11 @@ async def test_login_is_rate_limited_per_ip(api):
 async def test_order_creation_is_rate_limited_per_user(api, sandbox):
     import redis.asyncio as aioredis
 
+    r = aioredis.from_url(api.redis_url)
+    await r.flushdb()  # a fresh minute window for the logins below
+    await r.aclose()
     sid = await api.schedule()
     code = (await api.control("POST", "/sandbox/wx/login", {}))["code"]
-    r = aioredis.from_url(api.redis_url)
-    await r.flushdb()  # a fresh minute window for the login below
-    await r.aclose()
     status, body, _ = await api.call("POST", "/api/v1/auth/login", {"code": code})
     assert status == 200
     token = body["token"]
