@@ -75,3 +75,26 @@ async def test_operator_passwords_are_stored_under_argon2(api):
     assert operator.password_hash.startswith("$argon2id$")
     assert passwords.check_password(operator.password_hash, "correct-horse-battery")
     assert not passwords.check_password(operator.password_hash, "wrong")
+
+
+@pytest.mark.gen_test
+async def test_manage_py_creates_an_operator_who_can_log_in(api, service_env, tmp_path):
+    import asyncio
+    import os
+    import sys
+
+    from tests.harness import ROOT
+
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret-operator-pass\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "manage.py", "create-operator", "--username", "front-desk", "--password-file", str(pw),
+        "--role", "staff", cwd=ROOT, env={**os.environ, **service_env}, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and b"front-desk" in out
+    status, body, _ = await api.call("POST", "/api/v1/admin/login",
+                                     {"username": "front-desk", "password": "s3cret-operator-pass"})
+    assert status == 200 and body["operator"]["role"] == "staff" and body["operator"]["username"] == "front-desk"
+    status, body, _ = await api.call("POST", "/api/v1/admin/login",
+                                     {"username": "front-desk", "password": "wrong-password"})
+    assert status == 401
