@@ -36,7 +36,7 @@ class SandboxShortcut(BaseHandler):
             data = json.loads(resp.body or b"{}")
         except (OSError, ValueError):
             raise errors.service_unavailable("微信沙箱不可用，请确认已用 make run 启动") from None
-        if resp.code == 599:
+        if resp.code >= 500:
             raise errors.service_unavailable("微信沙箱不可用，请确认已用 make run 启动")
         if resp.code >= 400:
             raise errors.ServiceError(resp.code, data.get("code", "SANDBOX_ERROR"), data.get("message", "沙箱拒绝了请求"))

@@ -50,3 +50,10 @@ async def test_pay_acts_only_on_the_callers_own_order(api):
     status, body, _ = await api.call("POST", "/demo/api/pay", {"order_id": order_id, "result": "fail"}, token=owner)
     assert status == 200 and body == {"order_id": order_id, "trade_state": "PAYERROR"}
     assert (await api.get_order(owner, order_id))["status"] == "pending"
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("overrides", [{"DEV_MODE": "1", "WECHAT_API_BASE": "http://127.0.0.1:9"}])
+async def test_an_unreachable_sandbox_is_a_503(api, overrides):
+    status, body, headers = await api.call("POST", "/demo/api/wx-login")
+    assert status == 503 and body["error"]["code"] == "SERVICE_UNAVAILABLE" and headers["Retry-After"] == "1"
