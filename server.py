@@ -44,6 +44,7 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
         (r"/api/v1/payment/wxpay/create", users.WxPayCreateHandler, c),
         (rf"/api/v1/payment/wxpay/qrcode/{ORDER_ID}", users.WxPayQRCodeHandler, c),
         (r"/api/v1/payment/wxpay/callback", wxpay_notify.PaymentCallbackHandler, c),
+        (r"/api/v1/payment/wxpay/refund-callback", wxpay_notify.RefundCallbackHandler, c),
         (r"/api/v1/admin/login", admin.AdminLoginHandler, c),
         (r"/api/v1/admin/schedules", admin.AdminSchedulesHandler, c),
         (r"/api/v1/admin/schedules/([0-9]{1,18})", admin.AdminScheduleHandler, c),

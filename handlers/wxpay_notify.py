@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from services import notifications
+from services import notifications, refund_notifications
 from services.audit import Actor
 from services.wechatpay_notify import NotificationRejected
 
@@ -13,13 +13,21 @@ from .base import BaseHandler
 class PaymentCallbackHandler(BaseHandler):
     """POST /api/v1/payment/wxpay/callback."""
 
+    handle = staticmethod(notifications.handle_payment_notification)
+
     async def post(self):
         actor = Actor("wechat", ip=self.request.remote_ip, user_agent=self.request.headers.get("User-Agent"))
         try:
-            await notifications.handle_payment_notification(self.ctx, self.request.headers, self.request.body, actor)
+            await self.handle(self.ctx, self.request.headers, self.request.body, actor)
         except NotificationRejected as e:
             self.set_status(e.status)
             self.finish(json.dumps({"code": "FAIL", "message": e.reason}))
             return
         self.set_status(204)
         self.finish()
+
+
+class RefundCallbackHandler(PaymentCallbackHandler):
+    """POST /api/v1/payment/wxpay/refund-callback."""
+
+    handle = staticmethod(refund_notifications.handle_refund_notification)

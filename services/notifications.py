@@ -16,7 +16,7 @@ from .wechatpay_notify import NotificationRejected
 log = logging.getLogger("gym.notify")
 
 
-async def _note_receipt(envelope, outcome, out_trade_no):
+async def note_receipt(envelope, outcome, out_trade_no):
     now = utcnow()
     await NotificationReceipt.insert(
         event_id=str(envelope.get("id") or "")[:64] or "unknown", event_type=envelope.get("event_type", "")[:32],
@@ -40,7 +40,7 @@ async def _apply(uow, ctx, envelope, actor):
         outcome = "ignored"
     else:
         outcome = await apply_payment(uow, ctx.settings, order, txn, actor, "notify")
-    await _note_receipt(envelope, outcome, out_trade_no)
+    await note_receipt(envelope, outcome, out_trade_no)
     return outcome
 
 
@@ -50,10 +50,7 @@ async def handle_payment_notification(ctx, headers, body: bytes, actor) -> str:
         envelope = await ctx.verifier.verify(headers, body)
     except NotificationRejected as e:
         log.warning("payment notification refused (%s): %s", e.status, e.reason)
-        try:
-            await run_in_transaction(ctx, _record_refusal, actor, e, body)
-        except Exception:  # noqa: BLE001 - the refusal stands even when it cannot be recorded
-            log.exception("recording a refused notification failed")
+        await record_refusal(ctx, actor, e, body)
         raise
     if envelope.get("event_type") != "TRANSACTION.SUCCESS":
         return "ignored"
@@ -67,3 +64,11 @@ async def handle_payment_notification(ctx, headers, body: bytes, actor) -> str:
 async def _record_refusal(uow, actor, rejection, body):
     await audit.record("notification_rejected", actor, detail=rejection.reason, error=f"HTTP {rejection.status}",
                        request={"body_bytes": len(body)})
+
+
+async def record_refusal(ctx, actor, rejection, body):
+    """Audit a refused notification; the refusal stands even when it cannot be recorded."""
+    try:
+        await run_in_transaction(ctx, _record_refusal, actor, rejection, body)
+    except Exception:  # noqa: BLE001
+        log.exception("recording a refused notification failed")

@@ -46,7 +46,7 @@ EXTRA_CODES = {"IDEMPOTENCY_KEY_REUSED", "SCHEDULE_CLOSED", "PAYMENT_REJECTED", 
 # Documented answers the drive test cannot cause from outside: a bug (500) or MySQL being down (503 on routes that
 # only the database can fail). Everything else documented must be seen.
 _DB_ONLY_503 = ("getReadiness", "listSchedules", "getSchedule", "createOrder", "listOrders", "getOrder",
-                "wxpayPaymentCallback", "loginOperator", "adminListSchedules", "adminCreateSchedule",
+                "wxpayPaymentCallback", "wxpayRefundCallback", "loginOperator", "adminListSchedules", "adminCreateSchedule",
                 "adminChangeCapacity")
 NOT_DRIVEN = {(op, "503") for op in _DB_ONLY_503}
 
@@ -143,7 +143,8 @@ def _service_error_codes():
 def _is_error_body(schema, path):
     """The Error schema, or one narrowing it with allOf (the probes and WeChat Pay's callback have their own)."""
     own = {"/readyz": "#/components/schemas/Readiness",
-           "/api/v1/payment/wxpay/callback": "#/components/schemas/NotifyFailure"}
+           "/api/v1/payment/wxpay/callback": "#/components/schemas/NotifyFailure",
+           "/api/v1/payment/wxpay/refund-callback": "#/components/schemas/NotifyFailure"}
     if schema.get("$ref") in ("#/components/schemas/Error", own.get(path)):
         return True
     resolved = _resolve(schema)
@@ -577,6 +578,18 @@ async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url
     assert (await c.call("POST", CALLBACK, 400, raw=garbage, headers=forger.headers(garbage)))["code"] == "FAIL"
     big = json.dumps(_pad()).encode()
     await c.call("POST", CALLBACK, 413, raw=big, headers=forger.headers(big), code="PAYLOAD_TOO_LARGE")
+
+    # The refund notification endpoint: an unknown refund is recorded and acknowledged; forgeries are refused
+    REFUND_CALLBACK = "/api/v1/payment/wxpay/refund-callback"
+    refund_body = forger.body({"mchid": sandbox.env["WECHATPAY_MCHID"], "out_trade_no": a_id,
+                               "out_refund_no": "R-unknown", "refund_status": "SUCCESS",
+                               "amount": {"total": 20000, "refund": 20000}}, event_type="REFUND.SUCCESS")
+    await c.call("POST", REFUND_CALLBACK, 204, raw=refund_body, headers=forger.headers(refund_body))
+    bad = {**forger.headers(refund_body), "Wechatpay-Signature": "eHh4"}
+    assert (await c.call("POST", REFUND_CALLBACK, 401, raw=refund_body, headers=bad))["code"] == "FAIL"
+    assert (await c.call("POST", REFUND_CALLBACK, 400, raw=garbage,
+                         headers=forger.headers(garbage)))["code"] == "FAIL"
+    await c.call("POST", REFUND_CALLBACK, 413, raw=big, headers=forger.headers(big), code="PAYLOAD_TOO_LARGE")
 
     # After payment: one trial per parent, the order no longer payable, the seat not to be taken away
     await c.call("POST", CREATE, 409, body={"course_schedule_id": sid2}, token=ta, code="TRIAL_ALREADY_BOOKED")
