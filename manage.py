@@ -9,12 +9,12 @@ import sys
 
 from models import CourseSchedule, close_database, open_database, utcnow
 from models.migrations import migrate
-from settings import SettingsError, _database
+from settings import SettingsError, parse_database_url
 
 
 def _db_url():
     try:
-        return _database(os.environ)
+        return parse_database_url(os.environ)
     except SettingsError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

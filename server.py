@@ -15,7 +15,7 @@ from handlers import admin, ops, users, wxpay_notify
 from handlers.base import NotFoundHandler
 from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, order_snapshot
-from models import close_database, open_database
+from models import PaymentOrder, close_database, open_database
 from services.context import AppContext
 from services.notices import BookingNotices
 from services.reconcile import Reconciler
@@ -87,8 +87,6 @@ async def open_context(settings, run_jobs=None) -> AppContext:
 
 
 async def _snapshot_by_order_id(order_id):
-    from models import PaymentOrder
-
     return await order_snapshot(await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_get())
 
 

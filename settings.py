@@ -105,7 +105,7 @@ def _url(env, name, default=None, schemes=("http", "https")):
     return raw.rstrip("/")
 
 
-def _database(env):
+def parse_database_url(env):
     raw = _required(env, "DATABASE_URL")
     parsed = urlparse(raw)
     name = parsed.path.lstrip("/")
@@ -180,7 +180,7 @@ def load(env=None) -> Settings:
     return Settings(
         host=host,
         port=port,
-        database=_database(env),
+        database=parse_database_url(env),
         redis_url=_url(env, "REDIS_URL", schemes=("redis", "rediss", "unix")),
         secret_key=secret_key,
         wechat_appid=_required(env, "WECHAT_APPID"),

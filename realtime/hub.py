@@ -6,6 +6,7 @@ import json
 import logging
 from collections import defaultdict
 
+from models import utcnow
 from services.timefmt import iso
 
 log = logging.getLogger("gym.realtime")
@@ -125,6 +126,4 @@ class Hub:
 
 def iso_now():
     """Now in the API's time format."""
-    from models import utcnow
-
     return iso(utcnow())

@@ -7,6 +7,7 @@ import logging
 import tornado.websocket
 
 import errors
+from models import PaymentOrder
 from services import tokens
 from services.orders import get_user_order, reservation_of
 from services.timefmt import iso
@@ -70,8 +71,6 @@ class OrderStatusSocket(tornado.websocket.WebSocketHandler):
         # Register before reading, so a change committed in between is pushed rather than lost.
         self.ctx.hub.subscribe(order.order_id, self)
         self.orders.add(order.order_id)
-        from models import PaymentOrder
-
         order = await PaymentOrder.select().where(PaymentOrder.id == order.id).aio_get()
         self.push(await order_snapshot(order))
 

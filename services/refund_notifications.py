@@ -6,7 +6,7 @@ import logging
 import peewee
 import pymysql
 
-from models import Refund, utcnow
+from models import PaymentOrder, Refund, utcnow
 
 from . import audit
 from .lifecycle import lock_order, lock_reservation, set_order_status, set_reservation_status
@@ -59,8 +59,6 @@ async def _apply(uow, ctx, envelope, actor):
 
 async def _refunded(uow, order, refund, actor):
     """Count the money back; a fully refunded order is `refunded` and its seat is given back."""
-    from models import PaymentOrder
-
     refunded = order.refunded_fen + refund.amount_fen
     await PaymentOrder.update(refunded_fen=refunded).where(PaymentOrder.id == order.id).aio_execute()
     order.refunded_fen = refunded

@@ -6,8 +6,10 @@ import peewee
 import errors
 from models import CourseSchedule, SeatReservation, utcnow
 
-from .lifecycle import seat_taking_condition
+from . import audit
+from .lifecycle import lock_schedule, seat_taking_condition
 from .timefmt import iso, parse_iso, yuan
+from .uow import run_in_transaction
 
 
 async def taken_by_schedule(schedule_ids) -> dict:
@@ -76,9 +78,6 @@ async def create_schedule(settings, body: dict, operator_id: int | None) -> dict
 
 
 async def _change_capacity(uow, schedule_id, capacity, actor):
-    from . import audit
-    from .lifecycle import lock_schedule
-
     schedule = await lock_schedule(schedule_id)
     if schedule is None:
         raise errors.not_found("课程不存在")
@@ -94,8 +93,6 @@ async def _change_capacity(uow, schedule_id, capacity, actor):
 
 async def change_capacity(ctx, schedule_id: int, body: dict, actor) -> dict:
     """An operator changes a session's capacity (never below its confirmed bookings; holds may exceed it)."""
-    from .uow import run_in_transaction
-
     capacity = body.get("capacity")
     if not isinstance(capacity, int) or isinstance(capacity, bool) or not 0 <= capacity <= 1000:
         raise errors.invalid_request("capacity 必须是 0 到 1000 的整数", field="capacity")

@@ -40,7 +40,7 @@ def server_env():
     """DATABASE_URL / REDIS_URL / SECRET_KEY for this run: a database of its own (never the dev data), created
     empty for the run and dropped after it, so parallel runs cannot disturb each other."""
     dev = _dev_env()
-    base = settings_module._database({"DATABASE_URL": dev["TEST_DATABASE_URL"]})
+    base = settings_module.parse_database_url({"DATABASE_URL": dev["TEST_DATABASE_URL"]})
     name = f"gym_test_{os.getpid()}"
     _admin_sql(base, [f"DROP DATABASE IF EXISTS `{name}`",
                       f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"])

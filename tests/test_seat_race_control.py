@@ -58,7 +58,7 @@ async def _race(db, locked: bool) -> int:
 
 @pytest.fixture
 def db(server_env):
-    return settings_module._database(server_env)
+    return settings_module.parse_database_url(server_env)
 
 
 @pytest.mark.gen_test(timeout=60)
