@@ -77,3 +77,22 @@ async def test_audit_snapshots_mask_the_openid(api):
     assert actors["order_created"] == "user" and actors["payment_succeeded"] == "wechat"
     created = next(r for r in rows if r.action_type == "order_created")
     assert created.ip_address == "127.0.0.1" and created.user_agent
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_access_token_is_cached_and_refreshed_when_it_expires(api):
+    def token_requests(items):
+        return [r for r in items if r["path"].startswith("/cgi-bin/stable_token")]
+
+    _, first_openid, _ = await _pay(api)
+    await eventually(lambda: _messages_to(api, first_openid), what="the first message")
+    before = len(token_requests((await api.control("GET", "/sandbox/requests"))["items"]))
+    _, second_openid, _ = await _pay(api)
+    await eventually(lambda: _messages_to(api, second_openid), what="the second message")
+    after_cached = len(token_requests((await api.control("GET", "/sandbox/requests"))["items"]))
+    assert after_cached == before  # the cached token served the second message
+    await api.control("POST", "/sandbox/wx/tokens/expire")
+    _, third_openid, _ = await _pay(api)
+    await eventually(lambda: _messages_to(api, third_openid), what="the message after the token expired")
+    after_expiry = len(token_requests((await api.control("GET", "/sandbox/requests"))["items"]))
+    assert after_expiry == after_cached + 1
