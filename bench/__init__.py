@@ -1,0 +1,1 @@
+"""Load checks of the service (see docs/benchmarks.md)."""

@@ -1,0 +1,75 @@
+"""Reading /proc: a process's memory, open files and CPU time, the whole machine's busy time, what it is."""
+from __future__ import annotations
+
+import os
+import platform
+
+
+def pid_from_file(pid_file):
+    """The pid a server wrote into its pid file, or None."""
+    try:
+        with open(pid_file, encoding="ascii") as fh:
+            return int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def proc_status(pid):
+    """VmRSS and VmHWM in KiB from /proc/PID/status."""
+    values = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0])
+    return values
+
+
+def open_fds(pid):
+    """How many file descriptors the process has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def max_open_files(pid):
+    """The process's soft 'Max open files' from /proc/PID/limits."""
+    with open(f"/proc/{pid}/limits", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    return None
+
+
+def cpu_seconds(pid):
+    """User + system CPU time the process has used so far (/proc/PID/stat), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds():
+    """CPU seconds all CPUs of the machine have spent busy so far (/proc/stat), whoever used them."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fh.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(pids):
+    """cpu_seconds of every named process, and of the whole machine under "machine"."""
+    return {**{name: cpu_seconds(pid) for name, pid in pids.items()}, "machine": machine_busy_seconds()}
+
+
+def machine():
+    """What the figures were measured on."""
+    with open("/proc/meminfo", encoding="ascii") as fh:
+        mem_kib = int(fh.readline().split()[1])
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "mem_gib": round(mem_kib / 1024 / 1024, 1),
+            "python": platform.python_version(), "kernel": platform.release()}

@@ -1,0 +1,136 @@
+"""One client process of the fan-out bench: opens a WebSocket per order, subscribes, and times the "paid" frames.
+
+Run by bench/ws_fanout.py, not by hand. It reads `{"url", "orders": [[token, order_id], ...]}` from a JSON file,
+prints one JSON line per stage on stdout (`ready`, then `done`), and writes the arrival times
+(`time.monotonic_ns()`, the same clock in every process of the machine) to the result file.
+It reports `done` when every order has its "paid" frame or the parent writes a line (or closes) stdin, then closes
+its sockets when the parent writes (another) line, or at --deadline.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import threading
+import time
+
+from tornado.websocket import websocket_connect
+
+
+def say(**event):
+    """One progress line for the parent."""
+    print(json.dumps(event), flush=True)
+
+
+class Subscriber:
+    """One mini-program connection watching one order."""
+
+    def __init__(self, order_id, all_paid):
+        self.order_id = order_id
+        self.all_paid = all_paid  # callable run once this subscriber has its "paid" frame
+        self.conn = None
+        self.snapshot = asyncio.get_running_loop().create_future()
+        self.paid_ns = None
+        self.closed = False
+        self.errors = []
+
+    def on_message(self, message):
+        now = time.monotonic_ns()  # first thing: the frame has arrived
+        if message is None:
+            self.closed = True
+            if not self.snapshot.done():
+                self.snapshot.set_exception(ConnectionError("closed before the snapshot"))
+            return
+        frame = json.loads(message)
+        if frame.get("type") != "order.status":
+            self.errors.append(frame.get("code") or frame.get("type"))
+            if not self.snapshot.done():
+                self.snapshot.set_exception(RuntimeError(f"subscribe refused: {frame}"))
+            return
+        if not self.snapshot.done():
+            self.snapshot.set_result(frame)
+        if frame.get("status") == "paid" and self.paid_ns is None:
+            self.paid_ns = now
+            self.all_paid()
+
+    async def open(self, url, token, timeout):
+        """Connect, subscribe, and wait for the immediate snapshot; returns its status."""
+        self.conn = await websocket_connect(f"{url}?token={token}", connect_timeout=timeout,
+                                            on_message_callback=self.on_message)
+        await self.conn.write_message(json.dumps({"op": "subscribe", "order_id": self.order_id}))
+        frame = await asyncio.wait_for(asyncio.shield(self.snapshot), timeout)
+        return frame["status"]
+
+
+async def run(args):
+    """Open and subscribe every socket, report, wait for the paid frames, write them, close on the word."""
+    with open(args.orders, encoding="utf-8") as fh:
+        job = json.load(fh)
+    done = asyncio.Event()
+    remaining = [len(job["orders"])]
+
+    def one_paid():
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            done.set()
+
+    subs = [Subscriber(order_id, one_paid) for _, order_id in job["orders"]]
+    gate = asyncio.Semaphore(args.connect_concurrency)
+    failures = []
+
+    async def open_one(sub, token):
+        async with gate:
+            try:
+                status = await sub.open(job["url"], token, args.timeout)
+                if status != "pending":
+                    failures.append(f"{sub.order_id}: snapshot says {status}")
+            except Exception as e:  # noqa: BLE001 - counted and reported, the bench decides
+                failures.append(f"{sub.order_id}: {type(e).__name__}: {e}")
+
+    started = time.monotonic()
+    await asyncio.gather(*(open_one(sub, token) for sub, (token, _) in zip(subs, job["orders"])))
+    say(event="ready", subscribed=len(subs) - len(failures), failed=len(failures), failures=failures[:5],
+        seconds=round(time.monotonic() - started, 3))
+
+    loop = asyncio.get_running_loop()
+    told = asyncio.Event()
+
+    def wait_for_parent():
+        sys.stdin.readline()  # a line, or EOF when the parent goes away
+        loop.call_soon_threadsafe(told.set)
+
+    threading.Thread(target=wait_for_parent, daemon=True).start()
+    waits = [asyncio.ensure_future(done.wait()), asyncio.ensure_future(told.wait())]
+    await asyncio.wait(waits, timeout=args.deadline, return_when=asyncio.FIRST_COMPLETED)
+    with open(args.result, "w", encoding="utf-8") as fh:
+        json.dump({"paid_ns": {s.order_id: s.paid_ns for s in subs if s.paid_ns is not None},
+                   "closed": sum(s.closed for s in subs),
+                   "error_frames": sum(len(s.errors) for s in subs)}, fh)
+    say(event="done", paid=sum(s.paid_ns is not None for s in subs), closed=sum(s.closed for s in subs))
+    await asyncio.wait([waits[1]], timeout=args.deadline)  # the parent times the closing: close on its word
+    for sub in subs:
+        if sub.conn is not None:
+            sub.conn.close()
+    await asyncio.sleep(0.2)  # let the close frames go out
+    for w in waits:
+        w.cancel()
+
+
+def main():
+    """Parse the arguments and run until done."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", required=True, help="JSON file: url and [token, order_id] pairs")
+    parser.add_argument("--result", required=True, help="where to write the arrival times")
+    parser.add_argument("--connect-concurrency", type=int, default=100)
+    parser.add_argument("--timeout", type=float, default=30.0, help="per connection and subscribe")
+    parser.add_argument("--deadline", type=float, default=600.0, help="longest wait for the paid frames")
+    args = parser.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
