@@ -64,7 +64,7 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
 async def open_context(settings, run_jobs=None) -> AppContext:
     """Open the database pool, Redis, the WeChat Pay and open-API clients, and start the background job."""
     ctx = AppContext(settings=settings)
-    await open_database(settings.database)
+    await open_database(settings.database, pool_max=settings.db_pool_max)
     ctx.redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2,
                                   health_check_interval=10)
     ctx.gateway = WeChatPayGateway(settings)

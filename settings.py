@@ -53,6 +53,7 @@ class Settings:
     max_body_bytes: int
     subscribe_template_id: str
     ws_ping_interval_seconds: float
+    db_pool_max: int
     dev_mode: bool
     run_jobs: bool
 
@@ -207,6 +208,7 @@ def load(env=None) -> Settings:
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 65536, minimum=1),
         subscribe_template_id=env.get("WECHAT_SUBSCRIBE_TEMPLATE_ID", "").strip() or "TRIAL_BOOKED_TEMPLATE",
         ws_ping_interval_seconds=_float(env, "WS_PING_INTERVAL_SECONDS", 20.0),
+        db_pool_max=_int(env, "DB_POOL_MAX", 20, minimum=2),
         dev_mode=_bool(env, "DEV_MODE", False),
         run_jobs=_bool(env, "RUN_JOBS", True),
     )

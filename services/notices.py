@@ -19,6 +19,7 @@ log = logging.getLogger("gym.notices")
 
 BACKOFF_SECONDS = (2, 10, 60, 300, 1800)  # after the 1st..5th failure; then the notice is marked failed
 LEASE_SECONDS = 30
+SEND_CONCURRENCY = 8
 
 
 async def queue_booking_notice(settings, order):
@@ -75,15 +76,18 @@ class BookingNotices:
         now = utcnow()
         due = list(await BookingNotice.select().where(
             (BookingNotice.status == "pending") & (BookingNotice.next_attempt_at <= now)
-            & (BookingNotice.lease_until.is_null() | (BookingNotice.lease_until < now))).limit(50).aio_execute())
-        sent = 0
-        for notice in due:
-            claimed = await BookingNotice.update(lease_until=now + dt.timedelta(seconds=LEASE_SECONDS)).where(
-                (BookingNotice.id == notice.id) & (BookingNotice.status == "pending")
-                & (BookingNotice.lease_until.is_null() | (BookingNotice.lease_until < now))).aio_execute()
-            if claimed == 1:
-                sent += await self._send(notice)
-        return sent
+            & (BookingNotice.lease_until.is_null() | (BookingNotice.lease_until < now))).limit(200).aio_execute())
+        gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def claim_and_send(notice):
+            async with gate:
+                claimed = await BookingNotice.update(lease_until=now + dt.timedelta(seconds=LEASE_SECONDS)).where(
+                    (BookingNotice.id == notice.id) & (BookingNotice.status == "pending")
+                    & (BookingNotice.lease_until.is_null() | (BookingNotice.lease_until < now))).aio_execute()
+                return await self._send(notice) if claimed == 1 else 0
+
+        # Each send is its own task with its own pooled connection (no transaction spans them).
+        return sum(await asyncio.gather(*[claim_and_send(n) for n in due]))
 
     async def _send(self, notice) -> int:
         attempts = notice.attempts + 1
