@@ -44,21 +44,30 @@ async def _apply(uow, ctx, envelope, actor):
     return outcome
 
 
-async def handle_payment_notification(ctx, headers, body: bytes, actor) -> str:
-    """Verify and apply a TRANSACTION.* notification; returns the outcome, raises NotificationRejected."""
+async def handle_notification(ctx, headers, body: bytes, actor, accepts, apply) -> str:
+    """Verify a notification, then apply it in one transaction if `accepts(event_type)`.
+
+    Returns the outcome; raises NotificationRejected (401/400 refused and audited, 503 when the database fails,
+    so that WeChat Pay delivers it again).
+    """
     try:
         envelope = await ctx.verifier.verify(headers, body)
     except NotificationRejected as e:
-        log.warning("payment notification refused (%s): %s", e.status, e.reason)
+        log.warning("notification refused (%s): %s", e.status, e.reason)
         await record_refusal(ctx, actor, e, body)
         raise
-    if envelope.get("event_type") != "TRANSACTION.SUCCESS":
+    if not accepts(str(envelope.get("event_type", ""))):
         return "ignored"
     try:
-        return await run_in_transaction(ctx, _apply, ctx, envelope, actor)
+        return await run_in_transaction(ctx, apply, ctx, envelope, actor)
     except (peewee.DatabaseError, pymysql.err.MySQLError, OSError) as e:
-        log.error("payment notification not applied, WeChat Pay will redeliver: %s", e)
+        log.error("notification not applied, WeChat Pay will redeliver: %s", e)
         raise NotificationRejected(503, "database unavailable") from e
+
+
+async def handle_payment_notification(ctx, headers, body: bytes, actor) -> str:
+    """Verify and apply a TRANSACTION.SUCCESS notification."""
+    return await handle_notification(ctx, headers, body, actor, lambda t: t == "TRANSACTION.SUCCESS", _apply)
 
 
 async def _record_refusal(uow, actor, rejection, body):

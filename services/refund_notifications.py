@@ -3,16 +3,11 @@ from __future__ import annotations
 
 import logging
 
-import peewee
-import pymysql
-
 from models import PaymentOrder, Refund, utcnow
 
 from . import audit
 from .lifecycle import lock_order, lock_reservation, set_order_status, set_reservation_status
-from .notifications import note_receipt, record_refusal
-from .uow import run_in_transaction
-from .wechatpay_notify import NotificationRejected
+from .notifications import handle_notification, note_receipt
 
 log = logging.getLogger("gym.refund_notify")
 
@@ -72,17 +67,5 @@ async def _refunded(uow, order, refund, actor):
 
 
 async def handle_refund_notification(ctx, headers, body: bytes, actor) -> str:
-    """Verify and apply a REFUND.* notification; returns the outcome, raises NotificationRejected."""
-    try:
-        envelope = await ctx.verifier.verify(headers, body)
-    except NotificationRejected as e:
-        log.warning("refund notification refused (%s): %s", e.status, e.reason)
-        await record_refusal(ctx, actor, e, body)
-        raise
-    if not str(envelope.get("event_type", "")).startswith("REFUND."):
-        return "ignored"
-    try:
-        return await run_in_transaction(ctx, _apply, ctx, envelope, actor)
-    except (peewee.DatabaseError, pymysql.err.MySQLError, OSError) as e:
-        log.error("refund notification not applied, WeChat Pay will redeliver: %s", e)
-        raise NotificationRejected(503, "database unavailable") from e
+    """Verify and apply a REFUND.* notification."""
+    return await handle_notification(ctx, headers, body, actor, lambda t: t.startswith("REFUND."), _apply)

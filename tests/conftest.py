@@ -1,7 +1,6 @@
 """Fixtures: the test database on the project's MariaDB, Redis, the sandbox process, and the app under test."""
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys

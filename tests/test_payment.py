@@ -2,14 +2,13 @@
 import asyncio
 import base64
 import datetime as dt
-import os
 import time
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from models import PaymentAuditLog, PaymentOrder, PaymentTransaction, SeatReservation
+from models import PaymentAuditLog, PaymentOrder, PaymentTransaction
 from tests.api import eventually
 from tests.forge import Forger
 

@@ -96,7 +96,7 @@ async def test_push_crosses_processes_and_survives_a_redis_outage(service_env, s
     front = ServiceProcess(env, name="ws-front")      # holds the WebSocket
     back = ServiceProcess(env, name="ws-back")        # gets WeChat Pay's notifications
     try:
-        api_front, api_back = Api(front.url, sandbox), Api(back.url, sandbox)
+        api_back = Api(back.url, sandbox)
         sid = await api_back.schedule(capacity=5)
         token, _ = await api_back.login()
         _, order = await api_back.order(token, sid)

@@ -1,5 +1,4 @@
 """Expiry and reconciliation (掉单): late notifications found by asking WeChat Pay, holds and orders expired."""
-import asyncio
 
 import pytest
 

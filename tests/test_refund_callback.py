@@ -1,7 +1,7 @@
 """The refund notification endpoint: verified like payments, matched to our refund row, applied once."""
 import pytest
 
-from models import PaymentAuditLog, PaymentOrder, Refund, SeatReservation
+from models import PaymentAuditLog, PaymentOrder, Refund
 from tests.api import eventually
 from tests.forge import Forger
 
