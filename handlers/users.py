@@ -1,8 +1,6 @@
 """Parent-facing routes: login, schedules, orders, payment."""
 from __future__ import annotations
 
-import errors
-
 from services import auth, orders, payments, ratelimit, schedules
 
 from .base import BaseHandler
@@ -71,11 +69,8 @@ class WxPayCreateHandler(BaseHandler):
 
     async def post(self):
         user_id = self.current_user_id()
-        body = self.json_body()
-        order_id = body.get("order_id")
-        if not isinstance(order_id, str) or not order_id:
-            raise errors.invalid_request("order_id 必填", field="order_id")
-        self.write_json(await payments.request_payment(self.ctx, user_id, order_id, self.actor(user_id=user_id)))
+        self.write_json(await payments.request_payment(self.ctx, user_id, self.json_body(),
+                                                       self.actor(user_id=user_id)))
 
 
 class WxPayQRCodeHandler(BaseHandler):

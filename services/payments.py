@@ -155,8 +155,11 @@ async def cancel_order(ctx, user_id, order_id, body, actor) -> dict:
     return await order_view(order)
 
 
-async def request_payment(ctx, user_id, order_id, actor) -> dict:
-    """The wx.requestPayment parameters for the order."""
+async def request_payment(ctx, user_id, body: dict, actor) -> dict:
+    """The wx.requestPayment parameters for the order named in the request."""
+    order_id = body.get("order_id")
+    if not isinstance(order_id, str) or not order_id:
+        raise errors.invalid_request("order_id 必填", field="order_id")
     order = await start_payment(ctx, user_id, order_id, "JSAPI", actor)
     return ctx.gateway.request_payment_params(order.prepay_id)
 

@@ -90,6 +90,19 @@ class Api:
         status, data, _ = await self.call("POST", "/api/v1/payment/wxpay/create", {"order_id": order_id}, token=token)
         return status, data
 
+    async def order_in_payment(self, capacity=5, title="体验课"):
+        """A new session, a new parent, an order, and its JSAPI payment started.
+
+        Returns (schedule_id, token, openid, order, requestPayment params).
+        """
+        sid = await self.schedule(capacity=capacity, title=title)
+        token, openid = await self.login()
+        status, order = await self.order(token, sid)
+        assert status == 201, order
+        status, params = await self.prepay(token, order["order_id"])
+        assert status == 200, params
+        return sid, token, openid, order, params
+
     async def remaining(self, schedule_id):
         """Seats left as the public listing says."""
         status, data, _ = await self.call("GET", f"/api/v1/courses/schedules/{schedule_id}")

@@ -6,10 +6,7 @@ from tests.api import eventually
 
 
 async def _pay(api, title="周日上午体验课"):
-    sid = await api.schedule(title=title)
-    token, openid = await api.login()
-    _, order = await api.order(token, sid)
-    assert (await api.prepay(token, order["order_id"]))[0] == 200
+    _, token, openid, order, _ = await api.order_in_payment(title=title)
     await api.control("POST", f"/sandbox/orders/{order['order_id']}/pay", {"notify": True})
     return token, openid, order["order_id"]
 

@@ -16,13 +16,7 @@ CALLBACK = "/api/v1/payment/wxpay/callback"
 
 
 async def _paid_setup(api, capacity=5):
-    sid = await api.schedule(capacity=capacity)
-    token, openid = await api.login()
-    status, order = await api.order(token, sid)
-    assert status == 201
-    status, params = await api.prepay(token, order["order_id"])
-    assert status == 200, params
-    return sid, token, openid, order, params
+    return await api.order_in_payment(capacity=capacity)
 
 
 async def _status(api, token, order_id):

@@ -28,10 +28,7 @@ async def _until_status(conn, status, timeout=15):
 
 
 async def _order_with_prepay(api, capacity=5):
-    sid = await api.schedule(capacity=capacity)
-    token, _ = await api.login()
-    _, order = await api.order(token, sid)
-    assert (await api.prepay(token, order["order_id"]))[0] == 200
+    _, token, _, order, _ = await api.order_in_payment(capacity=capacity)
     return token, order["order_id"]
 
 

@@ -18,10 +18,7 @@ async def _status(api, token, order_id):
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_lost_notification_is_found_by_reconciliation(api):
-    sid = await api.schedule(capacity=1)
-    token, _ = await api.login()
-    _, order = await api.order(token, sid)
-    assert (await api.prepay(token, order["order_id"]))[0] == 200
+    sid, token, _, order, _ = await api.order_in_payment(capacity=1)
     await api.control("POST", "/sandbox/notifications/next", {"action": "drop", "count": 1})
     await api.control("POST", f"/sandbox/orders/{order['order_id']}/pay", {"notify": True})
     await eventually(lambda: _is(api, token, order["order_id"], "paid"), what="reconciliation to find the payment")
@@ -56,10 +53,7 @@ async def _remaining_is(api, sid, n):
 
 @pytest.mark.gen_test(timeout=60)
 async def test_an_unpaid_order_expires_only_after_wechat_pay_closes_it(api):
-    sid = await api.schedule(capacity=1)
-    token, _ = await api.login()
-    _, order = await api.order(token, sid)
-    assert (await api.prepay(token, order["order_id"]))[0] == 200
+    sid, token, _, order, _ = await api.order_in_payment(capacity=1)
     await api.control("POST", "/sandbox/faults", {"path_prefix": f"/v3/pay/transactions/out-trade-no/{order['order_id']}/close",
                                                   "status": 500, "code": "SYSTEM_ERROR", "count": 3})
     await eventually(lambda: _is(api, token, order["order_id"], "expired"), what="expiry after the close")
@@ -76,10 +70,7 @@ async def test_an_unpaid_order_expires_only_after_wechat_pay_closes_it(api):
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_payment_at_the_last_moment_wins_over_expiry(api):
-    sid = await api.schedule(capacity=1)
-    token, _ = await api.login()
-    _, order = await api.order(token, sid)
-    assert (await api.prepay(token, order["order_id"]))[0] == 200
+    sid, token, _, order, _ = await api.order_in_payment(capacity=1)
     await api.control("POST", f"/sandbox/orders/{order['order_id']}/pay", {"notify": False})
     await eventually(lambda: _is(api, token, order["order_id"], "paid"), what="the payment to be applied")
     assert (await api.get_order(token, order["order_id"]))["reservation"]["status"] == "confirmed"

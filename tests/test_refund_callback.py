@@ -9,10 +9,7 @@ REFUND_CALLBACK = "/api/v1/payment/wxpay/refund-callback"
 
 
 async def _paid_order(api):
-    sid = await api.schedule(capacity=1)
-    token, _ = await api.login()
-    _, order = await api.order(token, sid)
-    assert (await api.prepay(token, order["order_id"]))[0] == 200
+    sid, token, _, order, _ = await api.order_in_payment(capacity=1)
     await api.control("POST", f"/sandbox/orders/{order['order_id']}/pay", {"notify": True})
 
     async def paid():
