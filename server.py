@@ -13,6 +13,7 @@ import tornado.web
 import settings as settings_module
 from handlers import admin, ops, users, wxpay_notify
 from handlers.base import NotFoundHandler
+from handlers.bodylimit import BodyLimit
 from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, order_snapshot
 from models import PaymentOrder, close_database, open_database
@@ -22,6 +23,7 @@ from services.reconcile import Reconciler
 from services.wechat_open import WeChatOpenAPI
 from services.wechatpay import PaymentGatewayError, WeChatPayGateway
 from services.wechatpay_notify import NotificationVerifier
+from telemetry.logs import access_log, configure as configure_logging
 
 log = logging.getLogger("gym.server")
 
@@ -58,7 +60,14 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
     ping = ctx.settings.ws_ping_interval_seconds
     return tornado.web.Application(routes, default_handler_class=NotFoundHandler, default_handler_args=c,
                                    compress_response=False, websocket_ping_interval=ping,
-                                   websocket_ping_timeout=ping * 2)
+                                   websocket_ping_timeout=ping * 2, log_function=access_log)
+
+
+def make_http_server(app, settings) -> tornado.httpserver.HTTPServer:
+    """The HTTP server in front of the app: bodies over MAX_BODY_BYTES get 413, idle or slow clients are cut."""
+    return tornado.httpserver.HTTPServer(BodyLimit(app, settings.max_body_bytes),
+                                         max_body_size=settings.max_body_bytes, idle_connection_timeout=75,
+                                         body_timeout=30)
 
 
 async def open_context(settings, run_jobs=None) -> AppContext:
@@ -104,12 +113,11 @@ async def close_context(ctx: AppContext):
 
 async def main():
     """Run the service until SIGTERM or SIGINT, then drain and close."""
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_module.load_or_exit()
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), settings.log_format)
     ctx = await open_context(settings)
     app = make_app(ctx)
-    server = tornado.httpserver.HTTPServer(app, max_body_size=max(settings.max_body_bytes * 4, 1 << 20))
+    server = make_http_server(app, settings)
     server.listen(settings.port, settings.host)
     log.info("listening on http://%s:%s", settings.host, settings.port)
     stop = asyncio.Event()

@@ -1,6 +1,7 @@
 """Service configuration: every variable of contract §1, read once from the environment into a frozen dataclass."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ class DatabaseURL:
     """The parts of a mysql:// URL."""
 
     user: str
-    password: str
+    password: str = field(repr=False)
     host: str
     port: int
     name: str
@@ -29,10 +30,10 @@ class Settings:
     host: str
     port: int
     database: DatabaseURL
-    redis_url: str
-    secret_key: str
+    redis_url: str = field(repr=False)  # may carry a password
+    secret_key: str = field(repr=False)
     wechat_appid: str
-    wechat_app_secret: str
+    wechat_app_secret: str = field(repr=False)
     wechat_api_base: str
     wechatpay_mchid: str
     wechatpay_cert_serial_no: str
@@ -52,6 +53,12 @@ class Settings:
     rate_limit_per_minute: int
     max_body_bytes: int
     subscribe_template_id: str
+    refund_template_id: str
+    trusted_proxies: tuple
+    workers: int
+    log_format: str
+    metrics_allow: tuple
+    reconcile_batch: int
     ws_ping_interval_seconds: float
     db_pool_max: int
     dev_mode: bool
@@ -146,6 +153,28 @@ def _apiv3_key(env):
     return key
 
 
+def _networks(env, name, default):
+    raw = env.get(name)
+    raw = default if raw is None else raw
+    nets = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise SettingsError(f"{name}: {part!r} is not a CIDR") from None
+    return tuple(nets)
+
+
+def _choice(env, name, default, choices):
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _bool(env, name, default):
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -207,6 +236,12 @@ def load(env=None) -> Settings:
         rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 60),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 65536, minimum=1),
         subscribe_template_id=env.get("WECHAT_SUBSCRIBE_TEMPLATE_ID", "").strip() or "TRIAL_BOOKED_TEMPLATE",
+        refund_template_id=env.get("WECHAT_REFUND_TEMPLATE_ID", "").strip() or "TRIAL_REFUNDED_TEMPLATE",
+        trusted_proxies=_networks(env, "TRUSTED_PROXIES", ""),
+        workers=_int(env, "WORKERS", 1, minimum=1),
+        log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
+        metrics_allow=_networks(env, "METRICS_ALLOW", "127.0.0.1/32,::1/128"),
+        reconcile_batch=_int(env, "RECONCILE_BATCH", 100, minimum=1),
         ws_ping_interval_seconds=_float(env, "WS_PING_INTERVAL_SECONDS", 20.0),
         db_pool_max=_int(env, "DB_POOL_MAX", 20, minimum=2),
         dev_mode=_bool(env, "DEV_MODE", False),

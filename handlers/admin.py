@@ -21,7 +21,7 @@ class AdminLoginHandler(BaseHandler):
     """POST /api/v1/admin/login."""
 
     async def post(self):
-        await ratelimit.check(self.ctx, "admin-login", self.request.remote_ip)
+        await ratelimit.check(self.ctx, "admin-login", self.client_ip)
         self.write_json(await auth.login_operator(self.ctx, self.json_body()))
 
 

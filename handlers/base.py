@@ -12,6 +12,8 @@ import errors
 from services import tokens
 from services.audit import Actor
 
+from .clientip import client_ip
+
 log = logging.getLogger("gym.http")
 
 _DB_ERRORS = (peewee.OperationalError, peewee.InterfaceError, pymysql.err.OperationalError,
@@ -29,9 +31,17 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     def prepare(self):
-        limit = self.ctx.settings.max_body_bytes
+        limit = self.ctx.settings.max_body_bytes  # handlers.bodylimit answers first; this guards any other server
         if len(self.request.body or b"") > limit:
             raise errors.ServiceError(413, "PAYLOAD_TOO_LARGE", f"请求体超过 {limit} 字节")
+
+    @property
+    def client_ip(self) -> str:
+        """The client's address (TRUSTED_PROXIES decides whether X-Forwarded-For is believed)."""
+        if not hasattr(self, "_client_ip"):
+            self._client_ip = client_ip(self.request.remote_ip, self.request.headers.get_list("X-Forwarded-For"),
+                                        self.ctx.settings.trusted_proxies)
+        return self._client_ip
 
     def write_json(self, data, status=200):
         """Answer data as JSON."""
@@ -42,13 +52,7 @@ class BaseHandler(tornado.web.RequestHandler):
         """The request body as a JSON object; 400 INVALID_REQUEST otherwise."""
         if not self.request.body:
             return {}
-        try:
-            data = json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise errors.invalid_request("请求体不是合法的 JSON") from None
-        if not isinstance(data, dict):
-            raise errors.invalid_request("请求体必须是 JSON 对象")
-        return data
+        return parse_json_object(self.request.body)
 
     def bearer_token(self) -> str:
         """The token of `Authorization: Bearer ...`; 401 when absent."""
@@ -64,7 +68,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def actor(self, kind="user", user_id=None, operator_id=None) -> Actor:
         """Who is acting, with this request's IP and user agent."""
-        return Actor(kind, user_id=user_id, operator_id=operator_id, ip=self.request.remote_ip,
+        return Actor(kind, user_id=user_id, operator_id=operator_id, ip=self.client_ip,
                      user_agent=self.request.headers.get("User-Agent"))
 
     def _handle_request_exception(self, e):
@@ -90,6 +94,21 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code, **kwargs):
         self._answer_error(errors.ServiceError(status_code, _CODES.get(status_code, "ERROR"), "请求失败"))
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json_object(raw: bytes) -> dict:
+    """A JSON object from request bytes; 400 INVALID_REQUEST for anything else (NaN, deep nesting included)."""
+    try:
+        data = json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise errors.invalid_request("请求体不是合法的 JSON") from None
+    if not isinstance(data, dict):
+        raise errors.invalid_request("请求体必须是 JSON 对象")
+    return data
 
 
 _CODES = {400: "INVALID_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}

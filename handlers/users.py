@@ -10,7 +10,7 @@ class LoginHandler(BaseHandler):
     """POST /api/v1/auth/login."""
 
     async def post(self):
-        await ratelimit.check(self.ctx, "login", self.request.remote_ip)
+        await ratelimit.check(self.ctx, "login", self.client_ip)
         self.write_json(await auth.login_user(self.ctx, self.json_body()))
 
 

@@ -16,7 +16,7 @@ class PaymentCallbackHandler(BaseHandler):
     handle = staticmethod(notifications.handle_payment_notification)
 
     async def post(self):
-        actor = Actor("wechat", ip=self.request.remote_ip, user_agent=self.request.headers.get("User-Agent"))
+        actor = Actor("wechat", ip=self.client_ip, user_agent=self.request.headers.get("User-Agent"))
         try:
             await self.handle(self.ctx, self.request.headers, self.request.body, actor)
         except NotificationRejected as e:

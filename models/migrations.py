@@ -1,24 +1,77 @@
-"""Numbered schema migrations; `migrate()` applies the missing ones and is safe to run again."""
+"""Numbered schema migrations; `migrate()` applies the missing ones and is safe to run again.
+
+An applied migration never changes. Migration 1 creates a fixed list of tables from the current models (so a
+fresh database already has later columns); every later step therefore checks before it adds.
+"""
 from __future__ import annotations
 
 from .base import database
-from .tables import ALL_TABLES, SchemaMigration
+from .tables import (
+    BookingNotice, CourseSchedule, IdempotencyKey, JobLease, NotificationReceipt, Operator, PaymentAuditLog,
+    PaymentOrder, PaymentTransaction, Refund, SchemaMigration, SeatReservation, User,
+)
 
 
-async def _create_initial_tables():
-    await database.aio_create_tables(ALL_TABLES, safe=True)
+async def _count(sql, params) -> int:
+    async def first_value(db, cursor):
+        return (await cursor.fetchone())[0]
+
+    return await database.aio_execute_sql(sql, params, fetch_results=first_value)
 
 
-async def _create_booking_notices():
-    from .tables import BookingNotice
+async def _column_exists(table, column) -> bool:
+    return await _count("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                        "AND TABLE_NAME = %s AND COLUMN_NAME = %s", (table, column)) > 0
 
+
+async def _index_exists(table, index) -> bool:
+    return await _count("SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+                        "AND TABLE_NAME = %s AND INDEX_NAME = %s", (table, index)) > 0
+
+
+async def add_column(table, column, ddl):
+    """ALTER TABLE ... ADD COLUMN unless it is there (MySQL 8 has no ADD COLUMN IF NOT EXISTS)."""
+    if not await _column_exists(table, column):
+        await database.aio_execute_sql(f"ALTER TABLE `{table}` ADD COLUMN `{column}` {ddl}")
+
+
+async def add_index(table, index, columns, unique=False):
+    """CREATE INDEX unless it is there."""
+    if not await _index_exists(table, index):
+        cols = ", ".join(f"`{c}`" for c in columns)
+        await database.aio_execute_sql(f"CREATE {'UNIQUE ' if unique else ''}INDEX `{index}` ON `{table}` ({cols})")
+
+
+async def _v1_initial_tables():
+    await database.aio_create_tables([
+        User, Operator, CourseSchedule, PaymentOrder, PaymentTransaction, SeatReservation, Refund,
+        PaymentAuditLog, IdempotencyKey, NotificationReceipt, JobLease,
+    ], safe=True)
+
+
+async def _v2_booking_notices():
     await database.aio_create_tables([BookingNotice], safe=True)
+
+
+async def _v3_leases_backoff_inbox():
+    await add_column("payment_orders", "next_check_at", "DATETIME(6) NULL")
+    await add_column("payment_orders", "check_failures", "INT NOT NULL DEFAULT 0")
+    await add_index("payment_orders", "payment_orders_status_next_check", ["status", "next_check_at"])
+    await add_column("booking_notices", "lease_owner", "VARCHAR(64) NULL")
+    for column, ddl in (("lease_owner", "VARCHAR(64) NULL"), ("lease_until", "DATETIME(6) NULL"),
+                        ("next_check_at", "DATETIME(6) NULL"), ("check_failures", "INT NOT NULL DEFAULT 0")):
+        await add_column("refunds", column, ddl)
+    await add_column("notification_receipts", "kind", "VARCHAR(16) NOT NULL DEFAULT 'payment'")
+    await add_column("notification_receipts", "http_status", "INT NOT NULL DEFAULT 204")
+    await add_column("notification_receipts", "reason", "VARCHAR(255) NULL")
+    await add_index("notification_receipts", "notification_receipts_last_seen", ["last_seen_at"])
 
 
 # Append new (version, name, coroutine function) entries; never edit an applied one.
 MIGRATIONS = [
-    (1, "initial tables", _create_initial_tables),
-    (2, "booking notices", _create_booking_notices),
+    (1, "initial tables", _v1_initial_tables),
+    (2, "booking notices", _v2_booking_notices),
+    (3, "lease tokens, reconciler back-off, notification inbox", _v3_leases_backoff_inbox),
 ]
 
 

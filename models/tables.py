@@ -78,6 +78,8 @@ class PaymentOrder(BaseModel):
     lease_owner = pw.CharField(max_length=64, null=True)
     lease_until = UTCDateTimeField(null=True)
     last_checked_at = UTCDateTimeField(null=True)
+    next_check_at = UTCDateTimeField(null=True)  # the reconciler's next look (backs off while WeChat Pay fails)
+    check_failures = pw.IntegerField(default=0)
     created_at = UTCDateTimeField(default=utcnow, index=True)
     updated_at = UTCDateTimeField(default=utcnow)
     expires_at = UTCDateTimeField(index=True)
@@ -141,6 +143,10 @@ class Refund(BaseModel):
     reason = pw.CharField(max_length=80, null=True)
     operator = pw.ForeignKeyField(Operator, column_name="operator_id", null=True)
     success_time = pw.CharField(max_length=40, null=True)
+    lease_owner = pw.CharField(max_length=64, null=True)
+    lease_until = UTCDateTimeField(null=True)
+    next_check_at = UTCDateTimeField(null=True)
+    check_failures = pw.IntegerField(default=0)
     created_at = UTCDateTimeField(default=utcnow)
     updated_at = UTCDateTimeField(default=utcnow)
 
@@ -189,12 +195,19 @@ class IdempotencyKey(BaseModel):
 
 
 class NotificationReceipt(BaseModel):
-    """Each WeChat Pay notification event id seen, with how it ended."""
+    """The notification inbox: each WeChat Pay notification event id seen, with how it ended.
+
+    Refused notifications (unauthenticated, so their ids mean nothing) share one row per kind, reason and minute,
+    so a flood of forgeries costs a counter, not a row each.
+    """
 
     event_id = pw.CharField(max_length=64, unique=True)
     event_type = pw.CharField(max_length=32)
+    kind = pw.CharField(max_length=16, default="payment")  # payment | refund
     out_trade_no = pw.CharField(max_length=64, null=True, index=True)
     outcome = pw.CharField(max_length=32)
+    http_status = pw.IntegerField(default=204)
+    reason = pw.CharField(max_length=255, null=True)
     deliveries = pw.IntegerField(default=1)
     first_seen_at = UTCDateTimeField(default=utcnow)
     last_seen_at = UTCDateTimeField(default=utcnow)
@@ -238,6 +251,7 @@ class BookingNotice(BaseModel):
     status = pw.CharField(max_length=16, default="pending", index=True)  # pending | sent | failed
     attempts = pw.IntegerField(default=0)
     next_attempt_at = UTCDateTimeField(default=utcnow, index=True)
+    lease_owner = pw.CharField(max_length=64, null=True)
     lease_until = UTCDateTimeField(null=True)
     last_error = pw.TextField(null=True)
     sent_at = UTCDateTimeField(null=True)
@@ -246,8 +260,3 @@ class BookingNotice(BaseModel):
     class Meta:
         table_name = "booking_notices"
 
-
-ALL_TABLES = [
-    User, Operator, CourseSchedule, PaymentOrder, PaymentTransaction, SeatReservation, Refund,
-    PaymentAuditLog, IdempotencyKey, NotificationReceipt, JobLease, BookingNotice,
-]

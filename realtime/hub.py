@@ -4,7 +4,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import defaultdict
+import uuid
+from collections import defaultdict, deque
 
 from models import utcnow
 from services.timefmt import iso
@@ -12,6 +13,7 @@ from services.timefmt import iso
 log = logging.getLogger("gym.realtime")
 
 CHANNEL = "gym:order-status"
+OUTBOX_MAX = 10000
 
 
 def status_message(order_id, status, reservation_status, at) -> dict:
@@ -23,13 +25,17 @@ def status_message(order_id, status, reservation_status, at) -> dict:
 class Hub:
     """Owns the subscribers of this process and one Redis subscription; survives Redis outages."""
 
-    def __init__(self, redis, snapshot, retry_seconds=1.0):
+    def __init__(self, redis, snapshot, retry_seconds=1.0, origin=None):
         self.redis = redis
         self.snapshot = snapshot  # async (order_id) -> message dict, read from MySQL
         self.retry_seconds = retry_seconds
+        self.origin = origin or uuid.uuid4().hex  # tags the pushes this process re-publishes after a failure
         self.subscribers = defaultdict(set)  # order_id -> {connection}
         self.connected = asyncio.Event()
+        self.outbox = deque(maxlen=OUTBOX_MAX)  # pushes Redis refused: delivered here already, owed to the others
+        self._outbox_ready = asyncio.Event()
         self._task = None
+        self._retry_task = None
         self._stopping = False
 
     # -- subscribers -------------------------------------------------------------------------------
@@ -58,30 +64,57 @@ class Hub:
 
     # -- publishing --------------------------------------------------------------------------------
     async def publish(self, events):
-        """Publish committed status changes; if Redis is down, at least this process's clients get them."""
+        """Publish committed status changes.
+
+        If Redis refuses, this process's clients get the push at once and it is kept in the outbox, re-published
+        (tagged with our origin, so we do not deliver it twice) as soon as Redis answers again.
+        """
         for event in events:
             message = status_message(event["order_id"], event["status"], event["reservation_status"],
                                      event.get("at") or iso_now())
             try:
                 await self.redis.publish(CHANNEL, json.dumps(message))
-            except Exception as e:  # noqa: BLE001 - the state is in MySQL; a lost push is re-sent on resubscribe
-                log.warning("push of %s not published (Redis down?): %s", message["order_id"], e)
+            except Exception as e:  # noqa: BLE001 - the state is in MySQL; the outbox re-publishes it
+                log.warning("push of %s not published (Redis down?), kept for later: %s", message["order_id"], e)
                 self.deliver(message)
+                self.outbox.append({**message, "_origin": self.origin})
+                self._outbox_ready.set()
+
+    async def _retry_outbox(self):
+        while not self._stopping:
+            await self._outbox_ready.wait()
+            while self.outbox:
+                try:
+                    await self.redis.publish(CHANNEL, json.dumps(self.outbox[0]))
+                except Exception:  # noqa: BLE001 - still down
+                    await asyncio.sleep(self.retry_seconds)
+                    continue
+                self.outbox.popleft()
+            self._outbox_ready.clear()
+
+    def _received(self, data):
+        message = json.loads(data)
+        if message.pop("_origin", None) == self.origin:
+            return  # our own re-published push: delivered here when it was first refused
+        self.deliver(message)
 
     # -- the subscription loop ---------------------------------------------------------------------
     def start(self):
         """Start listening to Redis in the running loop."""
-        self._task = asyncio.get_running_loop().create_task(self._listen_forever())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._listen_forever())
+        self._retry_task = loop.create_task(self._retry_outbox())
 
     async def stop(self):
         """Stop listening."""
         self._stopping = True
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._task, self._retry_task):
+            if task:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
 
     async def _listen_forever(self):
         first = True
@@ -97,8 +130,8 @@ class Hub:
                 async for item in pubsub.listen():
                     if item.get("type") == "message":
                         try:
-                            self.deliver(json.loads(item["data"]))
-                        except (ValueError, TypeError):
+                            self._received(item["data"])
+                        except (ValueError, TypeError, AttributeError):
                             log.warning("ignored a malformed push")
             except asyncio.CancelledError:
                 raise

@@ -31,6 +31,9 @@ class Fault:
         self.count = field("count", int, 1)
         self.latency_ms = field("latency_ms", (int, float), 0)
         self.wechat_style = field("wechat_style", bool, True)
+        # A WeChat Pay fault answers as WeChat Pay would (authenticated, then signed); false sends it unsigned, as a
+        # forger on the path would.
+        self.signed = field("signed", bool, True)
         self.errcode = field("errcode", int, -1)
         self.errmsg = field("errmsg", str, "system error")
         default_code, default_message = DEFAULT_CODES.get(self.status, ("SYSTEM_ERROR", "系统错误"))

@@ -44,8 +44,11 @@ async def login_operator(ctx, body: dict) -> dict:
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
         raise errors.invalid_request("username 和 password 必填")
+    if len(username) > 64 or len(password) > passwords.MAX_PASSWORD_CHARS:
+        raise errors.unauthenticated("用户名或密码错误")
     operator = await Operator.select().where(Operator.username == username).aio_first()
-    if not passwords.check_password(operator.password_hash if operator else None, password) or not operator.active:
+    ok = await passwords.check_password_async(operator.password_hash if operator else None, password)
+    if not ok or not operator.active:
         raise errors.unauthenticated("用户名或密码错误")
     await Operator.update(last_login_at=utcnow()).where(Operator.id == operator.id).aio_execute()
     ttl = tokens.OPERATOR_TOKEN_SECONDS
@@ -77,9 +80,9 @@ async def create_operator(username: str, password: str, role: str) -> Operator:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if not username or len(username) > 64:
         raise ValueError("username must be 1..64 characters")
-    if len(password) < 8:
-        raise ValueError("password must be at least 8 characters")
-    hashed = passwords.hash_password(password)
+    if not 8 <= len(password) <= passwords.MAX_PASSWORD_CHARS:
+        raise ValueError(f"password must be 8 to {passwords.MAX_PASSWORD_CHARS} characters")
+    hashed = await passwords.hash_password_async(password)
     await Operator.insert(username=username, password_hash=hashed, role=role).on_conflict(
         update={Operator.password_hash: hashed, Operator.role: role, Operator.active: True}).aio_execute()
     return await Operator.select().where(Operator.username == username).aio_get()

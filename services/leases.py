@@ -1,62 +1,155 @@
-"""Leases in MySQL: one worker per order at a time, one runner per background job at a time."""
+"""Leases in MySQL: a claim on one row by one holder, timed by the database's clock.
+
+A claim writes a random token into the row's owner column and an end computed by MySQL (`UTC_TIMESTAMP`), so the
+clocks of the processes never matter. Only the holder of the token renews or gives it back; while the work runs a
+heartbeat renews it. Work that must not happen twice also checks the token under the row lock before it commits
+(`Lease.held()` in the WHERE of the locking SELECT), so a holder whose lease ran out cannot act on a stale belief.
+"""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
+import logging
+import secrets
 import time
 from contextlib import asynccontextmanager
 
-from models import JobLease, PaymentOrder, utcnow
+from peewee import SQL
 
 import errors
+from models import BookingNotice, JobLease, PaymentOrder, Refund
+
+log = logging.getLogger("gym.leases")
+
+DB_NOW = SQL("UTC_TIMESTAMP(6)")
 
 
-async def try_claim_order(order_pk: int, owner: str, seconds: float) -> bool:
-    """Claim the order for `seconds` if nobody holds it; True when claimed."""
-    now = utcnow()
-    rows = await PaymentOrder.update(lease_owner=owner, lease_until=now + dt.timedelta(seconds=seconds)).where(
-        (PaymentOrder.id == order_pk)
-        & (PaymentOrder.lease_until.is_null() | (PaymentOrder.lease_until < now) | (PaymentOrder.lease_owner == owner))
-    ).aio_execute()
-    return rows == 1
+def db_now_plus(seconds: float):
+    """MySQL's now plus `seconds`, as an SQL expression."""
+    return SQL("(UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND)", (int(seconds * 1_000_000),))
 
 
-async def release_order(order_pk: int, owner: str):
-    """Give the order back."""
-    await PaymentOrder.update(lease_owner=None, lease_until=None).where(
-        (PaymentOrder.id == order_pk) & (PaymentOrder.lease_owner == owner)).aio_execute()
+class LeaseLost(Exception):
+    """The lease ran out or was taken by another holder before the work committed."""
+
+
+class Lease:
+    """One holder's claim on one row of `model` (owner / until columns)."""
+
+    def __init__(self, model, key_field, key, seconds, owner_field=None, until_field=None):
+        self.model = model
+        self.key_field = key_field
+        self.key = key
+        self.seconds = seconds
+        self.owner_field = owner_field or model.lease_owner
+        self.until_field = until_field or model.lease_until
+        self.token = secrets.token_hex(16)
+        self.lost = False
+        self._heartbeat = None
+
+    def _row(self):
+        return self.key_field == self.key
+
+    def held(self):
+        """SQL condition: the row is still under this lease (for fencing in a locking SELECT or an UPDATE)."""
+        return (self.owner_field == self.token) & (self.until_field > DB_NOW)
+
+    async def try_claim(self, where=None) -> bool:
+        """Claim the row if no live lease is on it (and it meets `where`); True when claimed."""
+        condition = self._row() & (self.until_field.is_null() | (self.until_field <= DB_NOW))
+        if where is not None:
+            condition &= where
+        rows = await self.model.update({self.owner_field: self.token, self.until_field: db_now_plus(self.seconds)}) \
+            .where(condition).aio_execute()
+        return rows == 1
+
+    async def renew(self) -> bool:
+        """Push the end out again; False when another holder has taken the row meanwhile."""
+        rows = await self.model.update({self.until_field: db_now_plus(self.seconds)}).where(
+            self._row() & (self.owner_field == self.token)).aio_execute()
+        if rows != 1:
+            self.lost = True
+        return rows == 1
+
+    async def release(self):
+        """Give the row back (only if this holder still has it)."""
+        await self.model.update({self.owner_field: None, self.until_field: None}).where(
+            self._row() & (self.owner_field == self.token)).aio_execute()
+
+    def start_heartbeat(self):
+        """Renew every third of the lease while the work runs."""
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+
+    async def stop_heartbeat(self):
+        """Stop renewing."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            try:
+                await self._heartbeat
+            except asyncio.CancelledError:
+                pass
+            self._heartbeat = None
+
+    async def _beat(self):
+        while True:
+            await asyncio.sleep(self.seconds / 3)
+            try:
+                if not await self.renew():
+                    log.error("lease on %s %s lost to another holder", self.model.__name__, self.key)
+                    return
+            except Exception as e:  # noqa: BLE001 - the database may be down; the fencing check still protects
+                log.warning("renewing the lease on %s %s failed: %s", self.model.__name__, self.key, e)
+
+    async def claim_waiting(self, wait: float):
+        """Claim, retrying with back-off for up to `wait` seconds; 503 SERVICE_UNAVAILABLE after that."""
+        deadline = time.monotonic() + wait
+        delay = 0.01
+        while not await self.try_claim():
+            if time.monotonic() > deadline:
+                raise errors.service_unavailable("订单正在处理中，请稍后重试")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    async def end(self):
+        """Stop the heartbeat and give the row back; never raises."""
+        await self.stop_heartbeat()
+        try:
+            await self.release()
+        except Exception as e:  # noqa: BLE001 - it runs out by itself
+            log.warning("releasing the lease on %s %s failed (it will run out): %s", self.model.__name__, self.key, e)
+
+
+def order_lease(order_pk: int, seconds: float = 30) -> Lease:
+    """A lease on one order: prepay, cancel, expiry and the reconciler's work on it never overlap."""
+    return Lease(PaymentOrder, PaymentOrder.id, order_pk, seconds)
+
+
+def refund_lease(refund_pk: int, seconds: float = 30) -> Lease:
+    """A lease on one refund: its submission and settlement by the reconciler never overlap."""
+    return Lease(Refund, Refund.id, refund_pk, seconds)
+
+
+def notice_lease(notice_pk: int, seconds: float = 30) -> Lease:
+    """A lease on one subscribe message while it is being sent."""
+    return Lease(BookingNotice, BookingNotice.id, notice_pk, seconds)
+
+
+def job_lease(name: str, seconds: float) -> Lease:
+    """A lease on a background job (one process runs it at a time)."""
+    return Lease(JobLease, JobLease.name, name, seconds, JobLease.owner, JobLease.lease_until)
+
+
+async def ensure_job_row(name: str):
+    """Create the job's lease row if it does not exist."""
+    await JobLease.insert(name=name, owner=None, lease_until=None).on_conflict(
+        update={JobLease.name: JobLease.name}).aio_execute()
 
 
 @asynccontextmanager
-async def order_lease(order_pk: int, owner: str, seconds: float = 30, wait: float = 10):
-    """Hold the order's lease for the block; waits up to `wait` seconds, then 503 SERVICE_UNAVAILABLE."""
-    deadline = time.monotonic() + wait
-    delay = 0.02
-    while not await try_claim_order(order_pk, owner, seconds):
-        if time.monotonic() > deadline:
-            raise errors.service_unavailable("订单正在处理中，请稍后重试")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.25)
+async def holding(lease: Lease, wait: float = 15.0):
+    """Hold `lease` for the block (claimed within `wait` seconds, renewed meanwhile, released after)."""
+    await lease.claim_waiting(wait)
+    lease.start_heartbeat()
     try:
-        yield
+        yield lease
     finally:
-        await release_order(order_pk, owner)
-
-
-async def try_claim_job(name: str, owner: str, seconds: float) -> bool:
-    """Claim a background job's lease; True when this process may run it now."""
-    now = utcnow()
-    await JobLease.insert(name=name, owner=None, lease_until=None).on_conflict(
-        update={JobLease.name: JobLease.name}).aio_execute()
-    rows = await JobLease.update(owner=owner, lease_until=now + dt.timedelta(seconds=seconds),
-                                 runs=JobLease.runs + 1).where(
-        (JobLease.name == name)
-        & (JobLease.lease_until.is_null() | (JobLease.lease_until < now) | (JobLease.owner == owner))
-    ).aio_execute()
-    return rows == 1
-
-
-async def release_job(name: str, owner: str):
-    """Let another process take the job at once."""
-    await JobLease.update(owner=None, lease_until=None).where(
-        (JobLease.name == name) & (JobLease.owner == owner)).aio_execute()
+        await lease.end()

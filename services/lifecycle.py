@@ -11,6 +11,7 @@ import logging
 from models import CourseSchedule, PaymentOrder, PaymentTransaction, SeatReservation, utcnow
 
 from . import audit
+from .leases import LeaseLost
 from .notices import queue_booking_notice
 
 log = logging.getLogger("gym.lifecycle")
@@ -37,9 +38,15 @@ class IllegalTransition(Exception):
     """A status change the state machine does not allow."""
 
 
-async def lock_order(order_pk: int) -> PaymentOrder:
-    """The order row, locked for this transaction."""
-    return await PaymentOrder.select().where(PaymentOrder.id == order_pk).for_update().aio_get()
+async def lock_order(order_pk: int, lease=None) -> PaymentOrder:
+    """The order row, locked for this transaction; with `lease`, only while that lease still holds it."""
+    query = PaymentOrder.select().where(PaymentOrder.id == order_pk)
+    if lease is None:
+        return await query.for_update().aio_get()
+    order = await query.where(lease.held()).for_update().aio_first()
+    if order is None:
+        raise LeaseLost(f"order {order_pk}: lease lost")
+    return order
 
 
 async def lock_order_by_out_trade_no(out_trade_no: str):

@@ -12,8 +12,10 @@ import logging
 
 from models import BookingNotice, CourseSchedule, User, utcnow
 
+from .leases import DB_NOW, notice_lease
 from .timefmt import CN, yuan
 from .wechat_open import OpenAPIError
+from .worker import BackgroundWorker
 
 log = logging.getLogger("gym.notices")
 
@@ -34,63 +36,45 @@ async def queue_booking_notice(settings, order):
         update={BookingNotice.order: BookingNotice.order}).aio_execute()
 
 
-class BookingNotices:
+class BookingNotices(BackgroundWorker):
     """Sends due notices: at once when kicked after a payment, and every few seconds for retries."""
 
+    name = "booking-notices"
+
     def __init__(self, ctx, poll_seconds=2.0):
+        super().__init__(poll_seconds)
         self.ctx = ctx
-        self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
-        self._task = None
-        self._stopping = False
 
-    def start(self):
-        """Start the sender loop."""
-        self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    def kick(self):
-        """A payment was committed: look for notices now."""
-        self._wake.set()
-
-    async def stop(self):
-        """Stop the sender loop."""
-        self._stopping = True
-        self._wake.set()
-        if self._task:
-            await self._task
-
-    async def _loop(self):
-        while not self._stopping:
-            try:
-                await self.send_due()
-            except Exception:  # noqa: BLE001 - the database may be down; retry on the next round
-                log.exception("sending booking notices failed")
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+    async def run_once(self):
+        await self.send_due()
 
     async def send_due(self) -> int:
         """Send every due notice this process can claim; returns how many were sent."""
         now = utcnow()
-        due = list(await BookingNotice.select().where(
+        due = [n.id for n in await BookingNotice.select(BookingNotice.id).where(
             (BookingNotice.status == "pending") & (BookingNotice.next_attempt_at <= now)
-            & (BookingNotice.lease_until.is_null() | (BookingNotice.lease_until < now))).limit(200).aio_execute())
+            & (BookingNotice.lease_until.is_null() | (BookingNotice.lease_until <= DB_NOW)))
+            .order_by(BookingNotice.next_attempt_at).limit(200).aio_execute()]
         gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
-        async def claim_and_send(notice):
-            async with gate:
-                claimed = await BookingNotice.update(lease_until=now + dt.timedelta(seconds=LEASE_SECONDS)).where(
-                    (BookingNotice.id == notice.id) & (BookingNotice.status == "pending")
-                    & (BookingNotice.lease_until.is_null() | (BookingNotice.lease_until < now))).aio_execute()
-                return await self._send(notice) if claimed == 1 else 0
+        async def claim_and_send(notice_pk):
+            async with gate:  # the claim is made when its turn comes, so its lease starts then (MySQL's clock)
+                lease = notice_lease(notice_pk, LEASE_SECONDS)
+                if not await lease.try_claim(where=(BookingNotice.status == "pending")):
+                    return 0
+                lease.start_heartbeat()
+                try:
+                    notice = await BookingNotice.select().where(BookingNotice.id == notice_pk).aio_get()
+                    return await self._send(notice, lease)
+                finally:
+                    await lease.end()
 
         # Each send is its own task with its own pooled connection (no transaction spans them).
-        return sum(await asyncio.gather(*[claim_and_send(n) for n in due]))
+        return sum(await asyncio.gather(*[claim_and_send(pk) for pk in due]))
 
-    async def _send(self, notice) -> int:
+    async def _send(self, notice, lease) -> int:
         attempts = notice.attempts + 1
+        mine = (BookingNotice.id == notice.id) & (BookingNotice.lease_owner == lease.token)
         try:
             await self.ctx.open_api.send_subscribe_message(notice.openid, notice.template_id,
                                                           json.loads(notice.payload), page="pages/order/order")
@@ -98,12 +82,10 @@ class BookingNotices:
             final = attempts > len(BACKOFF_SECONDS) or e.errcode in (43101, 40003)  # refused / unknown user
             delay = BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS)) - 1]
             await BookingNotice.update(
-                attempts=attempts, last_error=str(e)[:500], lease_until=None,
-                status="failed" if final else "pending",
-                next_attempt_at=utcnow() + dt.timedelta(seconds=delay)).where(
-                BookingNotice.id == notice.id).aio_execute()
+                attempts=attempts, last_error=str(e)[:500], status="failed" if final else "pending",
+                next_attempt_at=utcnow() + dt.timedelta(seconds=delay)).where(mine).aio_execute()
             log.warning("booking notice for order %s failed (attempt %d): %s", notice.order_id, attempts, e)
             return 0
-        await BookingNotice.update(status="sent", attempts=attempts, sent_at=utcnow(), lease_until=None,
-                                   last_error=None).where(BookingNotice.id == notice.id).aio_execute()
+        await BookingNotice.update(status="sent", attempts=attempts, sent_at=utcnow(),
+                                   last_error=None).where(mine).aio_execute()
         return 1

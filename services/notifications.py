@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import peewee
 import pymysql
@@ -16,11 +17,12 @@ from .wechatpay_notify import NotificationRejected
 log = logging.getLogger("gym.notify")
 
 
-async def note_receipt(envelope, outcome, out_trade_no):
+async def note_receipt(envelope, outcome, out_trade_no, kind="payment"):
+    """Record a verified notification in the inbox (one row per event id; a redelivery counts up)."""
     now = utcnow()
     await NotificationReceipt.insert(
-        event_id=str(envelope.get("id") or "")[:64] or "unknown", event_type=envelope.get("event_type", "")[:32],
-        out_trade_no=out_trade_no, outcome=outcome, first_seen_at=now, last_seen_at=now,
+        event_id=str(envelope.get("id") or "")[:64] or "unknown", event_type=str(envelope.get("event_type", ""))[:32],
+        kind=kind, out_trade_no=out_trade_no, outcome=outcome, http_status=204, first_seen_at=now, last_seen_at=now,
     ).on_conflict(update={NotificationReceipt.deliveries: NotificationReceipt.deliveries + 1,
                           NotificationReceipt.last_seen_at: now,
                           NotificationReceipt.outcome: outcome}).aio_execute()
@@ -40,23 +42,28 @@ async def _apply(uow, ctx, envelope, actor):
         outcome = "ignored"
     else:
         outcome = await apply_payment(uow, ctx.settings, order, txn, actor, "notify")
+        outcome = "applied" if outcome == "no_seat" else outcome  # applied: the order is now refund_required
     await note_receipt(envelope, outcome, out_trade_no)
     return outcome
 
 
-async def handle_notification(ctx, headers, body: bytes, actor, accepts, apply) -> str:
+async def handle_notification(ctx, headers, body: bytes, actor, kind, accepts, apply) -> str:
     """Verify a notification, then apply it in one transaction if `accepts(event_type)`.
 
-    Returns the outcome; raises NotificationRejected (401/400 refused and audited, 503 when the database fails,
-    so that WeChat Pay delivers it again).
+    Returns the outcome; raises NotificationRejected (401/400 refused and counted in the inbox, 503 when the
+    database fails, so that WeChat Pay delivers it again).
     """
     try:
         envelope = await ctx.verifier.verify(headers, body)
     except NotificationRejected as e:
-        log.warning("notification refused (%s): %s", e.status, e.reason)
-        await record_refusal(ctx, actor, e, body)
+        log.warning("%s notification refused (%s): %s", kind, e.status, e.reason)
+        await record_refusal(kind, e)
         raise
     if not accepts(str(envelope.get("event_type", ""))):
+        try:
+            await note_receipt(envelope, "ignored", None, kind)
+        except Exception:  # noqa: BLE001 - the answer stands
+            log.exception("recording an ignored notification failed")
         return "ignored"
     try:
         return await run_in_transaction(ctx, apply, ctx, envelope, actor)
@@ -67,17 +74,23 @@ async def handle_notification(ctx, headers, body: bytes, actor, accepts, apply) 
 
 async def handle_payment_notification(ctx, headers, body: bytes, actor) -> str:
     """Verify and apply a TRANSACTION.SUCCESS notification."""
-    return await handle_notification(ctx, headers, body, actor, lambda t: t == "TRANSACTION.SUCCESS", _apply)
+    return await handle_notification(ctx, headers, body, actor, "payment",
+                                     lambda t: t == "TRANSACTION.SUCCESS", _apply)
 
 
-async def _record_refusal(uow, actor, rejection, body):
-    await audit.record("notification_rejected", actor, detail=rejection.reason, error=f"HTTP {rejection.status}",
-                       request={"body_bytes": len(body)})
+async def record_refusal(kind, rejection):
+    """Count a refused notification in the inbox: one row per kind, reason and minute, whatever the flood.
 
-
-async def record_refusal(ctx, actor, rejection, body):
-    """Audit a refused notification; the refusal stands even when it cannot be recorded."""
+    A refused notification is unauthenticated, so nothing in it (its id included) is trusted or kept.
+    """
+    now = utcnow()
+    slug = re.sub(r"[^a-z0-9]+", "_", rejection.reason.lower()).strip("_")[:24] or "refused"
     try:
-        await run_in_transaction(ctx, _record_refusal, actor, rejection, body)
-    except Exception:  # noqa: BLE001
-        log.exception("recording a refused notification failed")
+        await NotificationReceipt.insert(
+            event_id=f"refused:{kind}:{slug}:{now:%Y%m%d%H%M}", event_type="", kind=kind, out_trade_no=None,
+            outcome="refused", http_status=rejection.status, reason=rejection.reason[:255], first_seen_at=now,
+            last_seen_at=now,
+        ).on_conflict(update={NotificationReceipt.deliveries: NotificationReceipt.deliveries + 1,
+                              NotificationReceipt.last_seen_at: now}).aio_execute()
+    except Exception:  # noqa: BLE001 - the refusal stands even when it cannot be counted (database down)
+        log.warning("counting a refused notification failed")

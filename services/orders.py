@@ -36,20 +36,54 @@ def serialize(order, reservation) -> dict:
     }
 
 
+MAX_AMOUNT_TEXT = 40  # "200.00" needs 6; a longer number is not the price (and is not worth parsing)
+
+
 def parse_amount_fen(raw) -> int | None:
-    """The client's amount (yuan, string or number) in fen; None when absent; 400 when not a number."""
+    """The client's amount (yuan, string or number) in fen; None when absent; 400 when not a number.
+
+    Any number that is not a whole number of fen, or is out of range, comes back as -1 (never the price), decided
+    from the exponent alone so that "1e999999" costs nothing.
+    """
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
         raise errors.invalid_request("amount 必须是数字", field="amount")
+    text = str(raw).strip() if not isinstance(raw, int) else None
+    if text is not None and (not text or len(text) > MAX_AMOUNT_TEXT):
+        if not text:
+            raise errors.invalid_request("amount 必须是数字", field="amount")
+        return -1 if _looks_numeric(text) else _not_a_number()
     try:
-        value = Decimal(str(raw).strip())
-    except InvalidOperation:
+        value = Decimal(raw) if isinstance(raw, int) else Decimal(text)
+    except (InvalidOperation, ValueError):
         raise errors.invalid_request("amount 必须是数字", field="amount") from None
-    if not value.is_finite():
+    if value.is_nan():
         raise errors.invalid_request("amount 必须是数字", field="amount")
-    fen = value * 100
+    if value.is_infinite():
+        if isinstance(raw, float):  # a JSON number too large for a float: a number, not the price
+            return -1
+        raise errors.invalid_request("amount 必须是数字", field="amount")
+    if not -12 <= value.adjusted() <= 12:
+        return -1
+    fen = value.scaleb(2)
     return int(fen) if fen == fen.to_integral_value() else -1  # fractions of a fen never match the price
+
+
+def _looks_numeric(text: str) -> bool:
+    """A decimal number with an optional exponent, checked in one linear pass (no regex backtracking)."""
+    def unsigned(part):
+        return part[1:] if part[:1] in ("+", "-") else part
+
+    mantissa, has_exponent, exponent = unsigned(text).replace("E", "e").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    if not (whole or fraction) or not (whole.isdigit() or not whole) or not (fraction.isdigit() or not fraction):
+        return False
+    return not has_exponent or unsigned(exponent).isdigit()
+
+
+def _not_a_number():
+    raise errors.invalid_request("amount 必须是数字", field="amount")
 
 
 def parse_schedule_id(raw) -> int:

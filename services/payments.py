@@ -11,7 +11,7 @@ import errors
 from models import PaymentOrder, SeatReservation, User, utcnow
 
 from . import audit
-from .leases import order_lease
+from .leases import LeaseLost, holding, order_lease
 from .lifecycle import apply_payment, lock_order, lock_reservation, release_order
 from .orders import get_user_order, order_view
 from .uow import run_in_transaction
@@ -22,9 +22,9 @@ log = logging.getLogger("gym.payments")
 CANCEL_REASONS = {"user_cancelled": "cancelled", "payment_failed": "failed"}
 
 
-async def _begin_payment(uow, order_pk, trade_type, actor):
+async def _begin_payment(uow, order_pk, trade_type, actor, lease):
     """Mark the payment started: the hold now lasts until the order's end and no longer lapses by time alone."""
-    order = await lock_order(order_pk)
+    order = await lock_order(order_pk, lease)
     now = utcnow()
     if order.status != "pending":
         raise errors.order_not_payable("订单已不是待支付状态")
@@ -48,12 +48,19 @@ async def _begin_payment(uow, order_pk, trade_type, actor):
     return order
 
 
-async def _save_prepay(uow, order_pk, column, value, actor):
-    order = await lock_order(order_pk)
+async def _save_prepay(uow, order_pk, column, value, actor, lease) -> bool:
+    """Keep the prepay id (or code URL) if the order is still pending under our lease; False otherwise."""
+    try:
+        order = await lock_order(order_pk, lease)
+    except LeaseLost:
+        return False
+    if order.status != "pending":
+        return False
     await PaymentOrder.update(**{column: value, "updated_at": utcnow()}).where(
         PaymentOrder.id == order_pk).aio_execute()
     await audit.record("prepay_created", actor, order=order, old_status=order.status, new_status=order.status,
                        detail=f"{order.trade_type} {column} obtained")
+    return True
 
 
 async def _record_gateway_error(uow, order_pk, what, error, actor):
@@ -71,16 +78,19 @@ def _gateway_error_to_service(e: PaymentGatewayError):
 
 
 async def start_payment(ctx, user_id, order_id, trade_type, actor):
-    """Place (or reuse) the WeChat Pay order; returns the order row with prepay_id (JSAPI) or code_url (NATIVE)."""
+    """Place (or reuse) the WeChat Pay order; returns the order row with prepay_id (JSAPI) or code_url (NATIVE).
+
+    The order's lease is held from the check to the saved prepay, so a cancel or an expiry of the same order
+    waits for it and then finds the WeChat Pay order to close.
+    """
     order = await get_user_order(user_id, order_id)
     user_openid = None
     if trade_type == "JSAPI":
         user_openid = (await User.select().where(User.id == user_id).aio_get()).openid
-    async with order_lease(order.id, ctx.instance_id):
-        order = await run_in_transaction(ctx, _begin_payment, order.id, trade_type, actor)
-        column = "prepay_id" if trade_type == "JSAPI" else "code_url"
-        existing = getattr(order, column)
-        if existing:
+    column = "prepay_id" if trade_type == "JSAPI" else "code_url"
+    async with holding(order_lease(order.id)) as lease:
+        order = await _in_lease(ctx, _begin_payment, order.id, trade_type, actor, lease)
+        if getattr(order, column):
             return order
         try:
             value = await ctx.gateway.place_order(trade_type, order.order_id, order.description, order.amount_fen,
@@ -91,9 +101,24 @@ async def start_payment(ctx, user_id, order_id, trade_type, actor):
             if e.code == "ORDER_PAID":
                 await settle_from_wechat(ctx, order.id, actor, source="query")
             raise _gateway_error_to_service(e) from e
-        await run_in_transaction(ctx, _save_prepay, order.id, column, value, actor)
+        if not await run_in_transaction(ctx, _save_prepay, order.id, column, value, actor, lease):
+            # Never hand out a prepay for an order that ended meanwhile: close what WeChat Pay just opened.
+            log.error("order %s ended while its prepay was in flight; closing the WeChat Pay order", order.order_id)
+            try:
+                await ctx.gateway.close_order(order.order_id)
+            except PaymentGatewayError as e:
+                log.warning("closing %s after a lost lease failed (the reconciler retries): %s", order.order_id, e)
+            raise errors.order_not_payable("订单已不是待支付状态")
         setattr(order, column, value)
         return order
+
+
+async def _in_lease(ctx, fn, *args):
+    """run_in_transaction for a step that checks its lease: a lost lease is a 503, safe to retry."""
+    try:
+        return await run_in_transaction(ctx, fn, *args)
+    except LeaseLost as e:
+        raise errors.service_unavailable("订单正在处理中，请稍后重试") from e
 
 
 async def _apply_queried(uow, ctx, order_pk, txn, actor, source):
@@ -110,46 +135,60 @@ async def settle_from_wechat(ctx, order_pk, actor, source="query"):
     return txn.get("trade_state") if txn else None
 
 
-async def _release(uow, order_pk, new_status, reason, actor, action, response=None):
-    order = await lock_order(order_pk)
+_CLOSE_FIRST = object()
+
+
+async def _release(uow, order_pk, new_status, reason, actor, action, lease, closed, response=None):
+    """End the pending order and free its seat, unless a WeChat Pay order exists that was not closed just now."""
+    order = await lock_order(order_pk, lease)
     if order.status != "pending":
         return order
+    if order.trade_type and not closed:
+        return _CLOSE_FIRST  # payment started after we looked: WeChat Pay must confirm the close first
     await release_order(uow, order, new_status, reason, actor, action, response=response)
     return order
 
 
-async def close_and_release(ctx, order_pk, new_status, reason, actor, action):
+async def close_and_release(ctx, order_pk, new_status, reason, actor, action, lease):
     """Close the WeChat Pay order (if any) and release the seat; a paid answer applies the payment instead.
 
-    Call with the order's lease held. Raises PaymentGatewayError when WeChat Pay cannot confirm the close.
+    Call with the order's lease held. Raises PaymentGatewayError when WeChat Pay cannot confirm the close, and
+    LeaseLost when the lease ran out before the release committed.
     """
-    order = await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
-    if order.status != "pending":
-        return order
-    outcome = None
-    if order.trade_type:
-        outcome = await ctx.gateway.close_order(order.order_id)
-        if outcome == "paid":
-            await settle_from_wechat(ctx, order_pk, actor, source="close")
-            return await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
-    return await run_in_transaction(ctx, _release, order_pk, new_status, reason, actor, action,
-                                    response={"wechat_close": outcome} if outcome else None)
+    for _ in range(3):
+        order = await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
+        if order.status != "pending":
+            return order
+        outcome = None
+        if order.trade_type:
+            outcome = await ctx.gateway.close_order(order.order_id)
+            if outcome == "paid":
+                await settle_from_wechat(ctx, order_pk, actor, source="close")
+                return await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
+        result = await run_in_transaction(ctx, _release, order_pk, new_status, reason, actor, action, lease,
+                                          outcome is not None,
+                                          response={"wechat_close": outcome} if outcome else None)
+        if result is not _CLOSE_FIRST:
+            return result
+    raise errors.service_unavailable("订单正在处理中，请稍后重试")
 
 
 async def cancel_order(ctx, user_id, order_id, body, actor) -> dict:
     """The parent cancels (or reports a failed payment): the order as it now stands."""
     reason = body.get("reason", "user_cancelled")
-    if reason not in CANCEL_REASONS:
+    if not isinstance(reason, str) or reason not in CANCEL_REASONS:
         raise errors.invalid_request("reason 必须是 user_cancelled 或 payment_failed", field="reason")
     order = await get_user_order(user_id, order_id)
     if order.status == "pending":
-        async with order_lease(order.id, ctx.instance_id):
+        async with holding(order_lease(order.id)) as lease:
             action = "order_cancelled" if reason == "user_cancelled" else "payment_failed"
             try:
-                order = await close_and_release(ctx, order.id, CANCEL_REASONS[reason], reason, actor, action)
+                order = await close_and_release(ctx, order.id, CANCEL_REASONS[reason], reason, actor, action, lease)
             except PaymentGatewayError as e:
                 await run_in_transaction(ctx, _record_gateway_error, order.id, "close", e, actor)
                 raise errors.payment_unavailable("暂时无法关闭微信支付订单，请稍后重试") from e
+            except LeaseLost as e:
+                raise errors.service_unavailable("订单正在处理中，请稍后重试") from e
     else:
         order = await PaymentOrder.select().where(PaymentOrder.id == order.id).aio_get()
     return await order_view(order)

@@ -2,7 +2,8 @@
 
 Runs in every server process; a job lease lets one process work at a time, and each order is worked on under its
 own lease, so no order is ever handled twice at once. Nothing that has a WeChat Pay order is released before
-WeChat Pay confirms it closed; a paid answer wins.
+WeChat Pay confirms it closed; a paid answer wins. An order WeChat Pay cannot be asked about backs off, and the
+least recently checked orders come first, so a stuck order never starves the others.
 """
 from __future__ import annotations
 
@@ -10,38 +11,48 @@ import asyncio
 import datetime as dt
 import logging
 
-from models import PaymentOrder, SeatReservation, utcnow
+from peewee import fn
+
+from models import JobLease, PaymentOrder, SeatReservation, utcnow
 
 from . import audit
-from .leases import release_job, try_claim_job, try_claim_order, release_order
+from .leases import LeaseLost, ensure_job_row, job_lease, order_lease
 from .payments import close_and_release, settle_from_wechat
 from .wechatpay import PaymentGatewayError
+from .worker import BackgroundWorker
 
 log = logging.getLogger("gym.reconcile")
 
-BATCH = 100
 JOB = "reconcile"
+CONCURRENCY = 8
+MAX_BACKOFF_SECONDS = 300
 
 
-async def _lapsed_unstarted(now):
-    return list(await PaymentOrder.select(PaymentOrder.id).join(
+def _due(now):
+    return PaymentOrder.next_check_at.is_null() | (PaymentOrder.next_check_at <= now)
+
+
+async def _lapsed_unstarted(now, batch):
+    """Pending orders without a WeChat Pay order whose hold or order has run out: expired without any call."""
+    return [o.id for o in await PaymentOrder.select(PaymentOrder.id).join(
         SeatReservation, on=(SeatReservation.order == PaymentOrder.id)).where(
         (PaymentOrder.status == "pending") & (SeatReservation.payment_started == False)  # noqa: E712
-        & ((SeatReservation.expires_at <= now) | (PaymentOrder.expires_at <= now))).limit(BATCH).aio_execute())
+        & ((SeatReservation.expires_at <= now) | (PaymentOrder.expires_at <= now)) & _due(now))
+        .order_by(SeatReservation.expires_at).limit(batch).aio_execute()]
 
 
-async def _started_to_check(now, overdue):
-    """Pending orders with a WeChat Pay order: past their end, or not heard of for `overdue` seconds."""
+async def _started_to_check(now, overdue, batch):
+    """Pending orders with a WeChat Pay order, past their end or not heard of for `overdue` seconds, least
+    recently checked first."""
     stale = now - dt.timedelta(seconds=overdue)
-    return list(await PaymentOrder.select(PaymentOrder.id).where(
-        (PaymentOrder.status == "pending") & PaymentOrder.trade_type.is_null(False)
-        & ((PaymentOrder.expires_at <= now)
-           | ((PaymentOrder.payment_started_at <= stale)
-              & (PaymentOrder.last_checked_at.is_null() | (PaymentOrder.last_checked_at <= stale)))))
-        .order_by(PaymentOrder.expires_at).limit(BATCH).aio_execute())
+    return [o.id for o in await PaymentOrder.select(PaymentOrder.id).where(
+        (PaymentOrder.status == "pending") & PaymentOrder.trade_type.is_null(False) & _due(now)
+        & ((PaymentOrder.expires_at <= now) | (PaymentOrder.payment_started_at <= stale)))
+        .order_by(fn.COALESCE(PaymentOrder.next_check_at, PaymentOrder.payment_started_at))
+        .limit(batch).aio_execute()]
 
 
-async def check_order(ctx, order_pk):
+async def check_order(ctx, order_pk, lease):
     """Query WeChat Pay about one pending order and act on the answer (call under the order's lease)."""
     now = utcnow()
     order = await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
@@ -50,16 +61,15 @@ async def check_order(ctx, order_pk):
     if not order.trade_type:
         if order.expires_at <= now or await _hold_lapsed(order, now):
             await close_and_release(ctx, order_pk, "expired", "seat_hold_lapsed" if order.expires_at > now
-                                    else "order_expired", audit.SYSTEM, "order_expired")
+                                    else "order_expired", audit.SYSTEM, "order_expired", lease)
         return
     state = await settle_from_wechat(ctx, order_pk, audit.SYSTEM, source="query")
-    await PaymentOrder.update(last_checked_at=utcnow()).where(PaymentOrder.id == order_pk).aio_execute()
     if state in ("SUCCESS", "REFUND"):
         return
     if state == "PAYERROR":
-        await close_and_release(ctx, order_pk, "failed", "payment_error", audit.SYSTEM, "payment_failed")
+        await close_and_release(ctx, order_pk, "failed", "payment_error", audit.SYSTEM, "payment_failed", lease)
     elif state in ("CLOSED", "REVOKED") or order.expires_at <= now:
-        await close_and_release(ctx, order_pk, "expired", "order_expired", audit.SYSTEM, "order_expired")
+        await close_and_release(ctx, order_pk, "expired", "order_expired", audit.SYSTEM, "order_expired", lease)
 
 
 async def _hold_lapsed(order, now):
@@ -67,59 +77,83 @@ async def _hold_lapsed(order, now):
     return reservation is not None and not reservation.payment_started and reservation.expires_at <= now
 
 
-async def run_once(ctx) -> int:
+async def _checked(order_pk, interval, failed: bool):
+    """Note the check; a failed one backs off exponentially (up to MAX_BACKOFF_SECONDS)."""
+    order = await PaymentOrder.select(PaymentOrder.check_failures).where(PaymentOrder.id == order_pk).aio_first()
+    failures = (order.check_failures + 1) if (failed and order) else 0
+    delay = min(interval * (2 ** failures), MAX_BACKOFF_SECONDS) if failed else interval
+    now = utcnow()
+    await PaymentOrder.update(last_checked_at=now, check_failures=failures,
+                              next_check_at=now + dt.timedelta(seconds=delay)).where(
+        PaymentOrder.id == order_pk).aio_execute()
+
+
+async def _work_on(ctx, order_pk, gate) -> int:
+    async with gate:
+        lease = order_lease(order_pk, seconds=60)
+        if not await lease.try_claim():
+            return 0  # a request or another process is on it
+        lease.start_heartbeat()
+        failed = False
+        try:
+            await check_order(ctx, order_pk, lease)
+        except PaymentGatewayError as e:
+            failed = True
+            log.warning("reconcile: WeChat Pay unavailable for order %s: %s", order_pk, e)
+        except LeaseLost:
+            log.warning("reconcile: lost the lease on order %s; it is retried next pass", order_pk)
+        except Exception:  # noqa: BLE001 - one bad order must not stop the others
+            failed = True
+            log.exception("reconcile: order %s failed", order_pk)
+        finally:
+            try:
+                await _checked(order_pk, ctx.settings.reconcile_interval_seconds, failed)
+            finally:
+                await lease.end()
+        return 1
+
+
+async def run_pass(ctx) -> int:
     """One pass over the orders that need attention; returns how many were worked on."""
     settings = ctx.settings
     now = utcnow()
     overdue = max(settings.reconcile_interval_seconds, 1.0)
-    candidates = [o.id for o in await _lapsed_unstarted(now)] + [o.id for o in await _started_to_check(now, overdue)]
-    worked = 0
-    for order_pk in dict.fromkeys(candidates):
-        if not await try_claim_order(order_pk, ctx.instance_id, seconds=60):
-            continue  # a request or another process is on it
-        try:
-            await check_order(ctx, order_pk)
-            worked += 1
-        except PaymentGatewayError as e:
-            log.warning("reconcile: WeChat Pay unavailable for order %s: %s", order_pk, e)
-        except Exception:  # noqa: BLE001 - one bad order must not stop the others
-            log.exception("reconcile: order %s failed", order_pk)
-        finally:
-            await release_order(order_pk, ctx.instance_id)
-    return worked
+    batch = settings.reconcile_batch
+    candidates = await _lapsed_unstarted(now, batch) + await _started_to_check(now, overdue, batch)
+    gate = asyncio.Semaphore(CONCURRENCY)
+    return sum(await asyncio.gather(*[_work_on(ctx, pk, gate) for pk in dict.fromkeys(candidates)]))
 
 
-class Reconciler:
-    """Runs run_once every RECONCILE_INTERVAL_SECONDS while this process holds the job lease."""
+class Reconciler(BackgroundWorker):
+    """Runs run_pass every RECONCILE_INTERVAL_SECONDS while this process holds the job lease."""
+
+    name = "reconcile"
 
     def __init__(self, ctx):
+        super().__init__(ctx.settings.reconcile_interval_seconds)
         self.ctx = ctx
-        self.interval = ctx.settings.reconcile_interval_seconds
-        self._task = None
-        self._stopping = asyncio.Event()
+        self.lease = job_lease(JOB, seconds=max(self.interval * 3, 30))
+        self.holding = False
+        self.passes = 0
 
-    def start(self):
-        """Start the loop in the running event loop."""
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+    async def run_once(self):
+        if not self.holding:
+            await ensure_job_row(JOB)
+            self.holding = await self.lease.try_claim()
+        else:
+            self.holding = await self.lease.renew()
+        if not self.holding:
+            return
+        self.lease.start_heartbeat()
+        try:
+            await run_pass(self.ctx)
+            self.passes += 1
+            await JobLease.update(runs=JobLease.runs + 1).where(
+                (JobLease.name == JOB) & (JobLease.owner == self.lease.token)).aio_execute()
+        finally:
+            await self.lease.stop_heartbeat()
 
-    async def stop(self):
-        """Stop after the current pass."""
-        self._stopping.set()
-        if self._task:
-            await self._task
-            try:
-                await release_job(JOB, self.ctx.instance_id)
-            except Exception:  # noqa: BLE001
-                pass
-
-    async def _loop(self):
-        while not self._stopping.is_set():
-            try:
-                if await try_claim_job(JOB, self.ctx.instance_id, seconds=max(self.interval * 3, 30)):
-                    await run_once(self.ctx)
-            except Exception:  # noqa: BLE001 - the database may be down; try again next interval
-                log.exception("reconcile pass failed")
-            try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.interval)
-            except asyncio.TimeoutError:
-                pass
+    async def on_stop(self):
+        if self.holding:
+            await self.lease.release()
+            self.holding = False

@@ -21,8 +21,8 @@ async def _apply(uow, ctx, envelope, actor):
     if refund is None:
         await audit.record("refund_notification_unknown", actor, entity="refund", request=data,
                            error=f"no refund {out_refund_no!r}")
-        await note_receipt(envelope, "unknown_refund", data.get("out_trade_no"))
-        return "unknown_refund"
+        await note_receipt(envelope, "unknown_order", data.get("out_trade_no"), "refund")
+        return "unknown_order"
     order = await lock_order(refund.order_id)
     amount = data.get("amount") or {}
     problem = None
@@ -48,7 +48,7 @@ async def _apply(uow, ctx, envelope, actor):
         if new == "SUCCESS":
             await _refunded(uow, order, refund, actor)
         outcome = "applied"
-    await note_receipt(envelope, outcome, order.order_id)
+    await note_receipt(envelope, outcome, order.order_id, "refund")
     return outcome
 
 
@@ -68,4 +68,4 @@ async def _refunded(uow, order, refund, actor):
 
 async def handle_refund_notification(ctx, headers, body: bytes, actor) -> str:
     """Verify and apply a REFUND.* notification."""
-    return await handle_notification(ctx, headers, body, actor, lambda t: t.startswith("REFUND."), _apply)
+    return await handle_notification(ctx, headers, body, actor, "refund", lambda t: t.startswith("REFUND."), _apply)

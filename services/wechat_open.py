@@ -65,7 +65,7 @@ class WeChatOpenAPI:
             if force or not self._token or time.time() > self._token_expires - 300:
                 data = await self._json("POST", "/cgi-bin/stable_token", json={
                     "grant_type": "client_credential", "appid": self.settings.wechat_appid,
-                    "secret": self.settings.wechat_app_secret, "force_refresh": False})
+                    "secret": self.settings.wechat_app_secret, "force_refresh": bool(force)})
                 self._token = data["access_token"]
                 self._token_expires = time.time() + int(data.get("expires_in", 7200))
             return self._token

@@ -1,6 +1,8 @@
 """The WeChat Pay gateway: one AsyncWeChatPay client built at start, its answers mapped to PaymentGatewayError."""
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
 import logging
 import os
@@ -8,12 +10,24 @@ import secrets
 import time
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from wechatpayv3.async_ import AsyncWeChatPay
 from wechatpayv3.async_.type import WeChatPayType
+from wechatpayv3.utils import build_authorization
+
+from .wechatpay_keys import PlatformKeys
 
 log = logging.getLogger("gym.wechatpay")
 
 RETRYABLE_CODES = {"SYSTEM_ERROR", "BANK_ERROR", "FREQUENCY_LIMITED", "UNAVAILABLE", "SIGN_VERIFY_FAILED"}
+
+
+CERTIFICATES_PATH = "/v3/certificates"
+
+
+class UnverifiedAnswer(Exception):
+    """An answer from the gateway whose signature is missing or wrong: nothing may be decided on it."""
 
 
 class PaymentGatewayError(Exception):
@@ -29,8 +43,6 @@ class PaymentGatewayError(Exception):
 
 def _rfc3339_cn(when) -> str:
     """A naive-UTC datetime as RFC 3339 in Beijing time, as WeChat Pay writes times."""
-    import datetime as dt
-
     cn = when.replace(tzinfo=dt.timezone.utc).astimezone(dt.timezone(dt.timedelta(hours=8)))
     return cn.replace(microsecond=0).isoformat()
 
@@ -57,6 +69,7 @@ class WeChatPayGateway:
             timeout=(3, 10),
         )
         self.client._core._gate_way = settings.wechatpay_gateway
+        self.keys = PlatformKeys(settings, fetch=self.fetch_certificates)
         self._opened = False
 
     @property
@@ -70,6 +83,8 @@ class WeChatPayGateway:
             return
         try:
             await self.client.__aenter__()
+            self.keys.add(self.core._certificates)
+            self.core._client.event_hooks["response"] = [self._check_answer]
             self._opened = True
         except (httpx.HTTPError, OSError, Exception) as e:  # the SDK raises bare Exception for missing certs
             log.warning("WeChat Pay client not ready yet: %s", e)
@@ -82,11 +97,59 @@ class WeChatPayGateway:
             await self.client.__aexit__(None, None, None)
             self._opened = False
 
-    async def refresh_certificates(self):
-        """Download the platform certificates again (certificate mode; a new serial appeared)."""
-        await self.open()
+    async def _check_answer(self, response: httpx.Response):
+        """Every answer we may act on must be signed by WeChat Pay (the SDK checks only 2xx answers)."""
+        if response.request.url.path == CERTIFICATES_PATH or response.status_code >= 500 \
+                or response.status_code == 429:
+            return  # the list is checked by fetch_certificates; 5xx and 429 only ever mean "try again"
+        body = await response.aread()
+        problem = await self.keys.check_signed(response.headers, body)
+        if problem:
+            raise UnverifiedAnswer(f"HTTP {response.status_code} answer not verified: {problem}")
         if not self.settings.public_key_mode:
-            await self.core._update_certificates()
+            self.core._certificates = list(self.keys.certificates.values())  # the SDK checks 2xx with its list
+
+    async def fetch_certificates(self) -> list:
+        """Download, decrypt and verify the platform certificate list (certificate mode)."""
+        await self.open()
+        core = self.core
+        auth = build_authorization(CERTIFICATES_PATH, "GET", core._mchid, core._cert_serial_no, core._private_key)
+        response = await core._client.get(self.settings.wechatpay_gateway + CERTIFICATES_PATH, headers={
+            "Authorization": auth, "Accept": "application/json", "User-Agent": "gym-payments"})
+        if response.status_code != 200:
+            raise PaymentGatewayError(f"HTTP_{response.status_code}", "下载平台证书失败", response.status_code, True)
+        aes = AESGCM(self.settings.wechatpay_apiv3_key.encode())
+        found = {}
+        for item in json.loads(response.content).get("data") or []:
+            enc = item.get("encrypt_certificate") or {}
+            pem = aes.decrypt(enc["nonce"].encode(), base64.b64decode(enc["ciphertext"]),
+                              (enc.get("associated_data") or "").encode() or None)
+            cert = x509.load_pem_x509_certificate(pem)
+            now = dt.datetime.now(dt.timezone.utc)
+            if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+                found[cert.serial_number] = cert
+        serial = response.headers.get("Wechatpay-Serial", "")
+        signer = found.get(int(serial, 16)) if serial and all(c in "0123456789abcdefABCDEF" for c in serial) else None
+        signer_key = signer.public_key() if signer is not None else self.keys.known(serial)
+        if signer_key is None or not self.keys.verify(signer_key, response.headers.get("Wechatpay-Timestamp", ""),
+                                                      response.headers.get("Wechatpay-Nonce", ""), response.content,
+                                                      response.headers.get("Wechatpay-Signature", "")):
+            raise PaymentGatewayError("SIGN_VERIFY_FAILED", "平台证书列表验签失败", 200, True)
+        self._save_certificates(found.values())
+        return list(found.values())
+
+    def _save_certificates(self, certificates):
+        if self.settings.public_key_mode:
+            return
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        os.makedirs(self.settings.wechatpay_cert_dir, exist_ok=True)
+        for cert in certificates:
+            path = os.path.join(self.settings.wechatpay_cert_dir, f"{cert.serial_number:X}.pem")
+            if not os.path.exists(path):
+                with open(path + ".tmp", "wb") as fh:
+                    fh.write(cert.public_bytes(Encoding.PEM))
+                os.replace(path + ".tmp", path)
 
     async def _call(self, what, coro_factory, ok=(200, 204)):
         await self.open()
@@ -94,6 +157,9 @@ class WeChatPayGateway:
             status, text = await coro_factory()
         except httpx.HTTPError as e:
             raise PaymentGatewayError("UNAVAILABLE", f"微信支付网络异常: {type(e).__name__}", retryable=True) from e
+        except UnverifiedAnswer as e:
+            log.error("WeChat Pay %s: %s", what, e)
+            raise PaymentGatewayError("SIGN_VERIFY_FAILED", "微信支付应答验签失败", retryable=True) from e
         except Exception as e:  # the SDK's answer-signature failure is a bare Exception
             if "verify the signature" not in str(e):
                 raise

@@ -3,13 +3,8 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 
 class NotificationRejected(Exception):
@@ -22,65 +17,18 @@ class NotificationRejected(Exception):
 
 
 class NotificationVerifier:
-    """Checks notifications against the platform public key or the downloaded platform certificates."""
+    """Checks notifications against the platform public key or the platform certificates (gateway.keys)."""
 
     def __init__(self, settings, gateway):
         self.settings = settings
-        self.gateway = gateway
-        self.public_key = load_pem_public_key(settings.wechatpay_public_key.encode()) \
-            if settings.public_key_mode else None
+        self.keys = gateway.keys
         self.aes = AESGCM(settings.wechatpay_apiv3_key.encode())
 
-    def _certificate_key(self, serial):
-        try:
-            wanted = int(serial, 16)
-        except ValueError:
-            return None
-        for cert in self.gateway.core._certificates:
-            if cert.serial_number == wanted:
-                return cert.public_key()
-        return None
-
-    async def _key_for(self, serial):
-        if self.public_key is not None and serial == self.settings.wechatpay_public_key_id:
-            return self.public_key
-        if self.settings.public_key_mode:
-            return None
-        key = self._certificate_key(serial)
-        if key is None:  # a new platform certificate may have been issued: fetch the list once
-            try:
-                await self.gateway.refresh_certificates()
-            except Exception:  # noqa: BLE001 - an unreachable gateway means we cannot verify now
-                raise NotificationRejected(503, "platform certificates unavailable") from None
-            key = self._certificate_key(serial)
-        return key
-
-    async def verify(self, headers, body: bytes, now: float | None = None) -> dict:
+    async def verify(self, headers, body: bytes) -> dict:
         """The notification with `resource` decrypted; raises NotificationRejected."""
-        signature = headers.get("Wechatpay-Signature", "")
-        timestamp = headers.get("Wechatpay-Timestamp", "")
-        nonce = headers.get("Wechatpay-Nonce", "")
-        serial = headers.get("Wechatpay-Serial", "")
-        if not (signature and timestamp and nonce and serial):
-            raise NotificationRejected(401, "missing signature headers")
-        if signature.startswith("WECHATPAY/SIGNTEST/"):
-            raise NotificationRejected(401, "signature probe")
-        if headers.get("Wechatpay-Signature-Type", "WECHATPAY2-SHA256-RSA2048") != "WECHATPAY2-SHA256-RSA2048":
-            raise NotificationRejected(401, "unsupported signature type")
-        try:
-            ts = int(timestamp)
-        except ValueError:
-            raise NotificationRejected(401, "malformed timestamp") from None
-        if abs((now or time.time()) - ts) > self.settings.notify_tolerance_seconds:
-            raise NotificationRejected(401, "timestamp outside the tolerance")
-        key = await self._key_for(serial)
-        if key is None:
-            raise NotificationRejected(401, f"unknown serial {serial[:40]}")
-        try:
-            message = timestamp.encode() + b"\n" + nonce.encode() + b"\n" + body + b"\n"
-            key.verify(base64.b64decode(signature, validate=True), message, PKCS1v15(), SHA256())
-        except (InvalidSignature, ValueError):
-            raise NotificationRejected(401, "bad signature") from None
+        problem = await self.keys.check_signed(headers, body)
+        if problem:
+            raise NotificationRejected(401, problem)
         return self.decrypt(body)
 
     def decrypt(self, body: bytes) -> dict:

@@ -114,6 +114,18 @@ def app(ctx):
 
 
 @pytest.fixture
+def http_server(request, io_loop, _unused_port, app, settings):
+    """The app served as production serves it (server.make_http_server: the body limit included)."""
+    from server import make_http_server
+
+    server = make_http_server(app, settings)
+    server.add_socket(_unused_port[0])
+    yield server
+    server.stop()
+    io_loop.run_sync(server.close_all_connections, timeout=10)
+
+
+@pytest.fixture
 def db(io_loop, settings):
     """Only the database pool, for tests whose services run as separate processes."""
     from models import close_database, open_database

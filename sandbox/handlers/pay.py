@@ -20,6 +20,8 @@ class PayHandler(RecordedHandler):
     """A WeChat Pay v3 endpoint: checks the merchant's signature, signs every 2xx answer."""
 
     def answer_fault(self, fault):
+        if fault.signed:  # WeChat Pay signs its answers to authenticated requests, refusals included
+            self.check_request()
         raise SandboxError(fault.status, fault.code, fault.message)
 
     def check_request(self):
@@ -37,10 +39,26 @@ class PayHandler(RecordedHandler):
                                   fields["nonce_str"], self.request.body or b"")
         if not verify(creds.merchant_cert.public_key(), message, fields["signature"]):
             raise sign_error("sign not match")
+        self.authenticated = True
 
     def write_error(self, status_code, **kwargs):
         self.set_header("Request-ID", getattr(self, "request_id", ""))
-        super().write_error(status_code, **kwargs)
+        if not getattr(self, "authenticated", False):
+            super().write_error(status_code, **kwargs)  # a request we could not authenticate gets no signature
+            return
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, SandboxError):
+            self.set_status(exc.status)
+        self.answer_body = self.error_body(self.get_status(), exc)
+        body = dump(self.answer_body)
+        asked = self.request.headers.get("Wechatpay-Serial")
+        mode = "pubkey" if asked == self.sandbox.creds.public_key_id else "cert"
+        key, serial = self.sandbox.creds.signing_key(mode)
+        for name, value in signed_headers(key, serial, body).items():
+            self.set_header(name, value)
+        self.signed_with = mode
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(body)
 
     def answer(self, status, payload=None, mode=None):
         """Send a signed answer; the key follows the request's Wechatpay-Serial unless `mode` is given."""

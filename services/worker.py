@@ -1,0 +1,58 @@
+"""The one shape of a background job: start, stop, an interval, and a kick to run now."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+log = logging.getLogger("gym.worker")
+
+
+class BackgroundWorker:
+    """Calls `run_once()` every `interval` seconds (sooner when kicked) until stopped; never dies of an error."""
+
+    name = "worker"
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task = None
+
+    async def run_once(self):
+        """One round of work (subclasses)."""
+        raise NotImplementedError
+
+    async def on_stop(self):
+        """Called once after the loop ended (subclasses give back what they hold)."""
+
+    def start(self):
+        """Start the loop in the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.name)
+
+    def kick(self):
+        """Run a round now instead of waiting for the interval."""
+        self._wake.set()
+
+    async def stop(self):
+        """Stop after the current round."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        try:
+            await self.on_stop()
+        except Exception:  # noqa: BLE001 - stopping must not fail
+            log.exception("%s: stopping failed", self.name)
+
+    async def _loop(self):
+        while not self._stopping:
+            try:
+                await self.run_once()
+            except Exception:  # noqa: BLE001 - the database may be down; try again next round
+                log.exception("%s: round failed", self.name)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()

@@ -1,0 +1,67 @@
+"""Log set-up: one line (or one JSON object) per record, and no secret ever written.
+
+Secrets reach log lines mostly through URLs (jscode2session takes `secret` and `js_code` in its query, the
+subscribe-message call `access_token`, the WebSocket `token`) and headers (`Authorization: Bearer ...`). Every
+record passes through `Redactor` before any handler formats it, so a library that logs a URL cannot leak one; the
+HTTP client libraries are also kept at WARNING, and the access log never writes a query string.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+_QUERY_SECRET = re.compile(
+    r"(?i)((?:^|[?&\s\"'(,;])(?:secret|app_?secret|js_code|access_token|token|password|session_key)=)"
+    r"[^&\s\"'),;]+")
+_JSON_SECRET = re.compile(
+    r"(?i)([\"'](?:secret|app_?secret|js_code|access_token|token|password|session_key|apiv3_key|private_key)"
+    r"[\"']\s*:\s*[\"'])[^\"']*")
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+_QUIET = ("httpx", "httpcore", "peewee", "peewee.async", "asyncio", "hpack")
+
+
+def redact(text: str) -> str:
+    """The text with every secret-looking value replaced by ***."""
+    text = _QUERY_SECRET.sub(r"\1***", text)
+    text = _JSON_SECRET.sub(r"\1***", text)
+    return _BEARER.sub(r"\1***", text)
+
+
+class Redactor(logging.Filter):
+    """Rewrites each record's message (and exception text) with secrets removed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+def configure(level="INFO", fmt="text"):
+    """Root logging for the service: the format, the redaction filter on every handler, noisy libraries quiet."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler()
+    handler.addFilter(Redactor())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    return handler
+
+
+def access_log(handler) -> None:
+    """Tornado's log_function: status, method, the path without its query string, time, client address."""
+    status = handler.get_status()
+    request = handler.request
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    ip = getattr(handler, "client_ip", None) or request.remote_ip
+    logging.getLogger("tornado.access").log(level, "%d %s %s (%s) %.1fms", status, request.method, request.path, ip,
+                                            1000.0 * request.request_time())
