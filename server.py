@@ -13,7 +13,7 @@ import tornado.web
 import settings as settings_module
 from handlers import admin, ops, users, wxpay_notify
 from handlers.base import NotFoundHandler
-from handlers.bodylimit import BodyLimit
+from handlers.bodylimit import DISCARD_LIMIT, BodyLimit
 from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, order_snapshot
 from models import PaymentOrder, close_database, open_database
@@ -60,14 +60,15 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
     ping = ctx.settings.ws_ping_interval_seconds
     return tornado.web.Application(routes, default_handler_class=NotFoundHandler, default_handler_args=c,
                                    compress_response=False, websocket_ping_interval=ping,
-                                   websocket_ping_timeout=ping * 2, log_function=access_log)
+                                   websocket_ping_timeout=ping, log_function=access_log)
 
 
 def make_http_server(app, settings) -> tornado.httpserver.HTTPServer:
     """The HTTP server in front of the app: bodies over MAX_BODY_BYTES get 413, idle or slow clients are cut."""
-    return tornado.httpserver.HTTPServer(BodyLimit(app, settings.max_body_bytes),
-                                         max_body_size=settings.max_body_bytes, idle_connection_timeout=75,
-                                         body_timeout=30)
+    # BodyLimit refuses a body over MAX_BODY_BYTES itself (declared or chunked); Tornado's own cap only has to be
+    # above what BodyLimit reads and discards so that the 413 is always answered.
+    return tornado.httpserver.HTTPServer(BodyLimit(app, settings.max_body_bytes), max_body_size=DISCARD_LIMIT,
+                                         idle_connection_timeout=75, body_timeout=30)
 
 
 async def open_context(settings, run_jobs=None) -> AppContext:

@@ -32,10 +32,10 @@ class Hub:
         self.origin = origin or uuid.uuid4().hex  # tags the pushes this process re-publishes after a failure
         self.subscribers = defaultdict(set)  # order_id -> {connection}
         self.connected = asyncio.Event()
-        self.outbox = deque(maxlen=OUTBOX_MAX)  # pushes Redis refused: delivered here already, owed to the others
+        self.outbox = deque(maxlen=OUTBOX_MAX)  # [push, delivered here already] waiting for Redis, in order
         self._outbox_ready = asyncio.Event()
         self._task = None
-        self._retry_task = None
+        self._publisher_task = None
         self._stopping = False
 
     # -- subscribers -------------------------------------------------------------------------------
@@ -64,38 +64,50 @@ class Hub:
 
     # -- publishing --------------------------------------------------------------------------------
     async def publish(self, events):
-        """Publish committed status changes.
+        """Queue committed status changes for Redis; returns at once (a slow Redis never slows a request).
 
-        If Redis refuses, this process's clients get the push at once and it is kept in the outbox, re-published
-        (tagged with our origin, so we do not deliver it twice) as soon as Redis answers again.
+        One publisher task sends them in order. If Redis refuses, this process's clients get them at once and they
+        stay queued, re-published (tagged with our origin, so we do not deliver them twice) when Redis answers.
         """
         for event in events:
             message = status_message(event["order_id"], event["status"], event["reservation_status"],
                                      event.get("at") or iso_now())
-            try:
-                await self.redis.publish(CHANNEL, json.dumps(message))
-            except Exception as e:  # noqa: BLE001 - the state is in MySQL; the outbox re-publishes it
-                log.warning("push of %s not published (Redis down?), kept for later: %s", message["order_id"], e)
-                self.deliver(message)
-                self.outbox.append({**message, "_origin": self.origin})
-                self._outbox_ready.set()
+            if len(self.outbox) == self.outbox.maxlen:
+                log.error("push outbox full: the oldest queued push is dropped (clients re-read on resubscribe)")
+            self.outbox.append([message, False])
+        self._outbox_ready.set()
 
-    async def _retry_outbox(self):
+    async def _publish_queued(self):
         while not self._stopping:
             await self._outbox_ready.wait()
+            self._outbox_ready.clear()
             while self.outbox:
+                item = self.outbox[0]
+                message, delivered_here = item
+                payload = {**message, "_origin": self.origin} if delivered_here else message
                 try:
-                    await self.redis.publish(CHANNEL, json.dumps(self.outbox[0]))
-                except Exception:  # noqa: BLE001 - still down
+                    await self.redis.publish(CHANNEL, json.dumps(payload))
+                except Exception as e:  # noqa: BLE001 - the state is in MySQL; keep the pushes and retry
+                    self._deliver_queued_here(e)
                     await asyncio.sleep(self.retry_seconds)
                     continue
-                self.outbox.popleft()
-            self._outbox_ready.clear()
+                if self.outbox and self.outbox[0] is item:
+                    self.outbox.popleft()
+
+    def _deliver_queued_here(self, error):
+        """Redis refused: every queued push not yet delivered here goes to this process's clients now."""
+        fresh = [item for item in self.outbox if not item[1]]
+        if fresh:
+            log.warning("%d pushes not published (Redis down?), delivered here and kept for later: %s",
+                        len(fresh), error)
+        for item in fresh:
+            self.deliver(item[0])
+            item[1] = True
 
     def _received(self, data):
         message = json.loads(data)
         if message.pop("_origin", None) == self.origin:
-            return  # our own re-published push: delivered here when it was first refused
+            return  # our own re-published push: delivered here when Redis first refused it
         self.deliver(message)
 
     # -- the subscription loop ---------------------------------------------------------------------
@@ -103,12 +115,15 @@ class Hub:
         """Start listening to Redis in the running loop."""
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._listen_forever())
-        self._retry_task = loop.create_task(self._retry_outbox())
+        self._publisher_task = loop.create_task(self._publish_queued())
 
-    async def stop(self):
-        """Stop listening."""
+    async def stop(self, flush_seconds=2.0):
+        """Publish what is queued (for up to `flush_seconds`), then stop listening."""
+        deadline = asyncio.get_running_loop().time() + flush_seconds
+        while self.outbox and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
         self._stopping = True
-        for task in (self._task, self._retry_task):
+        for task in (self._task, self._publisher_task):
             if task:
                 task.cancel()
                 try:

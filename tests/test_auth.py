@@ -98,3 +98,31 @@ async def test_manage_py_creates_an_operator_who_can_log_in(api, service_env, tm
     status, body, _ = await api.call("POST", "/api/v1/admin/login",
                                      {"username": "front-desk", "password": "wrong-password"})
     assert status == 401
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_password_checks_do_not_stall_other_requests(service_env, sandbox, db):
+    """argon2 costs about a fifth of a second a check: six logins at once must not hold up a health check."""
+    import asyncio
+    import time
+
+    from tests.api import Api
+    from tests.harness import ServiceProcess
+
+    env = dict(service_env)
+    env.pop("PORT")
+    service = ServiceProcess(env, name="argon2")
+    try:
+        api = Api(service.url, sandbox)
+        logins = [asyncio.ensure_future(api.call("POST", "/api/v1/admin/login",
+                                                 {"username": "nobody", "password": f"wrong-password-{i}"}))
+                  for i in range(6)]
+        await asyncio.sleep(0.1)  # the logins are in the service now
+        started = time.monotonic()
+        status, _, _ = await api.call("GET", "/healthz")
+        waited = time.monotonic() - started
+        results = await asyncio.gather(*logins)
+    finally:
+        service.stop()
+    assert status == 200 and all(r[0] == 401 for r in results)
+    assert waited < 0.3, f"/healthz waited {waited:.2f}s behind the password checks"

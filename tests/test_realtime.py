@@ -144,3 +144,40 @@ async def _paid(api, token, order_id):
 
 async def _redis_ready(api):
     return (await api.call("GET", "/readyz"))[1].get("redis") == "ok"
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_push_redis_refused_reaches_the_other_process_once_redis_answers(service_env, sandbox, db):
+    """Redis stalls (CLIENT PAUSE) while a payment is applied on one process: the notification is still answered
+    at once, and the push reaches the client on the other process when Redis answers again — although that
+    process's subscription never broke, so it has no reason to re-read anything by itself."""
+    redis = RedisServer("ws-pause")
+    env = {**service_env, "REDIS_URL": redis.url, "RECONCILE_INTERVAL_SECONDS": "60"}
+    env.pop("PORT")
+    front = ServiceProcess(env, name="ws-pause-front")
+    back = ServiceProcess(env, name="ws-pause-back")
+    try:
+        api_back = Api(back.url, sandbox)
+        sid = await api_back.schedule(capacity=5)
+        token, _ = await api_back.login()
+        _, order = await api_back.order(token, sid)
+        assert (await api_back.prepay(token, order["order_id"]))[0] == 200
+        conn = await _ws(front.url, token)
+        conn.write_message(json.dumps({"op": "subscribe", "order_id": order["order_id"]}))
+        assert (await _next(conn))["status"] == "pending"
+        import redis as redis_sync
+
+        admin = redis_sync.Redis.from_url(redis.url)
+        admin.execute_command("CLIENT", "PAUSE", "4000", "ALL")  # every command stalls for 4 s; sockets stay up
+        await api_back.control("POST", f"/sandbox/orders/{order['order_id']}/pay", {"notify": True})
+        await eventually(lambda: _paid(api_back, token, order["order_id"]), what="payment applied while Redis stalls")
+        sent = (await api_back.control("GET", f"/sandbox/notifications?out_trade_no={order['order_id']}"))["items"]
+        assert sent[0]["attempts"][0]["status"] == 204 and sent[0]["attempts"][0]["elapsed_ms"] < 1500
+        frame = await _until_status(conn, "paid", timeout=20)
+        assert frame["order_id"] == order["order_id"] and frame["reservation_status"] == "confirmed"
+        admin.close()
+        conn.close()
+    finally:
+        front.stop()
+        back.stop()
+        redis.stop()

@@ -134,3 +134,28 @@ async def test_two_server_processes_running_the_job_work_each_order_once(api, se
     finally:
         for p in procs:
             p.stop()
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_orders_wechat_pay_cannot_answer_do_not_starve_the_others(api):
+    """101 expired orders whose every query and close fails (more than one pass's batch of 100) come first; a paid
+    order whose notification was lost comes last. The stuck ones back off, so the paid one is still found."""
+    sid = await api.schedule(capacity=200)
+    stuck = []
+    for _ in range(101):
+        token, _ = await api.login()
+        _, order = await api.order(token, sid)
+        assert (await api.prepay(token, order["order_id"]))[0] == 200
+        stuck.append(order["order_id"])
+        await api.control("POST", "/sandbox/faults", {"path_prefix": f"/v3/pay/transactions/out-trade-no/{order['order_id']}",
+                                                      "status": 500, "code": "SYSTEM_ERROR", "count": -1})
+    token, _ = await api.login()
+    _, late = await api.order(token, sid)
+    assert (await api.prepay(token, late["order_id"]))[0] == 200
+    await api.control("POST", "/sandbox/notifications/next", {"action": "drop", "count": 1})
+    await api.control("POST", f"/sandbox/orders/{late['order_id']}/pay", {"notify": True})
+    await eventually(lambda: _is(api, token, late["order_id"], "paid"), timeout=30,
+                     what="the paid order to be found behind 101 stuck ones")
+    still = await PaymentOrder.select().where(PaymentOrder.order_id.in_(stuck)
+                                              & (PaymentOrder.status == "pending")).aio_count()
+    assert still == 101  # nothing was released on answers WeChat Pay never gave
