@@ -34,6 +34,7 @@ def make_app(sandbox):
         (r"/sandbox/info", control.InfoHandler),
         (r"/sandbox/wx/login", control.LoginHandler),
         (r"/sandbox/wx/tokens/expire", control.ExpireTokensHandler),
+        (r"/sandbox/wx/tokens/revoke", control.RevokeTokensHandler),
         (r"/sandbox/orders", control.OrdersHandler),
         (rf"/sandbox/orders/{NAME}", control.OrderHandler),
         (rf"/sandbox/orders/{NAME}/pay", control.OrderPayHandler),

@@ -25,6 +25,7 @@ class MiniProgram:
         self.codes = {}  # code -> {"openid", "expires", "used"}
         self.openids = set()
         self.tokens = {}  # token -> expiry (time.time())
+        self.revoked = set()  # tokens WeChat no longer accepts, although the stable token cache still holds them
         self.stable_token = None
         self.messages = []
         self._msgid = 1000
@@ -107,12 +108,18 @@ class MiniProgram:
             self.tokens[token] = time.time() - 1
         return len(self.tokens)
 
+    def revoke_tokens(self):
+        """Make every current access token invalid (40001) while the stable-token cache keeps serving it until a
+        force_refresh, as WeChat does when, for example, the app secret was reset (control API)."""
+        self.revoked.update(self.tokens)
+        return len(self.revoked)
+
     def check_token(self, token):
         """None when `token` is valid, else the error WeChat answers."""
         if not token:
             return error(41001, "access_token missing")
         expiry = self.tokens.get(token)
-        if expiry is None:
+        if expiry is None or token in self.revoked:
             return error(40001, "invalid credential, access_token is invalid or not latest")
         if expiry < time.time():
             return error(42001, "access_token expired")

@@ -20,7 +20,6 @@ from .worker import BackgroundWorker
 log = logging.getLogger("gym.notices")
 
 BACKOFF_SECONDS = (2, 10, 60, 300, 1800)  # after the 1st..5th failure; then the notice is marked failed
-LEASE_SECONDS = 30
 SEND_CONCURRENCY = 8
 
 
@@ -59,7 +58,7 @@ class BookingNotices(BackgroundWorker):
 
         async def claim_and_send(notice_pk):
             async with gate:  # the claim is made when its turn comes, so its lease starts then (MySQL's clock)
-                lease = notice_lease(notice_pk, LEASE_SECONDS)
+                lease = notice_lease(notice_pk, self.ctx.settings.notice_lease_seconds)
                 if not await lease.try_claim(where=(BookingNotice.status == "pending")):
                     return 0
                 lease.start_heartbeat()

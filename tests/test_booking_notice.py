@@ -93,3 +93,53 @@ async def test_the_access_token_is_cached_and_refreshed_when_it_expires(api):
     await eventually(lambda: _messages_to(api, third_openid), what="the message after the token expired")
     after_expiry = len(token_requests((await api.control("GET", "/sandbox/requests"))["items"]))
     assert after_expiry == after_cached + 1
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_token_wechat_no_longer_accepts_is_refreshed_by_force(api):
+    _, first_openid, _ = await _pay(api)
+    await eventually(lambda: _messages_to(api, first_openid), what="the first message")
+    await api.control("POST", "/sandbox/wx/tokens/revoke")  # 40001 until a force_refresh
+    _, openid, order_id = await _pay(api)
+    async def delivered():
+        return [m for m in await _messages_to(api, openid) if m["errcode"] == 0]
+
+    await eventually(delivered, what="the message sent with a forcibly refreshed token")
+    asks = [r["request_body"] for r in (await api.control("GET", "/sandbox/requests"))["items"]
+            if r["path"].startswith("/cgi-bin/stable_token")]
+    assert asks[-1]["force_refresh"] is True
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_two_senders_with_a_slow_message_api_send_each_notice_once(service_env, sandbox, db):
+    """Leases shorter than the queue's wait: each claim starts when its send does and is renewed while it runs."""
+    from tests.api import Api
+    from tests.harness import ServiceProcess
+
+    env = {**service_env, "NOTICE_LEASE_SECONDS": "1"}
+    env.pop("PORT")
+    procs = [ServiceProcess(env, name=f"notices-{i}") for i in range(2)]
+    try:
+        api = Api(procs[0].url, sandbox)
+        await api.control("POST", "/sandbox/faults", {"path_prefix": "/cgi-bin/message/subscribe/send",
+                                                      "latency_ms": 700, "count": -1})
+        sid = await api.schedule(capacity=30)
+        openids = []
+        for _ in range(20):
+            token, openid = await api.login()
+            _, order = await api.order(token, sid)
+            assert (await api.prepay(token, order["order_id"]))[0] == 200
+            await api.control("POST", f"/sandbox/orders/{order['order_id']}/pay", {"notify": True})
+            openids.append(openid)
+
+        async def all_sent():
+            sent = {m["touser"] for m in (await api.control("GET", "/sandbox/messages"))["items"]}
+            return set(openids) <= sent
+
+        await eventually(all_sent, timeout=60, what="every notice sent")
+        messages = [m["touser"] for m in (await api.control("GET", "/sandbox/messages"))["items"]
+                    if m["touser"] in openids]
+        assert sorted(messages) == sorted(openids)  # once each
+    finally:
+        for p in procs:
+            p.stop()

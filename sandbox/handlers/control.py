@@ -42,6 +42,13 @@ class ExpireTokensHandler(ControlHandler):
         self.reply({"expired": self.sandbox.miniprogram.expire_tokens()})
 
 
+class RevokeTokensHandler(ControlHandler):
+    """POST /sandbox/wx/tokens/revoke: current access tokens answer 40001 until the service forces a refresh."""
+
+    def post(self):
+        self.reply({"revoked": self.sandbox.miniprogram.revoke_tokens()})
+
+
 class OrdersHandler(ControlHandler):
     """GET /sandbox/orders: every order's internal state."""
 
