@@ -20,7 +20,9 @@ class PayHandler(RecordedHandler):
     """A WeChat Pay v3 endpoint: checks the merchant's signature, signs every 2xx answer."""
 
     def answer_fault(self, fault):
-        if fault.signed:  # WeChat Pay signs its answers to authenticated requests, refusals included
+        # WeChat Pay signs its answers to authenticated requests, refusals included; a 429 or a 5xx comes from in
+        # front of that (rate limit, an overloaded or failing gateway) and is answered unsigned.
+        if fault.signed and 400 <= fault.status < 500 and fault.status != 429:
             self.check_request()
         raise SandboxError(fault.status, fault.code, fault.message)
 
