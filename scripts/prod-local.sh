@@ -6,6 +6,7 @@
 #   scripts/prod-local.sh [up]        nginx + service + sandbox (`make prod-local`)
 #   scripts/prod-local.sh nginx-only --upstream HOST:PORT [--https-port P] [--http-port Q] [--dir DIR]
 #                                     only nginx, in front of a service someone else runs (a test fixture)
+#   scripts/prod-local.sh render --upstream HOST:PORT [--dir DIR]   only write DIR/nginx.conf, site.conf, tls/
 #   scripts/prod-local.sh smoke       one paid order end to end through nginx (needs `up`)
 #   scripts/prod-local.sh status|stop [--dir DIR]
 #
@@ -19,7 +20,7 @@ ROOT=$(pwd)
 PY=$ROOT/.venv/bin/python
 
 cmd=up
-case "${1:-}" in up|nginx-only|smoke|status|stop) cmd=$1; shift ;; esac
+case "${1:-}" in up|nginx-only|render|smoke|status|stop) cmd=$1; shift ;; esac
 https_port=${PROD_LOCAL_HTTPS_PORT:-8443}
 http_port=${PROD_LOCAL_HTTP_PORT:-8080}
 service_port=${PROD_LOCAL_SERVICE_PORT:-18000}
@@ -268,6 +269,11 @@ smoke() {
 }
 
 case "$cmd" in
+  render)
+    [ -n "$upstream" ] || die "render needs --upstream HOST:PORT"
+    ensure_tools; ensure_cert; render_nginx "$upstream"
+    echo "PROD_LOCAL_NGINX_CONF=$DIR/nginx.conf"
+    ;;
   nginx-only)
     [ -n "$upstream" ] || die "nginx-only needs --upstream HOST:PORT"
     ensure_tools; ensure_cert; render_nginx "$upstream"; start_nginx "$upstream"
