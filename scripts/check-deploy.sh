@@ -137,11 +137,11 @@ settings.load(env)
 PY
 
 step "shell scripts"
-for f in scripts/prod-local.sh scripts/check-deploy.sh deploy/nginx/render.sh deploy/backup/gym-backup.sh; do
+for f in scripts/prod-local.sh scripts/check-deploy.sh deploy/nginx/render.sh deploy/backup/gym-backup.sh deploy/gym-manage; do
   check "bash -n $f" 0 bash -n "$f"
 done
 if command -v shellcheck >/dev/null 2>&1; then
-  check "shellcheck" 0 shellcheck -S warning scripts/prod-local.sh scripts/check-deploy.sh deploy/nginx/render.sh deploy/backup/gym-backup.sh
+  check "shellcheck" 0 shellcheck -S warning scripts/prod-local.sh scripts/check-deploy.sh deploy/nginx/render.sh deploy/backup/gym-backup.sh deploy/gym-manage
 else
   skip "shellcheck" "not installed (optional; Debian package: shellcheck)"
 fi
