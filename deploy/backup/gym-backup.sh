@@ -34,6 +34,7 @@ copy_binlogs() {
 full_dump() {
   local out
   out=$BACKUP_DIR/dumps/$GYM_DB-$(date -u +%Y%m%dT%H%M%SZ).sql.gz
+  # shellcheck disable=SC2064  # expanded now on purpose: $out is local to this function
   trap "rm -f '$out.part'" EXIT
   # --single-transaction: a consistent snapshot without locking the tables for the dump's duration;
   # --master-data=2: the binary-log file and position of that snapshot, as a comment at the top.
