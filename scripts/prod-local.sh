@@ -247,6 +247,9 @@ stop_one() {  # name, command-line marker, signal
 }
 
 smoke() {
+  # The ports `up` used, unless given again here.
+  # shellcheck disable=SC1091
+  [ -f "$DIR/ports.env" ] && . "$DIR/ports.env"
   local base="https://127.0.0.1:$https_port" sb="http://127.0.0.1:$sandbox_port" c=(curl -sf --cacert "$DIR/tls/cert.pem")
   json() { "$PY" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
   say "smoke: login, order, prepay, payment at the sandbox, notification through nginx"
@@ -287,6 +290,7 @@ case "$cmd" in
     render_nginx "127.0.0.1:$service_port"; start_nginx "127.0.0.1:$service_port"
     start_sandbox
     start_service
+    printf 'https_port=%s\nsandbox_port=%s\n' "$https_port" "$sandbox_port" >"$DIR/ports.env"
     print_nginx_vars "127.0.0.1:$service_port"
     echo "PROD_LOCAL_SERVICE_URL=http://127.0.0.1:$service_port"
     echo "PROD_LOCAL_SANDBOX_URL=http://127.0.0.1:$sandbox_port"
