@@ -4,7 +4,7 @@ PY := .venv/bin/python
 PORT ?= 8000
 SANDBOX_PORT ?= 8090
 
-.PHONY: run test deps servers stop migrate bench clean-var
+.PHONY: run test deps servers stop migrate bench clean-var prod-local
 
 deps:
 	@bash scripts/bootstrap.sh
@@ -29,3 +29,6 @@ stop:
 
 bench: servers
 	@$(PY) bench/ws_fanout.py
+
+prod-local:
+	@bash scripts/prod-local.sh up
