@@ -1,4 +1,4 @@
-"""The Tornado application of the sandbox and its main(): generate or load keys, write service.env, serve."""
+"""The Tornado application of the sandbox and its main(): load keys and state, write service.env, serve."""
 import asyncio
 import logging
 import os
@@ -10,6 +10,7 @@ from .credentials import load_or_create, write_service_env
 from .core import Sandbox
 from .handlers import cashier, control, openapi, pay
 from .handlers.base import NotFoundHandler
+from .store import Store
 
 log = logging.getLogger("sandbox")
 NAME = r"([^/]+)"
@@ -73,10 +74,15 @@ async def main(args):
     creds = load_or_create(args.state_dir)
     url = base_url(args.host, args.port)
     write_service_env(creds, url)
-    sandbox = Sandbox(creds, time_scale=args.time_scale, notify_key_mode=args.notify_key_mode)
+    store = Store(creds.state_dir)
+    if args.clear_state:
+        store.clear()
+    sandbox = Sandbox(creds, store, time_scale=args.time_scale, notify_key_mode=args.notify_key_mode)
+    resumed = sandbox.resume()
     server = make_app(sandbox).listen(args.port, address=args.host, xheaders=False)
-    log.info("WeChat sandbox on %s (mchid %s, appid %s, state %s, time scale %s)",
-             url, creds.mchid, creds.appid, creds.state_dir, args.time_scale)
+    log.info("WeChat sandbox on %s (mchid %s, appid %s, state %s, time scale %s): %d orders, %d refunds, "
+             "%d notifications resumed", url, creds.mchid, creds.appid, store.path, args.time_scale,
+             len(sandbox.trades.orders), len(sandbox.refunds.refunds), resumed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -85,4 +91,5 @@ async def main(args):
     server.stop()
     await sandbox.close()
     await server.close_all_connections()
+    store.close()
     log.info("sandbox stopped")
