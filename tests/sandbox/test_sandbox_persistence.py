@@ -66,7 +66,7 @@ def test_order_refund_and_pending_notification_survive_a_restart(processes, rece
     order_before = first.control("GET", f"/sandbox/orders/{no}")
     refund_before = first.control("GET", f"/sandbox/refunds/RS-{no}")
     note_before = notification(first, no)
-    assert note_before["status"] == "pending" and note_before["next_attempt_in_seconds"] is not None
+    assert note_before["status"] == "pending"
     attempts_before = [a for a in note_before["attempts"] if "elapsed_ms" in a]
 
     stop(first, how)
