@@ -46,18 +46,43 @@ class BaseHandler(tornado.web.RequestHandler):
 class RecordedHandler(BaseHandler):
     """An emulated WeChat API: faults apply first, and every answered request is recorded."""
 
+    hold_seconds = 0.0  # how long a `latency_on: answer` fault holds the finished answer back
+    _held = None  # the delayed finish, once started
+
     async def prepare(self):
         self.started = time.monotonic()
         self.request_id = request_id()
         self.signed_with = None
         self.fault = self.sandbox.faults.take(self.request.method, self.request.path)
         if self.fault is not None:
-            if self.fault.latency_ms:
-                await asyncio.sleep(self.fault.latency_ms / 1000.0)
+            latency = self.fault.latency_ms / 1000.0
+            if self.fault.latency_on == "answer" and not self.fault.fails:
+                self.hold_seconds = latency
+            elif latency:
+                await asyncio.sleep(latency)  # never time.sleep: other requests go on meanwhile
             if self.fault.fails:
                 self.answer_fault(self.fault)
                 return
         self.check_request()
+
+    def finish(self, chunk=None):
+        """Finish, or, under a `latency_on: answer` fault, finish that much later: the work is done already."""
+        if self._held is not None:
+            return self._held
+        if self.hold_seconds:
+            if chunk is not None:
+                self.write(chunk)
+            self._held = asyncio.ensure_future(self._finish_later())
+            return self._held
+        return super().finish(chunk)
+
+    async def _finish_later(self):
+        await asyncio.sleep(self.hold_seconds)
+        self.hold_seconds = 0.0
+        super().finish()
+
+    def on_connection_close(self):
+        self.client_gone = True  # e.g. the client's timeout ran out during an injected latency
 
     def answer_fault(self, fault):
         """Answer an injected error (the subclass decides the shape)."""
@@ -81,6 +106,7 @@ class RecordedHandler(BaseHandler):
             "request_id": getattr(self, "request_id", None),
             "elapsed_ms": round((time.monotonic() - getattr(self, "started", time.monotonic())) * 1000, 1),
             "fault": getattr(self, "fault", None) is not None,
+            "client_gone": getattr(self, "client_gone", False),
             "signed_with": getattr(self, "signed_with", None),
             "request_body": request_body,
             "response_body": self.answer_body,
