@@ -8,8 +8,9 @@ import tornado.web
 
 from .credentials import load_or_create, write_service_env
 from .core import Sandbox
-from .handlers import cashier, control, openapi, pay
+from .handlers import cashier, control, dashboard, openapi, pay
 from .handlers.base import NotFoundHandler
+from .handlers.ui import UI_METHODS, UI_MODULES
 from .store import Store
 
 log = logging.getLogger("sandbox")
@@ -17,7 +18,7 @@ NAME = r"([^/]+)"
 
 
 def make_app(sandbox):
-    """The Application serving WeChat Pay v3, the open API, the control API and the cashier page."""
+    """The Application serving WeChat Pay v3, the open API, the control API, the dashboard and the cashier page."""
     routes = [
         (r"/v3/pay/transactions/(jsapi|native)", pay.OrderCreateHandler),
         (rf"/v3/pay/transactions/out-trade-no/{NAME}", pay.OrderByOutTradeNoHandler),
@@ -45,18 +46,22 @@ def make_app(sandbox):
         (rf"/sandbox/refunds/{NAME}/settle", control.RefundSettleHandler),
         (r"/sandbox/notifications", control.NotificationsHandler),
         (r"/sandbox/notifications/next", control.NotificationRuleHandler),
+        (rf"/sandbox/notifications/{NAME}", control.NotificationHandler),
+        (rf"/sandbox/notifications/{NAME}/redeliver", control.NotificationRedeliverHandler),
         (r"/sandbox/faults", control.FaultsHandler),
         (r"/sandbox/config", control.ConfigHandler),
         (r"/sandbox/requests", control.RequestsHandler),
         (r"/sandbox/messages", control.MessagesHandler),
         (r"/sandbox/reset", control.ResetHandler),
         (r"/sandbox/cashier", cashier.CashierHandler),
+        (r"/sandbox/?", dashboard.DashboardHandler),
     ]
     args = {"sandbox": sandbox}
     return tornado.web.Application(
         [(pattern, handler, args) for pattern, handler in routes],
         default_handler_class=NotFoundHandler, default_handler_args=args,
         template_path=os.path.join(os.path.dirname(__file__), "templates"),
+        ui_methods=UI_METHODS, ui_modules=UI_MODULES,
     )
 
 
