@@ -155,7 +155,6 @@ class ControlHandler(BaseHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(dump(payload))
 
-
     def write_error(self, status_code, **kwargs):
         if not self.from_form():
             return super().write_error(status_code, **kwargs)
