@@ -1,4 +1,4 @@
-"""Command line: python -m sandbox --host H --port P --state-dir DIR --time-scale F --notify-key-mode M."""
+"""Command line: python -m sandbox --host H --port P --state-dir DIR [--clear-state] --time-scale F ..."""
 import argparse
 import asyncio
 import logging
@@ -11,7 +11,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument("--state-dir", default="var/sandbox", help="keys, certificates and service.env")
+    parser.add_argument("--state-dir", default="var/sandbox",
+                        help="keys, certificates, service.env and the state file (state.sqlite3)")
+    parser.add_argument("--clear-state", action="store_true",
+                        help="forget every order, refund, notification, code and token at start (keys stay)")
     parser.add_argument("--time-scale", type=float, default=1.0,
                         help="multiplies every delay (notification retries, refund settling)")
     parser.add_argument("--notify-key-mode", choices=("pubkey", "cert"), default="pubkey",

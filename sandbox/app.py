@@ -1,4 +1,4 @@
-"""The Tornado application of the sandbox and its main(): generate or load keys, write service.env, serve."""
+"""The Tornado application of the sandbox and its main(): load keys and state, write service.env, serve."""
 import asyncio
 import logging
 import os
@@ -8,15 +8,17 @@ import tornado.web
 
 from .credentials import load_or_create, write_service_env
 from .core import Sandbox
-from .handlers import cashier, control, openapi, pay
+from .handlers import cashier, control, dashboard, openapi, pay
 from .handlers.base import NotFoundHandler
+from .handlers.ui import UI_METHODS, UI_MODULES
+from .store import Store
 
 log = logging.getLogger("sandbox")
 NAME = r"([^/]+)"
 
 
 def make_app(sandbox):
-    """The Application serving WeChat Pay v3, the open API, the control API and the cashier page."""
+    """The Application serving WeChat Pay v3, the open API, the control API, the dashboard and the cashier page."""
     routes = [
         (r"/v3/pay/transactions/(jsapi|native)", pay.OrderCreateHandler),
         (rf"/v3/pay/transactions/out-trade-no/{NAME}", pay.OrderByOutTradeNoHandler),
@@ -45,18 +47,22 @@ def make_app(sandbox):
         (rf"/sandbox/refunds/{NAME}/settle", control.RefundSettleHandler),
         (r"/sandbox/notifications", control.NotificationsHandler),
         (r"/sandbox/notifications/next", control.NotificationRuleHandler),
+        (rf"/sandbox/notifications/{NAME}", control.NotificationHandler),
+        (rf"/sandbox/notifications/{NAME}/redeliver", control.NotificationRedeliverHandler),
         (r"/sandbox/faults", control.FaultsHandler),
         (r"/sandbox/config", control.ConfigHandler),
         (r"/sandbox/requests", control.RequestsHandler),
         (r"/sandbox/messages", control.MessagesHandler),
         (r"/sandbox/reset", control.ResetHandler),
         (r"/sandbox/cashier", cashier.CashierHandler),
+        (r"/sandbox/?", dashboard.DashboardHandler),
     ]
     args = {"sandbox": sandbox}
     return tornado.web.Application(
         [(pattern, handler, args) for pattern, handler in routes],
         default_handler_class=NotFoundHandler, default_handler_args=args,
         template_path=os.path.join(os.path.dirname(__file__), "templates"),
+        ui_methods=UI_METHODS, ui_modules=UI_MODULES,
     )
 
 
@@ -74,10 +80,15 @@ async def main(args):
     creds = load_or_create(args.state_dir)
     url = base_url(args.host, args.port)
     write_service_env(creds, url)
-    sandbox = Sandbox(creds, time_scale=args.time_scale, notify_key_mode=args.notify_key_mode)
+    store = Store(creds.state_dir)
+    if args.clear_state:
+        store.clear()
+    sandbox = Sandbox(creds, store, time_scale=args.time_scale, notify_key_mode=args.notify_key_mode)
+    resumed = sandbox.resume()
     server = make_app(sandbox).listen(args.port, address=args.host, xheaders=False)
-    log.info("WeChat sandbox on %s (mchid %s, appid %s, state %s, time scale %s)",
-             url, creds.mchid, creds.appid, creds.state_dir, args.time_scale)
+    log.info("WeChat sandbox on %s (mchid %s, appid %s, state %s, time scale %s): %d orders, %d refunds, "
+             "%d notifications resumed", url, creds.mchid, creds.appid, store.path, args.time_scale,
+             len(sandbox.trades.orders), len(sandbox.refunds.refunds), resumed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -86,4 +97,5 @@ async def main(args):
     server.stop()
     await sandbox.close()
     await server.close_all_connections()
+    store.close()
     log.info("sandbox stopped")

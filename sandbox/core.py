@@ -12,29 +12,41 @@ from .trades import TradeBook
 
 
 class Sandbox:
-    """Orders, refunds, notifications, the mini-program, faults and the request log of one sandbox process."""
+    """Orders, refunds, notifications, the mini-program, faults and the request log of one sandbox process.
 
-    def __init__(self, creds, time_scale=1.0, notify_key_mode="pubkey"):
+    What WeChat would keep (orders, refunds, notifications, codes, tokens, messages) lives in `store`; what only
+    steers the sandbox (faults, notification rules, settings, the request record) lives in memory.
+    """
+
+    def __init__(self, creds, store, time_scale=1.0, notify_key_mode="pubkey"):
         self.creds = creds
+        self.store = store
         self.time_scale = time_scale
         self.default_key_mode = notify_key_mode
         self.config = RuntimeConfig(notify_key_mode=notify_key_mode)
-        self.trades = TradeBook(creds)
+        self.trades = TradeBook(creds, store)
         self.refunds = RefundBook(self.trades, self._refund_settled)
-        self.notifier = Notifier(creds, self.config, time_scale)
-        self.miniprogram = MiniProgram(creds)
+        self.notifier = Notifier(creds, self.config, time_scale, store)
+        self.miniprogram = MiniProgram(creds, store)
         self.faults = FaultBook()
         self.requests = RequestLog()
         self._timers = {}
 
+    def resume(self):
+        """Re-arm the refund timers and carry on the deliveries that were under way at the last stop."""
+        for refund in self.refunds.refunds.values():
+            self._arm(refund)
+        return self.notifier.resume()
+
     def pay_order(self, out_trade_no, notify=True, openid=None, bank_type=None):
         """The payer pays: the order succeeds and, unless `notify` is false, TRANSACTION.SUCCESS goes out."""
-        order = self.trades.pay(out_trade_no, openid=openid, bank_type=bank_type)
-        note = None
-        if notify:
-            note = self.notifier.send("TRANSACTION.SUCCESS", "支付成功", "transaction",
-                                      self.trades.transaction(order), order.notify_url,
-                                      {"out_trade_no": order.out_trade_no})
+        with self.store.atomic():
+            order = self.trades.pay(out_trade_no, openid=openid, bank_type=bank_type)
+            note = None
+            if notify:
+                note = self.notifier.send("TRANSACTION.SUCCESS", "支付成功", "transaction",
+                                          self.trades.transaction(order), order.notify_url,
+                                          {"out_trade_no": order.out_trade_no})
         return order, note
 
     def probe_order(self, out_trade_no):
@@ -45,14 +57,17 @@ class Sandbox:
 
     def create_refund(self, body):
         """Accept a refund and, when auto-settle is on, schedule its settlement."""
-        known = body.get("out_refund_no") in self.refunds.refunds if isinstance(body, dict) else False
-        refund = self.refunds.create(body)
-        if not known and self.config.refund_auto_settle:
-            delay = self.config.refund_settle_seconds * self.time_scale
-            refund.settle_due = time.monotonic() + delay
-            self._timers[refund.out_refund_no] = asyncio.get_running_loop().call_later(
-                delay, self._auto_settle, refund.out_refund_no)
+        delay = self.config.refund_settle_seconds * self.time_scale if self.config.refund_auto_settle else None
+        refund = self.refunds.create(body, settle_in=delay)
+        self._arm(refund)
         return refund
+
+    def _arm(self, refund):
+        """Start the automatic settlement timer of a processing refund that has one and is not armed yet."""
+        if refund.status != "PROCESSING" or refund.settle_at is None or refund.out_refund_no in self._timers:
+            return
+        self._timers[refund.out_refund_no] = asyncio.get_running_loop().call_later(
+            max(0.0, refund.settle_at - time.time()), self._auto_settle, refund.out_refund_no)
 
     def _auto_settle(self, out_refund_no):
         self._timers.pop(out_refund_no, None)
@@ -60,7 +75,7 @@ class Sandbox:
             self.refunds.settle(out_refund_no, "SUCCESS")
 
     def settle_refund(self, out_refund_no, result):
-        """Settle a processing refund now (control API), cancelling its timer."""
+        """Settle a refund now (control API): PROCESSING to any end, ABNORMAL to SUCCESS or CLOSED."""
         refund = self.refunds.settle(out_refund_no, result)
         timer = self._timers.pop(out_refund_no, None)
         if timer:
@@ -90,11 +105,11 @@ class Sandbox:
             "merchant_cert_serial": self.creds.merchant_serial,
             "public_key_id": self.creds.public_key_id, "platform_cert_serial": self.creds.platform_serial,
             "time_scale": self.time_scale, "config": self.config.view(),
-            "state_dir": self.creds.state_dir,
+            "state_dir": self.creds.state_dir, "state_file": self.store.path,
         }
 
     async def close(self):
-        """Cancel timers and stop deliveries."""
+        """Cancel timers and stop deliveries (their state stays in the store for the next start)."""
         for timer in self._timers.values():
             timer.cancel()
         await self.notifier.close()

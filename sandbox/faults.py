@@ -4,6 +4,7 @@ from .errors import SandboxError
 DEFAULT_CODES = {429: ("FREQUENCY_LIMITED", "频率超限"), 500: ("SYSTEM_ERROR", "系统错误"),
                  502: ("SYSTEM_ERROR", "系统错误"), 503: ("SYSTEM_ERROR", "系统繁忙，请稍后重试"),
                  504: ("SYSTEM_ERROR", "系统超时")}
+LATENCY_ON = ("request", "answer")
 
 
 def is_pay_path(path):
@@ -30,6 +31,8 @@ class Fault:
         self.status = field("status", int, 0)
         self.count = field("count", int, 1)
         self.latency_ms = field("latency_ms", (int, float), 0)
+        # "request": wait before the request is handled; "answer": handle it at once, hold the answer back.
+        self.latency_on = field("latency_on", str, "request")
         self.wechat_style = field("wechat_style", bool, True)
         # A WeChat Pay fault answers as WeChat Pay would (authenticated, then signed); false sends it unsigned, as a
         # forger on the path would.
@@ -45,6 +48,8 @@ class Fault:
             raise SandboxError(400, "INVALID_REQUEST", "status 只能是 0、200 或 400-599")
         if self.status == 200 and is_pay_path(self.path_prefix):
             raise SandboxError(400, "INVALID_REQUEST", "支付接口的故障 status 必须是 400-599")
+        if self.latency_on not in LATENCY_ON:
+            raise SandboxError(400, "INVALID_REQUEST", "latency_on 只能是 request 或 answer")
         if self.count == 0 or self.count < -1 or self.latency_ms < 0:
             raise SandboxError(400, "INVALID_REQUEST", "count 须为正数或 -1（不限次数），latency_ms 不能为负")
 

@@ -1,4 +1,4 @@
-"""The mini-program side of WeChat: wx.login codes, access tokens and subscribe messages."""
+"""The mini-program side of WeChat: wx.login codes, access tokens and subscribe messages, kept in the store."""
 import base64
 import secrets
 import time
@@ -20,22 +20,38 @@ def error(errcode, errmsg):
 class MiniProgram:
     """State of the sandbox's one mini-program: codes, openids, tokens, sent messages."""
 
-    def __init__(self, creds):
+    def __init__(self, creds, store):
         self.creds = creds
+        self.store = store
         self.codes = {}  # code -> {"openid", "expires", "used"}
-        self.openids = set()
-        self.tokens = {}  # token -> expiry (time.time())
-        self.revoked = set()  # tokens WeChat no longer accepts, although the stable token cache still holds them
-        self.stable_token = None
-        self.messages = []
-        self._msgid = 1000
+        for code in store.load("wx_code"):
+            if code["expires"] > time.time():
+                self.codes[code["code"]] = code
+            else:  # an expired code answers like an unknown one: nothing to keep
+                store.delete("wx_code", code["code"])
+        self.openids = {o["openid"] for o in store.load("wx_openid")}
+        self.tokens = {t["token"]: t["expires"] for t in store.load("wx_token")}  # token -> expiry (time.time())
+        self.revoked = set()  # tokens WeChat no longer accepts, although the stable token cache still serves them
+        self.stable_token = next(iter(store.load("wx_stable_token")), {}).get("token")
+        self.messages = store.load("wx_message")
+        self._msgid = max([1000] + [m["msgid"] for m in self.messages if m.get("msgid")])
+
+    def _save_code(self, code):
+        self.store.put("wx_code", code, {"code": code, **self.codes[code]})
+
+    def _save_token(self, token):
+        self.store.put("wx_token", token, {"token": token, "expires": self.tokens[token]})
 
     def login(self, openid=None):
         """Mint a wx.login code for `openid` (a new random openid when None)."""
         openid = openid or "o" + random_text(27, URLSAFE)
         code = random_text(32, URLSAFE)
         self.codes[code] = {"openid": openid, "expires": time.time() + CODE_TTL, "used": False}
-        self.openids.add(openid)
+        with self.store.atomic():
+            self._save_code(code)
+            if openid not in self.openids:
+                self.openids.add(openid)
+                self.store.put("wx_openid", openid, {"openid": openid})
         return {"code": code, "openid": openid, "expires_in": CODE_TTL}
 
     def _credentials_error(self, appid, secret):
@@ -63,16 +79,19 @@ class MiniProgram:
         if entry["used"]:
             return error(40163, "code been used")
         entry["used"] = True
+        self._save_code(js_code)
         return {"session_key": base64.b64encode(secrets.token_bytes(16)).decode("ascii"), "openid": entry["openid"]}
 
     def _new_token(self):
         token = random_text(136, URLSAFE)
         self.tokens[token] = time.time() + TOKEN_TTL
+        self._save_token(token)
         return token
 
     def _retire(self, token):
-        if token in self.tokens:
-            self.tokens[token] = min(self.tokens[token], time.time() + OLD_TOKEN_GRACE)
+        if token in self.tokens and self.tokens[token] > time.time() + OLD_TOKEN_GRACE:
+            self.tokens[token] = time.time() + OLD_TOKEN_GRACE
+            self._save_token(token)
 
     def access_token(self, grant_type, appid, secret):
         """GET /cgi-bin/token: a new token each call; earlier ones expire within 5 minutes."""
@@ -81,9 +100,10 @@ class MiniProgram:
         failed = self._credentials_error(appid, secret)
         if failed:
             return failed
-        for token in list(self.tokens):
-            self._retire(token)
-        return {"access_token": self._new_token(), "expires_in": TOKEN_TTL}
+        with self.store.atomic():
+            for token in list(self.tokens):
+                self._retire(token)
+            return {"access_token": self._new_token(), "expires_in": TOKEN_TTL}
 
     def stable_access_token(self, body):
         """POST /cgi-bin/stable_token: the same token while it lives, unless force_refresh."""
@@ -97,15 +117,20 @@ class MiniProgram:
         current = self.stable_token
         alive = current is not None and self.tokens.get(current, 0) > time.time() + 1
         if body.get("force_refresh") is True or not alive:
-            if current:
-                self._retire(current)
-            self.stable_token = current = self._new_token()
+            with self.store.atomic():
+                if current:
+                    self._retire(current)
+                self.stable_token = current = self._new_token()
+                self.store.put("wx_stable_token", "current", {"token": current})
         return {"access_token": current, "expires_in": int(self.tokens[current] - time.time())}
 
     def expire_tokens(self):
         """Make every access token expired now (control API), to exercise token refresh."""
-        for token in self.tokens:
-            self.tokens[token] = time.time() - 1
+        with self.store.atomic():
+            for token in self.tokens:
+                if self.tokens[token] >= time.time():
+                    self.tokens[token] = time.time() - 1
+                    self._save_token(token)
         return len(self.tokens)
 
     def revoke_tokens(self):
@@ -140,6 +165,7 @@ class MiniProgram:
             record["msgid"] = self._msgid
         record["errcode"], record["errmsg"] = result["errcode"], result["errmsg"]
         self.messages.append(record)
+        self.store.put("wx_message", str(len(self.messages)), record)
         return result
 
     def _check_message(self, body):

@@ -1,4 +1,4 @@
-"""Domestic refunds: accepted as PROCESSING, settled later (on a timer or by the control API)."""
+"""Domestic refunds: accepted as PROCESSING, settled later (on a timer or by the control API), kept in the store."""
 import string
 import time
 from dataclasses import dataclass
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from . import clock
 from .crypto import random_text
 from .errors import SandboxError, conflict, invalid_request
+from .records import from_record, to_record
 from .trades import PAID_STATES
 from .validation import refund_request
 
@@ -15,6 +16,9 @@ SETTLED_EVENTS = {
     "ABNORMAL": ("REFUND.ABNORMAL", "退款异常"),
     "CLOSED": ("REFUND.CLOSED", "退款关闭"),
 }
+# ABNORMAL waits for a person (the merchant retries or refunds offline) and may still end SUCCESS or CLOSED.
+SETTLE_FROM = {"PROCESSING": ("SUCCESS", "ABNORMAL", "CLOSED"), "ABNORMAL": ("SUCCESS", "CLOSED")}
+REFUND_TIMES = ("created_at", "success_time")
 
 
 @dataclass
@@ -34,7 +38,7 @@ class Refund:
     created_at: object
     status: str = "PROCESSING"
     success_time: object = None
-    settle_due: float = None  # time.monotonic() of the automatic settlement, if one is scheduled
+    settle_at: float = None  # time.time() of the automatic settlement, if one is scheduled
 
 
 class RefundBook:
@@ -42,11 +46,20 @@ class RefundBook:
 
     def __init__(self, trades, on_settled):
         self.trades = trades
+        self.store = trades.store
         self.on_settled = on_settled
         self.refunds = {}
+        for record in self.store.load("refund"):
+            refund = from_record(Refund, record, REFUND_TIMES)
+            self.refunds[refund.out_refund_no] = refund
 
-    def create(self, body):
-        """Accept a refund (PROCESSING) or answer the existing one for a repeated out_refund_no."""
+    def save(self, refund):
+        """Write the refund to the store."""
+        self.store.put("refund", refund.out_refund_no, to_record(refund, REFUND_TIMES))
+
+    def create(self, body, settle_in=None):
+        """Accept a refund (PROCESSING, settling by itself after `settle_in` seconds unless None), or answer the
+        existing one for a repeated out_refund_no."""
         fields = refund_request(body)
         order = self._order_of(fields)
         existing = self.refunds.get(fields["out_refund_no"])
@@ -74,10 +87,13 @@ class RefundBook:
             out_trade_no=order.out_trade_no, transaction_id=order.transaction_id,
             refund=fields["refund"], total=fields["total"], currency=fields["currency"],
             reason=fields["reason"], notify_url=fields["notify_url"], funds_account=fields["funds_account"],
-            created_at=clock.now(),
+            created_at=clock.now(), settle_at=None if settle_in is None else time.time() + settle_in,
         )
         self.refunds[refund.out_refund_no] = refund
         order.refund_nos.append(refund.out_refund_no)
+        with self.store.atomic():
+            self.save(refund)
+            self.trades.save(order)
         return refund
 
     def _order_of(self, fields):
@@ -100,19 +116,24 @@ class RefundBook:
         return refund
 
     def settle(self, out_refund_no, result="SUCCESS"):
-        """Move a PROCESSING refund to SUCCESS, ABNORMAL or CLOSED; 409 when it is already settled."""
+        """Move a PROCESSING refund to SUCCESS, ABNORMAL or CLOSED, or an ABNORMAL one to SUCCESS or CLOSED;
+        409 REFUND_SETTLED otherwise. The order becomes REFUND on SUCCESS; `on_settled` sends the notification."""
         refund = self.get(out_refund_no)
         if result not in SETTLED_EVENTS:
             raise SandboxError(400, "INVALID_REQUEST", "result 必须是 SUCCESS、ABNORMAL 或 CLOSED")
-        if refund.status != "PROCESSING":
-            raise conflict("REFUND_SETTLED", f"退款单已处理（{refund.status}）", status=refund.status)
+        if result not in SETTLE_FROM.get(refund.status, ()):
+            raise conflict("REFUND_SETTLED", f"退款单已处理（{refund.status}），不能再改为 {result}",
+                           status=refund.status)
         refund.status = result
-        refund.settle_due = None
-        if result == "SUCCESS":
-            refund.success_time = clock.now()
-            order = self.trades.get(refund.out_trade_no)
-            order.trade_state = "REFUND"
-        self.on_settled(refund)
+        refund.settle_at = None
+        with self.store.atomic():
+            if result == "SUCCESS":
+                refund.success_time = clock.now()
+                order = self.trades.get(refund.out_trade_no)
+                order.trade_state = "REFUND"
+                self.trades.save(order)
+            self.save(refund)
+            self.on_settled(refund)
         return refund
 
     def view(self, refund):
@@ -159,6 +180,6 @@ class RefundBook:
     def internal(self, refund):
         """The refund with its settle timer, for the control API."""
         view = self.view(refund)
-        remaining = None if refund.settle_due is None else round(max(0.0, refund.settle_due - time.monotonic()), 3)
+        remaining = None if refund.settle_at is None else round(max(0.0, refund.settle_at - time.time()), 3)
         view.update(notify_url=refund.notify_url, reason=refund.reason, settle_due_in_seconds=remaining)
         return view

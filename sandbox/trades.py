@@ -1,4 +1,4 @@
-"""Merchant orders (transactions): creation, query, close, payment and expiry, kept in memory."""
+"""Merchant orders (transactions): creation, query, close, payment and expiry, kept in memory and in the store."""
 import secrets
 import string
 from dataclasses import dataclass, field
@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from . import clock
 from .crypto import random_text
 from .errors import SandboxError, conflict, invalid_request, order_not_exist
+from .records import from_record, to_record
 from .validation import transaction_order
 
 STATE_DESC = {
@@ -16,6 +17,7 @@ STATE_DESC = {
     "PAYERROR": "支付失败，请重新下单支付",
 }
 PAID_STATES = ("SUCCESS", "REFUND")
+ORDER_TIMES = ("time_expire", "created_at", "success_time", "closed_at")
 
 
 @dataclass
@@ -50,10 +52,20 @@ class Order:
 class TradeBook:
     """All orders of the sandbox's one merchant."""
 
-    def __init__(self, creds):
+    def __init__(self, creds, store):
         self.creds = creds
+        self.store = store
         self.orders = {}
         self.by_transaction_id = {}
+        for record in store.load("order"):
+            order = from_record(Order, record, ORDER_TIMES)
+            self.orders[order.out_trade_no] = order
+            if order.transaction_id:
+                self.by_transaction_id[order.transaction_id] = order.out_trade_no
+
+    def save(self, order):
+        """Write the order to the store."""
+        self.store.put("order", order.out_trade_no, to_record(order, ORDER_TIMES))
 
     def create(self, trade_type, body):
         """Place a JSAPI or Native order; the same request again gives the same answer."""
@@ -69,6 +81,7 @@ class TradeBook:
         else:
             order.code_url = "weixin://wxpay/bizpayurl?pr=" + random_text(7)
         self.orders[order.out_trade_no] = order
+        self.save(order)
         return self.prepay_answer(order)
 
     def _repeat(self, order, trade_type, body):
@@ -92,6 +105,7 @@ class TradeBook:
         """Close an unpaid order whose time_expire has passed (WeChat Pay does it on its own)."""
         if order.trade_state in ("NOTPAY", "PAYERROR") and order.time_expire and clock.now() >= order.time_expire:
             order.trade_state, order.closed_at, order.close_reason = "CLOSED", order.time_expire, "expired"
+            self.save(order)
         return order
 
     def get(self, out_trade_no):
@@ -123,6 +137,7 @@ class TradeBook:
             raise SandboxError(400, "ORDER_PAID", "订单已支付")
         if order.trade_state != "CLOSED":
             order.trade_state, order.closed_at, order.close_reason = "CLOSED", clock.now(), "closed"
+            self.save(order)
         return order
 
     def pay(self, out_trade_no, openid=None, bank_type=None):
@@ -137,6 +152,7 @@ class TradeBook:
         order.bank_type = bank_type or "OTHERS"
         order.paid_openid = order.payer_openid or openid or "o" + random_text(27)
         self.by_transaction_id[order.transaction_id] = order.out_trade_no
+        self.save(order)
         return order
 
     def fail(self, out_trade_no):
@@ -146,6 +162,7 @@ class TradeBook:
             raise conflict("ORDER_NOT_PAYABLE", f"订单不可支付（{STATE_DESC[order.trade_state]}）",
                            trade_state=order.trade_state)
         order.trade_state = "PAYERROR"
+        self.save(order)
         return order
 
     def transaction(self, order):

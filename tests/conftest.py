@@ -61,7 +61,7 @@ def fresh_schema(server_env):
 @pytest.fixture(scope="session")
 def sandbox():
     """The WeChat Pay / open API sandbox, with fast notification retries."""
-    proc = SandboxProcess(os.path.join(VAR, "test", "sandbox"), time_scale=0.01)
+    proc = SandboxProcess(os.path.join(VAR, "test", "sandbox"), time_scale=0.01, extra_args=("--clear-state",))
     yield proc
     proc.stop()
 

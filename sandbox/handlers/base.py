@@ -1,4 +1,4 @@
-"""Base handlers: JSON errors and, for the emulated APIs, fault injection and the request record."""
+"""Base handlers: JSON errors, faults and the request record of the emulated APIs, form posts to the control API."""
 import asyncio
 import json
 import time
@@ -8,6 +8,8 @@ import tornado.web
 from .. import clock
 from ..crypto import request_id
 from ..errors import SandboxError
+
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 def dump(payload):
@@ -46,18 +48,43 @@ class BaseHandler(tornado.web.RequestHandler):
 class RecordedHandler(BaseHandler):
     """An emulated WeChat API: faults apply first, and every answered request is recorded."""
 
+    hold_seconds = 0.0  # how long a `latency_on: answer` fault holds the finished answer back
+    _held = None  # the delayed finish, once started
+
     async def prepare(self):
         self.started = time.monotonic()
         self.request_id = request_id()
         self.signed_with = None
         self.fault = self.sandbox.faults.take(self.request.method, self.request.path)
         if self.fault is not None:
-            if self.fault.latency_ms:
-                await asyncio.sleep(self.fault.latency_ms / 1000.0)
+            latency = self.fault.latency_ms / 1000.0
+            if self.fault.latency_on == "answer" and not self.fault.fails:
+                self.hold_seconds = latency
+            elif latency:
+                await asyncio.sleep(latency)  # never time.sleep: other requests go on meanwhile
             if self.fault.fails:
                 self.answer_fault(self.fault)
                 return
         self.check_request()
+
+    def finish(self, chunk=None):
+        """Finish, or, under a `latency_on: answer` fault, finish that much later: the work is done already."""
+        if self._held is not None:
+            return self._held
+        if self.hold_seconds:
+            if chunk is not None:
+                self.write(chunk)
+            self._held = asyncio.ensure_future(self._finish_later())
+            return self._held
+        return super().finish(chunk)
+
+    async def _finish_later(self):
+        await asyncio.sleep(self.hold_seconds)
+        self.hold_seconds = 0.0
+        super().finish()
+
+    def on_connection_close(self):
+        self.client_gone = True  # e.g. the client's timeout ran out during an injected latency
 
     def answer_fault(self, fault):
         """Answer an injected error (the subclass decides the shape)."""
@@ -81,6 +108,7 @@ class RecordedHandler(BaseHandler):
             "request_id": getattr(self, "request_id", None),
             "elapsed_ms": round((time.monotonic() - getattr(self, "started", time.monotonic())) * 1000, 1),
             "fault": getattr(self, "fault", None) is not None,
+            "client_gone": getattr(self, "client_gone", False),
             "signed_with": getattr(self, "signed_with", None),
             "request_body": request_body,
             "response_body": self.answer_body,
@@ -88,10 +116,26 @@ class RecordedHandler(BaseHandler):
 
 
 class ControlHandler(BaseHandler):
-    """The sandbox's own control API: plain JSON, no authentication."""
+    """The sandbox's own control API: plain JSON, no authentication.
+
+    The sandbox's pages post plain HTML forms to the same endpoints: a form post gets a 303 back to the page it
+    names in its `back` field (a /sandbox/ path), or an HTML error page, instead of JSON.
+    """
+
+    def from_form(self):
+        """True for an HTML form post (application/x-www-form-urlencoded)."""
+        content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        return self.request.method == "POST" and content_type == FORM_TYPE
+
+    def back_url(self):
+        """Where a form post returns: its `back` field when it is a sandbox page, else the dashboard."""
+        back = self.get_body_argument("back", "/sandbox/")
+        return back if back.startswith("/sandbox/") else "/sandbox/"
 
     def json_body(self):
-        """The request's JSON object ({} when empty); 400 when it is not an object."""
+        """The request's JSON object ({} when empty), or a form's fields; 400 when it is not an object."""
+        if self.from_form():
+            return {name: self.get_body_argument(name) for name in self.request.body_arguments if name != "back"}
         if not self.request.body:
             return {}
         try:
@@ -103,10 +147,21 @@ class ControlHandler(BaseHandler):
         return body
 
     def reply(self, payload, status=200):
-        """Answer JSON."""
+        """Answer JSON, or send a form post back to its page."""
+        if self.from_form():
+            self.redirect(self.back_url(), status=303)
+            return
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(dump(payload))
+
+    def write_error(self, status_code, **kwargs):
+        if not self.from_form():
+            return super().write_error(status_code, **kwargs)
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, SandboxError):
+            self.set_status(exc.status)
+        self.render("error.html", error=self.error_body(self.get_status(), exc), back=self.back_url())
 
 
 class NotFoundHandler(BaseHandler):

@@ -1,11 +1,10 @@
-"""GET /sandbox/cashier: a payer's page (Chinese labels) to pay or fail an order by hand."""
+"""GET /sandbox/cashier: a payer's page (Chinese labels) to pay or fail an order and settle its refunds by hand."""
 from ..errors import SandboxError
-from ..trades import STATE_DESC
 from .base import BaseHandler
 
 
 class CashierHandler(BaseHandler):
-    """Shows the order amount with 确认支付 / 支付失败 buttons calling the control API."""
+    """The order amount with 确认支付 / 支付失败 buttons, and its refunds with settle buttons (forms to /sandbox/)."""
 
     def get(self):
         out_trade_no = self.get_query_argument("out_trade_no", "")
@@ -14,7 +13,5 @@ class CashierHandler(BaseHandler):
         except SandboxError:
             self.set_status(404)
             order = None
-        self.render("cashier.html", order=order, out_trade_no=out_trade_no,
-                    yuan=f"{order.total // 100}.{order.total % 100:02d}" if order else "",
-                    state_desc=STATE_DESC[order.trade_state] if order else "",
-                    payable=bool(order) and order.trade_state in ("NOTPAY", "PAYERROR"))
+        refunds = [self.sandbox.refunds.refunds[no] for no in order.refund_nos] if order else []
+        self.render("cashier.html", order=order, out_trade_no=out_trade_no, refunds=refunds)

@@ -108,7 +108,7 @@ class RefundHandler(ControlHandler):
 
 
 class RefundSettleHandler(ControlHandler):
-    """POST /sandbox/refunds/{out_refund_no}/settle {"result": "SUCCESS"|"ABNORMAL"|"CLOSED"}."""
+    """POST /sandbox/refunds/{out_refund_no}/settle {"result": "SUCCESS"|"ABNORMAL"|"CLOSED"} (ABNORMAL: later too)."""
 
     def post(self, out_refund_no):
         result = _typed(self.json_body(), "result", str, "SUCCESS")
@@ -125,6 +125,21 @@ class NotificationsHandler(ControlHandler):
                                            out_refund_no=arg("out_refund_no", None))
         event_type = arg("event_type", None)
         self.reply({"items": [n.view() for n in notes if not event_type or n.event_type == event_type]})
+
+
+class NotificationHandler(ControlHandler):
+    """GET /sandbox/notifications/{id}."""
+
+    def get(self, notification_id):
+        self.reply(self.sandbox.notifier.get(notification_id).view())
+
+
+class NotificationRedeliverHandler(ControlHandler):
+    """POST /sandbox/notifications/{id}/redeliver: the same event once more, signed afresh; answers after it."""
+
+    async def post(self, notification_id):
+        note, attempt = await self.sandbox.notifier.redeliver(notification_id)
+        self.reply({"notification": note.view(), "attempt": attempt})
 
 
 class NotificationRuleHandler(ControlHandler):

@@ -11,8 +11,9 @@ from tests.sandbox.wx import Receiver
 
 @pytest.fixture(scope="session")
 def sandbox():
-    """The sandbox under test (overrides the project-wide one: its own state dir), 100x faster delays."""
-    proc = SandboxProcess(os.path.join(VAR, "test", "sandbox-selftest"), time_scale=0.01)
+    """The sandbox under test (overrides the project-wide one: its own state dir, emptied), 100x faster delays."""
+    proc = SandboxProcess(os.path.join(VAR, "test", "sandbox-selftest"), time_scale=0.01,
+                          extra_args=("--clear-state",))
     yield proc
     proc.stop()
 

@@ -11,7 +11,7 @@ from tests.sandbox.wx import jsapi_order, new_trade_no, with_client
 
 GENERATED = ("merchant_private_key.pem", "merchant_cert.pem", "platform_pubkey_private_key.pem",
              "platform_public_key.pem", "platform_cert_private_key.pem", "platform_cert.pem", "apiv3_key.txt",
-             "identity.json", "service.env")
+             "identity.json", "service.env", "state.sqlite3")
 
 
 def test_generated_state_files(sandbox):

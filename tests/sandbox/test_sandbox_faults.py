@@ -1,9 +1,15 @@
-"""Injected faults on WeChat Pay v3: errors before validation, counts, method filters, latency."""
+"""Injected faults on WeChat Pay v3: errors before validation, counts, method filters, latency before handling or
+held answers, client timeouts, 5xx; a delayed request never blocks the others."""
 from __future__ import annotations
 
+import json
+import threading
 import time
 
-from tests.harness import http_json
+import httpx
+import pytest
+
+from tests.harness import http_json, wait_until
 from tests.sandbox.wx import jsapi_order, new_trade_no, signed_call, with_client
 
 
@@ -55,6 +61,93 @@ def test_latency_only(sandbox):
 
 def test_bad_fault_specs_are_refused(sandbox):
     for spec in ({"path_prefix": "v3"}, {"path_prefix": "/v3/", "status": 200}, {"path_prefix": "/v3/", "count": 0},
-                 {"path_prefix": "/v3/", "status": "500"}, {"path_prefix": "/sandbox/health", "status": 500}):
+                 {"path_prefix": "/v3/", "status": "500"}, {"path_prefix": "/sandbox/health", "status": 500},
+                 {"path_prefix": "/v3/", "latency_ms": 10, "latency_on": "later"}):
         status, body, _ = http_json("POST", f"{sandbox.url}/sandbox/faults", spec)
         assert status == 400 and body["code"] == "INVALID_REQUEST", spec
+
+
+def _jsapi_in_background(sandbox, no, timeout=(5, 10)):
+    """Place a JSAPI order with wechatpayv3 on a thread; returns (thread, result dict: status, text, seconds)."""
+    result = {}
+
+    def run():
+        async def work(client):
+            started = time.monotonic()
+            try:
+                result["status"], result["text"] = await client.pay(**jsapi_order(sandbox, no, "http://127.0.0.1:9/n"))
+            except httpx.TimeoutException as exc:
+                result["error"] = exc
+            result["seconds"] = time.monotonic() - started
+        with_client(sandbox, "pubkey", timeout=timeout)(work)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def _order_or_none(sandbox, no):
+    """The sandbox's order `no`, or None while it does not exist."""
+    status, order, _ = http_json("GET", f"{sandbox.url}/sandbox/orders/{no}")
+    return order if status == 200 else None
+
+
+def _fault_taken(sandbox):
+    """True once the pending fault was taken by a request (which is now waiting)."""
+    return sandbox.control("GET", "/sandbox/faults")["faults"] == []
+
+
+def test_latency_only_fault_delays_jsapi_then_answers_200_without_blocking_others(sandbox):
+    sandbox.control("POST", "/sandbox/faults", {"path_prefix": "/v3/pay/transactions/jsapi", "latency_ms": 2500})
+    no = new_trade_no()
+    thread, result = _jsapi_in_background(sandbox, no)
+    wait_until(lambda: _fault_taken(sandbox), what="the JSAPI request to take the fault")
+    mchid = sandbox.env["WECHATPAY_MCHID"]
+    started = time.monotonic()
+    for _ in range(5):  # other requests, WeChat Pay and control alike, are answered meanwhile
+        assert signed_call(sandbox, "GET", f"/v3/pay/transactions/out-trade-no/OTHER123?mchid={mchid}").status_code == 404
+        assert _order_or_none(sandbox, no) is None, "not handled before the delay"
+    assert time.monotonic() - started < 1.0 and thread.is_alive()
+    thread.join(10)
+    assert result["status"] == 200 and json.loads(result["text"])["prepay_id"].startswith("wx")
+    assert result["seconds"] >= 2.5
+    assert sandbox.control("GET", f"/sandbox/orders/{no}")["prepay_id"] == json.loads(result["text"])["prepay_id"]
+
+
+def test_answer_held_back_while_the_merchant_closes_the_order(sandbox):
+    sandbox.control("POST", "/sandbox/faults", {"path_prefix": "/v3/pay/transactions/jsapi", "latency_ms": 2000,
+                                                "latency_on": "answer"})
+    no = new_trade_no()
+    thread, result = _jsapi_in_background(sandbox, no)
+    placed = wait_until(lambda: _order_or_none(sandbox, no), what="the order to exist while its answer is held")
+    assert thread.is_alive()
+    (closed, _), _ = with_client(sandbox, "pubkey")(lambda c: c.close(no))
+    assert closed == 204
+    thread.join(10)
+    assert result["status"] == 200 and json.loads(result["text"])["prepay_id"] == placed["prepay_id"]
+    assert result["seconds"] >= 2.0
+    assert sandbox.control("GET", f"/sandbox/orders/{no}")["trade_state"] == "CLOSED"
+
+
+def test_latency_longer_than_the_client_timeout(sandbox):
+    sandbox.control("POST", "/sandbox/faults", {"path_prefix": "/v3/pay/transactions/jsapi", "latency_ms": 1500})
+    no = new_trade_no()
+    thread, result = _jsapi_in_background(sandbox, no, timeout=(1, 0.5))
+    thread.join(10)
+    assert isinstance(result["error"], httpx.TimeoutException) and result["seconds"] < 1.5
+    # The request did reach WeChat Pay: it is handled when the latency is over, the answer goes nowhere.
+    wait_until(lambda: _order_or_none(sandbox, no), what="the order to be placed after the latency")
+    [record] = [r for r in sandbox.control("GET", "/sandbox/requests?path_prefix=/v3/pay/transactions/jsapi")["items"]
+                if r["request_body"]["out_trade_no"] == no]
+    assert record["fault"] and record["client_gone"] and record["status"] == 200
+
+
+@pytest.mark.parametrize("status,code,message", [(502, "SYSTEM_ERROR", "系统错误"),
+                                                 (503, "SYSTEM_ERROR", "系统繁忙，请稍后重试"),
+                                                 (504, "SYSTEM_ERROR", "系统超时")])
+def test_5xx_answers(sandbox, status, code, message):
+    sandbox.control("POST", "/sandbox/faults", {"path_prefix": "/v3/pay/transactions/jsapi", "status": status})
+    no = new_trade_no()
+    (answer, text), _ = with_client(sandbox, "pubkey")(lambda c: c.pay(**jsapi_order(sandbox, no, "http://x.cn/n")))
+    assert answer == status and json.loads(text) == {"code": code, "message": message}
+    assert _order_or_none(sandbox, no) is None, "a failing fault handles nothing"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tests.harness import wait_until
+from tests.harness import http_json, wait_until
 from tests.sandbox.wx import jsapi_order, make_client, new_trade_no, with_client
 
 SCALE = 0.01  # the sandbox fixture's --time-scale
@@ -119,3 +119,42 @@ def test_signature_probe(sandbox, receiver):
     wait_until(lambda: notification_of(sandbox, no)["status"] == "probed", what="the probe to be answered")
     note = notification_of(sandbox, no)
     assert note["id"] == probe_id and note["probe"] and [a["status"] for a in note["attempts"]] == [401]
+
+
+def test_redeliver_sends_the_same_event_signed_afresh(sandbox, receiver):
+    no = paid_order(sandbox, receiver, "/again")
+    [first] = receiver.wait_for("/again")
+    wait_until(lambda: notification_of(sandbox, no)["status"] == "delivered", what="the first delivery")
+    note_id = notification_of(sandbox, no)["id"]
+    answer = sandbox.control("POST", f"/sandbox/notifications/{note_id}/redeliver")
+    assert answer["attempt"]["status"] == 204 and answer["attempt"]["redelivery"] is True
+    assert answer["attempt"]["number"] == 2 and answer["notification"]["status"] == "delivered"
+    _, second = receiver.wait_for("/again", 2)
+    assert second["body"] == first["body"], "the same event, byte for byte"
+    assert second["headers"]["Wechatpay-Nonce"] != first["headers"]["Wechatpay-Nonce"]
+    assert second["headers"]["Wechatpay-Signature"] != first["headers"]["Wechatpay-Signature"]
+    assert int(second["headers"]["Wechatpay-Timestamp"]) >= int(first["headers"]["Wechatpay-Timestamp"])
+    assert make_client(sandbox, "pubkey").callback(second["headers"], second["body"])["id"] == note_id
+    assert sandbox.control("GET", f"/sandbox/notifications/{note_id}") == notification_of(sandbox, no)
+
+
+def test_redeliver_a_dropped_or_pending_notification(sandbox, receiver):
+    sandbox.control("POST", "/sandbox/notifications/next", {"action": "drop"})
+    dropped = notification_of(sandbox, paid_order(sandbox, receiver, "/dropped-then-sent"))
+    assert dropped["status"] == "dropped"
+    answer = sandbox.control("POST", f"/sandbox/notifications/{dropped['id']}/redeliver")
+    assert answer["notification"]["status"] == "delivered" and len(answer["notification"]["attempts"]) == 1
+    receiver.script("/refused", [500] * 100)
+    no = paid_order(sandbox, receiver, "/refused")
+    receiver.wait_for("/refused", 2)
+    refused = sandbox.control("POST", f"/sandbox/notifications/{notification_of(sandbox, no)['id']}/redeliver")
+    assert refused["attempt"]["status"] == 500 and refused["notification"]["status"] == "pending", "schedule goes on"
+    receiver.script("/refused", [])
+    accepted = sandbox.control("POST", f"/sandbox/notifications/{notification_of(sandbox, no)['id']}/redeliver")
+    assert accepted["notification"]["status"] == "delivered"
+    assert accepted["notification"]["next_attempt_in_seconds"] is None, "no more scheduled attempts"
+
+
+def test_redeliver_an_unknown_notification(sandbox):
+    status, body, _ = http_json("POST", f"{sandbox.url}/sandbox/notifications/EV-NOPE/redeliver")
+    assert status == 404 and body["code"] == "NOTIFICATION_NOT_EXIST"

@@ -94,8 +94,42 @@ def test_abnormal_refund(sandbox, receiver):
     assert signed_call(sandbox, "GET", query).json()["trade_state"] == "SUCCESS"
     again = signed_call(sandbox, "GET", f"/v3/refund/domestic/refunds/AB-{no}")
     assert again.json()["status"] == "ABNORMAL"
-    status, error, _ = http_json("POST", f"{sandbox.url}/sandbox/refunds/AB-{no}/settle", {"result": "SUCCESS"})
+
+
+def test_abnormal_refund_ends_success_after_a_person_looks_at_it(sandbox, receiver):
+    sandbox.control("POST", "/sandbox/config", {"refund_auto_settle": False})
+    no = paid(sandbox)
+    refund(sandbox, no, "AS-" + no, 100, notify_url=receiver.url("/abnormal-success"))
+    sandbox.control("POST", f"/sandbox/refunds/AS-{no}/settle", {"result": "ABNORMAL"})
+    receiver.wait_for("/abnormal-success")
+    status, error, _ = http_json("POST", f"{sandbox.url}/sandbox/refunds/AS-{no}/settle", {"result": "ABNORMAL"})
     assert status == 409 and error["code"] == "REFUND_SETTLED"
+    assert sandbox.control("POST", f"/sandbox/refunds/AS-{no}/settle", {"result": "SUCCESS"})["status"] == "SUCCESS"
+    abnormal, success = receiver.wait_for("/abnormal-success", 2)
+    client = make_client(sandbox, "pubkey")
+    assert client.callback(abnormal["headers"], abnormal["body"])["event_type"] == "REFUND.ABNORMAL"
+    event = client.callback(success["headers"], success["body"])
+    assert event["event_type"] == "REFUND.SUCCESS" and event["resource"]["success_time"]
+    assert signed_call(sandbox, "GET", f"/v3/refund/domestic/refunds/AS-{no}").json()["status"] == "SUCCESS"
+    query = f"/v3/pay/transactions/out-trade-no/{no}?mchid={sandbox.env['WECHATPAY_MCHID']}"
+    assert signed_call(sandbox, "GET", query).json()["trade_state"] == "REFUND"
+    for result in ("SUCCESS", "CLOSED", "ABNORMAL"):
+        status, error, _ = http_json("POST", f"{sandbox.url}/sandbox/refunds/AS-{no}/settle", {"result": result})
+        assert status == 409 and error["code"] == "REFUND_SETTLED"
+
+
+def test_abnormal_refund_closed_frees_the_amount(sandbox, receiver):
+    sandbox.control("POST", "/sandbox/config", {"refund_auto_settle": False})
+    no = paid(sandbox)
+    refund(sandbox, no, "AC-" + no, 1000, notify_url=receiver.url("/abnormal-closed"))
+    sandbox.control("POST", f"/sandbox/refunds/AC-{no}/settle", {"result": "ABNORMAL"})
+    receiver.wait_for("/abnormal-closed")
+    assert refund(sandbox, no, "AC2-" + no, 1).status_code == 400, "an abnormal refund still holds its amount"
+    assert sandbox.control("POST", f"/sandbox/refunds/AC-{no}/settle", {"result": "CLOSED"})["status"] == "CLOSED"
+    _, closed = receiver.wait_for("/abnormal-closed", 2)
+    event = make_client(sandbox, "pubkey").callback(closed["headers"], closed["body"])
+    assert event["event_type"] == "REFUND.CLOSED" and event["resource"]["refund_status"] == "CLOSED"
+    assert refund(sandbox, no, "AC3-" + no, 1000).status_code == 200
 
 
 def test_settle_delay_is_configurable(sandbox):

@@ -30,8 +30,9 @@ def new_trade_no(prefix="T"):
     return prefix + uuid.uuid4().hex[:24]
 
 
-def make_client(sandbox, mode, cert_dir=None, notify_url="http://127.0.0.1:9/unused"):
-    """An AsyncWeChatPay (MINIPROG) aimed at the sandbox: 'pubkey' mode, or 'cert' mode caching in cert_dir."""
+def make_client(sandbox, mode, cert_dir=None, notify_url="http://127.0.0.1:9/unused", timeout=(5, 10)):
+    """An AsyncWeChatPay (MINIPROG) aimed at the sandbox: 'pubkey' mode, or 'cert' mode caching in cert_dir;
+    `timeout` is (connect, read) seconds."""
     env = sandbox.env
     extra = {}
     if mode == "pubkey":
@@ -42,16 +43,16 @@ def make_client(sandbox, mode, cert_dir=None, notify_url="http://127.0.0.1:9/unu
         wechatpay_type=WeChatPayType.MINIPROG, mchid=env["WECHATPAY_MCHID"],
         private_key=read(env["WECHATPAY_PRIVATE_KEY_FILE"]), cert_serial_no=env["WECHATPAY_CERT_SERIAL_NO"],
         appid=env["WECHAT_APPID"], apiv3_key=read(env["WECHATPAY_APIV3_KEY_FILE"]), notify_url=notify_url,
-        timeout=(5, 10), **extra)
+        timeout=timeout, **extra)
     client._core._gate_way = sandbox.url
     return client
 
 
-def with_client(sandbox, mode, cert_dir=None, notify_url="http://127.0.0.1:9/unused"):
+def with_client(sandbox, mode, cert_dir=None, notify_url="http://127.0.0.1:9/unused", timeout=(5, 10)):
     """Run `work(client)` inside an entered client; returns (result, client)."""
     def runner(work):
         async def go():
-            client = make_client(sandbox, mode, cert_dir, notify_url)
+            client = make_client(sandbox, mode, cert_dir, notify_url, timeout)
             async with client:
                 return await work(client), client
         return asyncio.run(go())
