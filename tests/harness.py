@@ -111,8 +111,8 @@ class SandboxProcess:
 class ServiceProcess:
     """The service as its own OS process (`python server.py`), for tests that need two of them."""
 
-    def __init__(self, env, name="service"):
-        self.port = free_port()
+    def __init__(self, env, name="service", port=None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith(("WECHAT", "DATABASE", "REDIS"))},
                     **env, "HOST": "127.0.0.1", "PORT": str(self.port)}
