@@ -29,7 +29,8 @@ async def _with_db(coro_fn):
 
 
 async def _create_operator(args):
-    from services.auth import create_operator
+    from services.accounts.auth import create_operator
+
     try:
         with open(args.password_file, encoding="utf-8") as fh:
             password = fh.read().strip()

@@ -11,18 +11,19 @@ import tornado.httpserver
 import tornado.web
 
 import settings as settings_module
-from handlers import admin, ops, users, wxpay_notify
+from handlers import ops, parents, wechatpay_callbacks
+from handlers.admin_api import admin_api_routes
 from handlers.base import NotFoundHandler
 from handlers.bodylimit import DISCARD_LIMIT, BodyLimit
 from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, order_snapshot
 from models import PaymentOrder, close_database, open_database
 from services.context import AppContext
-from services.notices import BookingNotices
-from services.reconcile import Reconciler
-from services.wechat_open import WeChatOpenAPI
-from services.wechatpay import PaymentGatewayError, WeChatPayGateway
-from services.wechatpay_notify import NotificationVerifier
+from services.jobs.reconcile import Reconciler
+from services.messages.subscribe_messages import MessageSender
+from services.wechat.notification_verifier import NotificationVerifier
+from services.wechat.open_api import WeChatOpenAPI
+from services.wechat.pay_gateway import PaymentGatewayError, WeChatPayGateway
 from telemetry.logs import access_log, configure as configure_logging
 
 log = logging.getLogger("gym.server")
@@ -36,20 +37,18 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
     routes = [
         (r"/healthz", ops.HealthHandler, c),
         (r"/readyz", ops.ReadyHandler, c),
-        (r"/api/v1/auth/login", users.LoginHandler, c),
-        (r"/api/v1/courses/schedules", users.SchedulesHandler, c),
-        (r"/api/v1/courses/schedules/([0-9]{1,18})", users.ScheduleHandler, c),
-        (r"/api/v1/payment/orders/create", users.CreateOrderHandler, c),
-        (r"/api/v1/payment/orders", users.OrdersHandler, c),
-        (rf"/api/v1/payment/orders/{ORDER_ID}/cancel", users.CancelOrderHandler, c),
-        (rf"/api/v1/payment/orders/{ORDER_ID}", users.OrderHandler, c),
-        (r"/api/v1/payment/wxpay/create", users.WxPayCreateHandler, c),
-        (rf"/api/v1/payment/wxpay/qrcode/{ORDER_ID}", users.WxPayQRCodeHandler, c),
-        (r"/api/v1/payment/wxpay/callback", wxpay_notify.PaymentCallbackHandler, c),
-        (r"/api/v1/payment/wxpay/refund-callback", wxpay_notify.RefundCallbackHandler, c),
-        (r"/api/v1/admin/login", admin.AdminLoginHandler, c),
-        (r"/api/v1/admin/schedules", admin.AdminSchedulesHandler, c),
-        (r"/api/v1/admin/schedules/([0-9]{1,18})", admin.AdminScheduleHandler, c),
+        (r"/api/v1/auth/login", parents.LoginHandler, c),
+        (r"/api/v1/courses/schedules", parents.SchedulesHandler, c),
+        (r"/api/v1/courses/schedules/([0-9]{1,18})", parents.ScheduleHandler, c),
+        (r"/api/v1/payment/orders/create", parents.CreateOrderHandler, c),
+        (r"/api/v1/payment/orders", parents.OrdersHandler, c),
+        (rf"/api/v1/payment/orders/{ORDER_ID}/cancel", parents.CancelOrderHandler, c),
+        (rf"/api/v1/payment/orders/{ORDER_ID}", parents.OrderHandler, c),
+        (r"/api/v1/payment/wxpay/create", parents.WxPayCreateHandler, c),
+        (rf"/api/v1/payment/wxpay/qrcode/{ORDER_ID}", parents.WxPayQRCodeHandler, c),
+        (r"/api/v1/payment/wxpay/callback", wechatpay_callbacks.PaymentCallbackHandler, c),
+        (r"/api/v1/payment/wxpay/refund-callback", wechatpay_callbacks.RefundCallbackHandler, c),
+        *admin_api_routes(c),
         (r"/ws/orders", OrderStatusSocket, c),
         *extra_routes,
     ]
@@ -87,8 +86,8 @@ async def open_context(settings, run_jobs=None) -> AppContext:
     ctx.hub = Hub(ctx.redis, _snapshot_by_order_id)
     ctx.publisher = ctx.hub
     ctx.hub.start()
-    ctx.notices = BookingNotices(ctx)
-    ctx.notices.start()
+    ctx.messages = MessageSender(ctx)
+    ctx.messages.start()
     ctx.reconciler = None
     if settings.run_jobs if run_jobs is None else run_jobs:
         ctx.reconciler = Reconciler(ctx)
@@ -105,7 +104,7 @@ async def close_context(ctx: AppContext):
     if getattr(ctx, "reconciler", None):
         await ctx.reconciler.stop()
     await ctx.hub.stop()
-    await ctx.notices.stop()
+    await ctx.messages.stop()
     await ctx.gateway.close()
     await ctx.open_api.close()
     await ctx.redis.aclose()

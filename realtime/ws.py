@@ -8,8 +8,8 @@ import tornado.websocket
 
 import errors
 from models import PaymentOrder
-from services import tokens
-from services.orders import get_user_order, reservation_of
+from services.accounts import tokens
+from services.orders.booking import get_user_order, reservation_of
 from services.timefmt import iso
 
 from .hub import status_message

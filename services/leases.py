@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from peewee import SQL
 
 import errors
-from models import BookingNotice, JobLease, PaymentOrder, Refund
+from models import JobLease, PaymentOrder, Refund
 
 log = logging.getLogger("gym.leases")
 
@@ -126,11 +126,6 @@ def order_lease(order_pk: int, seconds: float = 30) -> Lease:
 def refund_lease(refund_pk: int, seconds: float = 30) -> Lease:
     """A lease on one refund: its submission and settlement by the reconciler never overlap."""
     return Lease(Refund, Refund.id, refund_pk, seconds)
-
-
-def notice_lease(notice_pk: int, seconds: float = 30) -> Lease:
-    """A lease on one subscribe message while it is being sent."""
-    return Lease(BookingNotice, BookingNotice.id, notice_pk, seconds)
 
 
 def job_lease(name: str, seconds: float) -> Lease:

@@ -53,7 +53,7 @@ class Api:
 
     async def admin_token(self, role="admin"):
         """An operator token (the operator is made through the service's own create_operator)."""
-        from services.auth import create_operator
+        from services.accounts.auth import create_operator
 
         name = f"op-{role}-{time.monotonic_ns()}"
         await create_operator(name, "correct-horse-battery", role)

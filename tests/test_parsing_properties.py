@@ -7,7 +7,7 @@ from decimal import Decimal
 from hypothesis import given, settings, strategies as st
 
 import errors
-from services.orders import parse_amount_fen
+from services.orders.booking import parse_amount_fen
 from services.timefmt import iso, parse_iso, yuan
 
 FAST = settings(max_examples=300, deadline=None, database=None)

@@ -15,11 +15,13 @@ from peewee import fn
 
 from models import JobLease, PaymentOrder, SeatReservation, utcnow
 
-from . import audit
-from .leases import LeaseLost, ensure_job_row, job_lease, order_lease
-from .payments import close_and_release, settle_from_wechat
-from .wechatpay import PaymentGatewayError
-from .worker import BackgroundWorker
+from .. import audit
+from ..leases import LeaseLost, ensure_job_row, job_lease, order_lease
+from ..orders.seats import hold_lapsed, lapsed_hold_condition
+from ..payments.checkout import close_and_release, settle_from_wechat
+from ..refunds.refunds import check_refund, refund_checked, refund_lease, refunds_to_check
+from ..wechat.pay_gateway import PaymentGatewayError
+from ..worker import BackgroundWorker
 
 log = logging.getLogger("gym.reconcile")
 
@@ -36,8 +38,8 @@ async def _lapsed_unstarted(now, batch):
     """Pending orders without a WeChat Pay order whose hold or order has run out: expired without any call."""
     return [o.id for o in await PaymentOrder.select(PaymentOrder.id).join(
         SeatReservation, on=(SeatReservation.order == PaymentOrder.id)).where(
-        (PaymentOrder.status == "pending") & (SeatReservation.payment_started == False)  # noqa: E712
-        & ((SeatReservation.expires_at <= now) | (PaymentOrder.expires_at <= now)) & _due(now))
+        (PaymentOrder.status == "pending") & PaymentOrder.trade_type.is_null() & _due(now)
+        & (lapsed_hold_condition(now) | (PaymentOrder.expires_at <= now)))
         .order_by(SeatReservation.expires_at).limit(batch).aio_execute()]
 
 
@@ -59,7 +61,8 @@ async def check_order(ctx, order_pk, lease):
     if order.status != "pending":
         return
     if not order.trade_type:
-        if order.expires_at <= now or await _hold_lapsed(order, now):
+        reservation = await SeatReservation.select().where(SeatReservation.order == order.id).aio_first()
+        if order.expires_at <= now or hold_lapsed(reservation, now):
             await close_and_release(ctx, order_pk, "expired", "seat_hold_lapsed" if order.expires_at > now
                                     else "order_expired", audit.SYSTEM, "order_expired", lease)
         return
@@ -70,11 +73,6 @@ async def check_order(ctx, order_pk, lease):
         await close_and_release(ctx, order_pk, "failed", "payment_error", audit.SYSTEM, "payment_failed", lease)
     elif state in ("CLOSED", "REVOKED") or order.expires_at <= now:
         await close_and_release(ctx, order_pk, "expired", "order_expired", audit.SYSTEM, "order_expired", lease)
-
-
-async def _hold_lapsed(order, now):
-    reservation = await SeatReservation.select().where(SeatReservation.order == order.id).aio_first()
-    return reservation is not None and not reservation.payment_started and reservation.expires_at <= now
 
 
 async def _checked(order_pk, interval, failed: bool):
@@ -113,15 +111,43 @@ async def _work_on(ctx, order_pk, gate) -> int:
         return 1
 
 
+async def _work_on_refund(ctx, refund_pk, gate) -> int:
+    async with gate:
+        lease = refund_lease(refund_pk, seconds=60)
+        if not await lease.try_claim():
+            return 0  # being submitted or settled right now
+        lease.start_heartbeat()
+        failed = False
+        try:
+            await check_refund(ctx, refund_pk, lease)
+        except PaymentGatewayError as e:
+            failed = True
+            log.warning("reconcile: WeChat Pay unavailable for refund %s: %s", refund_pk, e)
+        except LeaseLost:
+            log.warning("reconcile: lost the lease on refund %s; it is retried next pass", refund_pk)
+        except Exception:  # noqa: BLE001 - one bad refund must not stop the others
+            failed = True
+            log.exception("reconcile: refund %s failed", refund_pk)
+        finally:
+            try:
+                await refund_checked(refund_pk, ctx.settings.reconcile_interval_seconds, failed)
+            finally:
+                await lease.end()
+        return 1
+
+
 async def run_pass(ctx) -> int:
-    """One pass over the orders that need attention; returns how many were worked on."""
+    """One pass over the orders and refunds that need attention; returns how many were worked on."""
     settings = ctx.settings
     now = utcnow()
     overdue = max(settings.reconcile_interval_seconds, 1.0)
     batch = settings.reconcile_batch
     candidates = await _lapsed_unstarted(now, batch) + await _started_to_check(now, overdue, batch)
+    refunds = await refunds_to_check(now, overdue, batch)
     gate = asyncio.Semaphore(CONCURRENCY)
-    return sum(await asyncio.gather(*[_work_on(ctx, pk, gate) for pk in dict.fromkeys(candidates)]))
+    work = [_work_on(ctx, pk, gate) for pk in dict.fromkeys(candidates)]
+    work += [_work_on_refund(ctx, pk, gate) for pk in refunds]
+    return sum(await asyncio.gather(*work))
 
 
 class Reconciler(BackgroundWorker):

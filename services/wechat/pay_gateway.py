@@ -16,7 +16,7 @@ from wechatpayv3.async_ import AsyncWeChatPay
 from wechatpayv3.async_.type import WeChatPayType
 from wechatpayv3.utils import build_authorization
 
-from .wechatpay_keys import PlatformKeys
+from .platform_keys import PlatformKeys
 
 log = logging.getLogger("gym.wechatpay")
 
