@@ -102,12 +102,18 @@ async def _v4_refunds_and_subscribe_messages():
         await database.aio_execute_sql("DROP INDEX `booking_notices_order_id` ON `subscribe_messages`")
 
 
+async def _v5_request_ids():
+    await add_column("payment_audit_log", "request_id", "VARCHAR(80) NULL")
+    await add_index("payment_audit_log", "paymentauditlog_request_id", ["request_id"])
+
+
 # Append new (version, name, coroutine function) entries; never edit an applied one.
 MIGRATIONS = [
     (1, "initial tables", _v1_initial_tables),
     (2, "booking notices", _v2_booking_notices),
     (3, "lease tokens, reconciler back-off, notification inbox", _v3_leases_backoff_inbox),
     (4, "refunds from operators, subscribe messages for refunds", _v4_refunds_and_subscribe_messages),
+    (5, "request ids in the audit log", _v5_request_ids),
 ]
 
 

@@ -117,6 +117,14 @@ class Hub:
         self._task = loop.create_task(self._listen_forever())
         self._publisher_task = loop.create_task(self._publish_queued())
 
+    def close_sockets(self, code=1001, reason="server restarting"):
+        """Close every subscribed WebSocket (the process is going away; clients reconnect elsewhere)."""
+        for conn in {c for conns in self.subscribers.values() for c in conns}:
+            try:
+                conn.close(code, reason)
+            except Exception:  # noqa: BLE001 - already closing
+                pass
+
     async def stop(self, flush_seconds=2.0):
         """Publish what is queued (for up to `flush_seconds`), then stop listening."""
         deadline = asyncio.get_running_loop().time() + flush_seconds

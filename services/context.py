@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from telemetry import metrics
+
 log = logging.getLogger("gym")
 
 
@@ -22,14 +24,17 @@ class AppContext:
     reconciler: object = None  # services.jobs.reconcile.Reconciler
 
     def count_message(self, kind, result):
-        """A subscribe message was sent, will be retried, or failed for good (metrics hook)."""
+        """A subscribe message was sent, will be retried, or failed for good."""
+        metrics.NOTICES.labels(kind, result).inc()
 
     def count_notification(self, kind, outcome):
-        """A WeChat Pay notification ended with `outcome` (metrics hook)."""
+        """A WeChat Pay notification ended with `outcome`."""
+        metrics.NOTIFICATIONS.labels(kind, outcome).inc()
 
     async def committed(self, uow):
-        """After a commit: push the status changes, wake the message sender; never raises."""
+        """After a commit: count it, push the status changes, wake the message sender; never raises."""
         events = uow.events
+        metrics.committed(uow, self.settings.reconcile_interval_seconds)
         if events and self.publisher is not None:
             try:
                 await self.publisher.publish(events)
