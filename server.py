@@ -33,6 +33,7 @@ from telemetry.logs import access_log, configure as configure_logging
 log = logging.getLogger("gym.server")
 
 ORDER_ID = r"([^/]+)"
+DRAIN_SECONDS = 20  # below systemd's TimeoutStopSec (30 s in deploy/systemd/gym.service)
 
 
 def _named(routes):
@@ -145,10 +146,15 @@ async def serve(settings, sockets):
     log.info("worker %d shutting down: no new connections, draining", os.getpid())
     server.stop()
     ctx.hub.close_sockets()  # WebSocket clients reconnect (to another worker) and get a fresh snapshot
+    deadline = loop.time() + DRAIN_SECONDS
+    while ctx.in_flight and loop.time() < deadline:  # requests under way finish (a WeChat Pay call may take 13 s)
+        await asyncio.sleep(0.05)
+    if ctx.in_flight:
+        log.warning("%d requests still running after %d s; closing anyway", ctx.in_flight, DRAIN_SECONDS)
     try:
-        await asyncio.wait_for(server.close_all_connections(), timeout=10)
+        await asyncio.wait_for(server.close_all_connections(), timeout=5)
     except asyncio.TimeoutError:
-        log.warning("some connections did not close in 10 s")
+        log.warning("some connections did not close in 5 s")
     await close_context(ctx)
     log.info("worker %d stopped", os.getpid())
 

@@ -46,9 +46,24 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def prepare(self):
         bind_request(self.request_id)
+        if not getattr(self, "_in_flight", False):
+            self._in_flight = True
+            self.ctx.in_flight += 1  # a draining worker waits for these before it closes connections
         limit = self.ctx.settings.max_body_bytes  # handlers.bodylimit answers first; this guards any other server
         if len(self.request.body or b"") > limit:
             raise errors.ServiceError(413, "PAYLOAD_TOO_LARGE", f"请求体超过 {limit} 字节")
+
+    def _done(self):
+        if getattr(self, "_in_flight", False):
+            self._in_flight = False
+            self.ctx.in_flight -= 1
+
+    def on_finish(self):
+        self._done()
+
+    def on_connection_close(self):
+        self._done()
+        super().on_connection_close()
 
     @property
     def client_ip(self) -> str:

@@ -22,6 +22,7 @@ class AppContext:
     messages: object = None  # services.messages.subscribe_messages.MessageSender
     hub: object = None  # realtime.hub.Hub
     reconciler: object = None  # services.jobs.reconcile.Reconciler
+    in_flight: int = 0  # HTTP requests being served (a draining worker waits for them)
 
     def count_message(self, kind, result):
         """A subscribe message was sent, will be retried, or failed for good."""

@@ -35,7 +35,7 @@ class ContextFields(logging.Filter):
     """Adds request_id and order_id (from telemetry.context) to every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        record.request_id = getattr(record, "request_id", None) or request_id_var.get()
         record.order_id = getattr(record, "order_id", None) or order_id_var.get()
         return True
 
@@ -94,7 +94,8 @@ def access_log(handler) -> None:
     ip = getattr(handler, "client_ip", None) or request.remote_ip
     seconds = request.request_time()
     logging.getLogger("tornado.access").log(level, "%d %s %s (%s) %.1fms", status, request.method, request.path, ip,
-                                            1000.0 * seconds, extra={"status": status, "method": request.method,
+                                            1000.0 * seconds, extra={"request_id": getattr(handler, "request_id", None),
+                                                                     "status": status, "method": request.method,
                                                                      "path": request.path, "client_ip": ip,
                                                                      "duration_ms": round(1000.0 * seconds, 1)})
     from . import metrics  # late: the metrics module sets the multiprocess directory before prometheus_client loads
