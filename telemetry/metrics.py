@@ -11,6 +11,7 @@ import tempfile
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gym-metrics-")
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 from prometheus_client import (  # noqa: E402 - after the directory is set
     CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess,
@@ -98,6 +99,7 @@ def process_exited(pid: int):
 
 def clear_directory():
     """Start from nothing: remove the files of a previous run (called before the workers start)."""
+    os.makedirs(MULTIPROC_DIR, exist_ok=True)
     for name in os.listdir(MULTIPROC_DIR):
         if name.endswith(".db"):
             os.remove(os.path.join(MULTIPROC_DIR, name))
