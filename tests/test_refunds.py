@@ -111,6 +111,8 @@ async def test_refund_rules_roles_and_idempotency(api):
     assert status == 201 and first["status"] == "PROCESSING"
     status, again = await api.refund(admin, order["order_id"], 1, key="same-key", reason="别的理由")
     assert status == 200 and again["out_refund_no"] == first["out_refund_no"] and again["amount_fen"] == 8000
+    status, again = await api.refund(admin, order["order_id"], "not even a number", key="same-key")
+    assert status == 200 and again["out_refund_no"] == first["out_refund_no"]  # whatever the body
     assert len(await _refund_requests(api, first["out_refund_no"])) == 1  # nothing sent twice
     # What is still refundable counts the PROCESSING refund.
     status, body = await api.refund(admin, order["order_id"], 12001)

@@ -54,9 +54,12 @@ async def refund_views(refunds) -> list[dict]:
     return [serialize(r, orders.get(r.order_id), operators.get(r.operator_id)) for r in refunds]
 
 
-def _parse(body: dict, idem_key):
+def _check_key(idem_key):
     if not idem_key or not 1 <= len(idem_key) <= 128:
         raise errors.invalid_request("Idempotency-Key 请求头必填（1 到 128 个字符）", field="Idempotency-Key")
+
+
+def _parse(body: dict):
     amount = body.get("amount_fen")
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise errors.invalid_request("amount_fen 必须是整数（分）", field="amount_fen")
@@ -85,12 +88,16 @@ async def request_refund(ctx, operator, order_id, body: dict, idem_key, actor) -
 
     Raises 409 REFUND_REJECTED when WeChat Pay refuses it outright; no answer or a 5xx keeps it PROCESSING (201).
     """
-    amount, reason = _parse(body, idem_key)
+    _check_key(idem_key)
     order = await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_first() \
         if isinstance(order_id, str) and len(order_id) == 32 else None
     if order is None:
         raise errors.not_found("订单不存在")
     bind_order(order.order_id)
+    seen = await Refund.select().where((Refund.order == order.id) & (Refund.idem_key == idem_key)).aio_first()
+    if seen is not None:  # the same key again: that refund, whatever the body (contract §2)
+        return 200, (await refund_views([seen]))[0]
+    amount, reason = _parse(body)
     status, refund = await run_in_transaction(ctx, _open, order.id, amount, reason, operator, idem_key, actor)
     if status == 201:
         lease = refund_lease(refund.id)
