@@ -118,7 +118,7 @@ class Lease:
             log.warning("releasing the lease on %s %s failed (it will run out): %s", self.model.__name__, self.key, e)
 
 
-def order_lease(order_pk: int, seconds: float = 30) -> Lease:
+def order_lease(order_pk: int, seconds: float = 15) -> Lease:
     """A lease on one order: prepay, cancel, expiry and the reconciler's work on it never overlap."""
     return Lease(PaymentOrder, PaymentOrder.id, order_pk, seconds)
 

@@ -92,7 +92,7 @@ async def _checked(order_pk, interval, failed: bool):
 
 async def _work_on(ctx, order_pk, gate) -> int:
     async with gate:
-        lease = order_lease(order_pk, seconds=60)
+        lease = order_lease(order_pk, seconds=15)
         if not await lease.try_claim():
             return 0  # a request or another process is on it
         lease.start_heartbeat()
@@ -117,7 +117,7 @@ async def _work_on(ctx, order_pk, gate) -> int:
 
 async def _work_on_refund(ctx, refund_pk, gate) -> int:
     async with gate:
-        lease = refund_lease(refund_pk, seconds=60)
+        lease = refund_lease(refund_pk, seconds=15)
         if not await lease.try_claim():
             return 0  # being submitted or settled right now
         lease.start_heartbeat()
@@ -162,7 +162,9 @@ class Reconciler(BackgroundWorker):
     def __init__(self, ctx):
         super().__init__(ctx.settings.reconcile_interval_seconds)
         self.ctx = ctx
-        self.lease = job_lease(JOB, seconds=max(self.interval * 3, 30))
+        # Renewed every round (and by a heartbeat during a pass); if its holder dies, another process takes over
+        # within about two intervals, as the others try every half interval.
+        self.lease = job_lease(JOB, seconds=max(self.interval * 1.5, 3.0))
         self.holding = False
         self.passes = 0
 
@@ -184,6 +186,9 @@ class Reconciler(BackgroundWorker):
                 (JobLease.name == JOB) & (JobLease.owner == self.lease.token)).aio_execute()
         finally:
             await self.lease.stop_heartbeat()
+
+    def next_wait(self) -> float:
+        return self.interval if self.holding else self.interval / 2
 
     async def on_stop(self):
         if self.holding:
