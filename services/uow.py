@@ -9,6 +9,7 @@ import pymysql
 
 from models import database
 
+from . import audit
 from .timefmt import iso
 
 log = logging.getLogger("gym.uow")
@@ -70,7 +71,12 @@ async def run_in_transaction(ctx, fn, *args, retries=4, **kwargs):
         uow = UnitOfWork()
         try:
             async with database.aio_atomic():
-                result = await fn(uow, *args, **kwargs)
+                rows = audit.collect()
+                try:
+                    result = await fn(uow, *args, **kwargs)
+                    await audit.flush(rows)
+                finally:
+                    audit.discard(rows)
         except (peewee.OperationalError, pymysql.err.OperationalError) as e:
             attempt += 1
             if _errno(e) in _RETRY_ERRNOS and attempt < retries:
