@@ -994,3 +994,23 @@ async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url
         if wanted - c.seen[op["operationId"]]:
             missing[f"{method.upper()} {path}"] = sorted(wanted - c.seen[op["operationId"]])
     assert not missing, f"documented answers the test never saw: {missing}"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_repeated_refund_key_answers_that_refund_whatever_the_body(api):
+    """Contract §2 Operators: the same Idempotency-Key on the same order again → 200 and the same refund, "whatever
+    the body, nothing sent twice" (a body that would be refused on its own included)."""
+    c = Contract(api)
+    _, _, _, order = await api.paid_order()
+    finance = await api.admin_token("finance")
+    REFUND, where = "/api/v1/admin/orders/{order_id}/refunds", {"order_id": order["order_id"]}
+    key = {"Idempotency-Key": f"openapi-again-{time.monotonic_ns()}"}
+    first = await c.call("POST", REFUND, 201, params=where, body={"amount_fen": 5000, "reason": "家长申请退款"},
+                         token=finance, headers=key)
+    for body in ({"amount_fen": 20001}, {}, {"amount_fen": "5000"}, {"amount_fen": 5000, "reason": 7}):
+        again = await c.call("POST", REFUND, 200, params=where, body=body, token=finance, headers=key,
+                             check_request=False)
+        assert again["out_refund_no"] == first["out_refund_no"], body
+    sent = (await api.control("GET", "/sandbox/requests?path_prefix=/v3/refund/domestic/refunds"))["items"]
+    assert len([r for r in sent if r["method"] == "POST"
+                and (r.get("request_body") or {}).get("out_refund_no") == first["out_refund_no"]]) == 1
