@@ -85,8 +85,8 @@ async def _v4_refunds_and_subscribe_messages():
     for column, ddl in (("idem_key", "VARCHAR(128) NULL"), ("submitted_at", "DATETIME(6) NULL"),
                         ("last_error", "VARCHAR(255) NULL"), ("user_received_account", "VARCHAR(64) NULL")):
         await add_column("refunds", column, ddl)
-    await add_index("refunds", "refund_order_id_idem_key", ["order_id", "idem_key"], unique=True)
-    await add_index("refunds", "refund_status", ["status"])
+    await add_index("refunds", "refunds_order_id_idem_key", ["order_id", "idem_key"], unique=True)
+    await add_index("refunds", "refunds_status", ["status"])
     if await _table_exists("booking_notices") and not await _table_exists("subscribe_messages"):
         await database.aio_execute_sql("RENAME TABLE `booking_notices` TO `subscribe_messages`")
     await add_column("operators", "password_changed_at", "DATETIME(6) NULL")
@@ -96,10 +96,15 @@ async def _v4_refunds_and_subscribe_messages():
     await database.aio_execute_sql("UPDATE `subscribe_messages` SET `dedupe_key` = CONCAT('booking:', `order_id`) "
                                    "WHERE `dedupe_key` IS NULL")
     await database.aio_execute_sql("ALTER TABLE `subscribe_messages` MODIFY `dedupe_key` VARCHAR(64) NOT NULL")
-    await add_index("subscribe_messages", "subscribemessage_dedupe_key", ["dedupe_key"], unique=True)
-    await add_index("subscribe_messages", "subscribemessage_order_id", ["order_id"])  # the foreign key's index
+    await add_index("subscribe_messages", "subscribe_messages_dedupe_key", ["dedupe_key"], unique=True)
+    await add_index("subscribe_messages", "subscribe_messages_order_id", ["order_id"])  # the foreign key's index
     if await _index_exists("subscribe_messages", "booking_notices_order_id"):
         await database.aio_execute_sql("DROP INDEX `booking_notices_order_id` ON `subscribe_messages`")
+
+
+async def _v5_request_ids():
+    await add_column("payment_audit_log", "request_id", "VARCHAR(80) NULL")
+    await add_index("payment_audit_log", "payment_audit_log_request_id", ["request_id"])
 
 
 # Append new (version, name, coroutine function) entries; never edit an applied one.
@@ -108,6 +113,7 @@ MIGRATIONS = [
     (2, "booking notices", _v2_booking_notices),
     (3, "lease tokens, reconciler back-off, notification inbox", _v3_leases_backoff_inbox),
     (4, "refunds from operators, subscribe messages for refunds", _v4_refunds_and_subscribe_messages),
+    (5, "request ids in the audit log", _v5_request_ids),
 ]
 
 

@@ -179,6 +179,7 @@ class PaymentAuditLog(BaseModel):
     request_data = JSONText(null=True)
     response_data = JSONText(null=True)
     error_message = pw.TextField(null=True)
+    request_id = pw.CharField(max_length=80, null=True, index=True)  # the X-Request-ID (or job round) behind it
     created_at = UTCDateTimeField(default=utcnow, index=True)
 
     class Meta:

@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass
 
 from models import PaymentAuditLog
+from telemetry.context import current_request_id
 
 _SECRET_KEYS = {"openid", "sub_openid", "session_key", "password", "secret", "token", "access_token",
                 "authorization", "paysign", "ciphertext", "apiv3_key", "private_key", "code", "js_code"}
@@ -69,4 +70,5 @@ async def record(action, actor: Actor, *, order=None, transaction=None, refund=N
         request_data=_snapshot(request),
         response_data=_snapshot(response),
         error_message=error,
+        request_id=current_request_id(),
     ).aio_execute()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from telemetry import metrics
+
 log = logging.getLogger("gym")
 
 
@@ -20,16 +22,20 @@ class AppContext:
     messages: object = None  # services.messages.subscribe_messages.MessageSender
     hub: object = None  # realtime.hub.Hub
     reconciler: object = None  # services.jobs.reconcile.Reconciler
+    in_flight: int = 0  # HTTP requests being served (a draining worker waits for them)
 
     def count_message(self, kind, result):
-        """A subscribe message was sent, will be retried, or failed for good (metrics hook)."""
+        """A subscribe message was sent, will be retried, or failed for good."""
+        metrics.NOTICES.labels(kind, result).inc()
 
     def count_notification(self, kind, outcome):
-        """A WeChat Pay notification ended with `outcome` (metrics hook)."""
+        """A WeChat Pay notification ended with `outcome`."""
+        metrics.NOTIFICATIONS.labels(kind, outcome).inc()
 
     async def committed(self, uow):
-        """After a commit: push the status changes, wake the message sender; never raises."""
+        """After a commit: count it, push the status changes, wake the message sender; never raises."""
         events = uow.events
+        metrics.committed(uow, self.settings.reconcile_interval_seconds)
         if events and self.publisher is not None:
             try:
                 await self.publisher.publish(events)

@@ -25,6 +25,7 @@ class UnitOfWork:
         self.payments = []  # sources of the payments applied (notify | query | close)
         self.releases = []  # (released_at, due) of the seats given back
         self.refunds = []  # statuses refunds reached
+        self.failures = []  # reasons of payments reported failed
 
     def order_changed(self, order, reservation=None):
         """Remember that an order's status (or its reservation's) changed."""
@@ -43,6 +44,10 @@ class UnitOfWork:
         """A seat was given back; it was due at its hold's end when it lapsed, else at once."""
         due = reservation.expires_at if reservation.status == "expired" else reservation.released_at
         self.releases.append((reservation.released_at, due))
+
+    def payment_failed(self, reason):
+        """A payment was reported failed (the order ends `failed`)."""
+        self.failures.append(reason)
 
     def refund_changed(self, refund):
         """A refund reached a new status."""

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 
 from peewee import fn
 
 from models import JobLease, PaymentOrder, SeatReservation, utcnow
+from telemetry import metrics
+from telemetry.context import bind_order, new_job_context
 
 from .. import audit
 from ..leases import LeaseLost, ensure_job_row, job_lease, order_lease
@@ -58,6 +61,7 @@ async def check_order(ctx, order_pk, lease):
     """Query WeChat Pay about one pending order and act on the answer (call under the order's lease)."""
     now = utcnow()
     order = await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
+    bind_order(order.order_id)
     if order.status != "pending":
         return
     if not order.trade_type:
@@ -171,9 +175,11 @@ class Reconciler(BackgroundWorker):
         if not self.holding:
             return
         self.lease.start_heartbeat()
+        new_job_context("reconcile")
         try:
             await run_pass(self.ctx)
             self.passes += 1
+            metrics.RECONCILE_LAST_SUCCESS.set(time.time())
             await JobLease.update(runs=JobLease.runs + 1).where(
                 (JobLease.name == JOB) & (JobLease.owner == self.lease.token)).aio_execute()
         finally:

@@ -12,6 +12,7 @@ import json
 import logging
 
 from models import CourseSchedule, SubscribeMessage, User, utcnow
+from telemetry.context import new_job_context
 
 from ..leases import DB_NOW, Lease
 from ..timefmt import CN, yuan
@@ -73,6 +74,7 @@ class MessageSender(BackgroundWorker):
         self.ctx = ctx
 
     async def run_once(self):
+        new_job_context("messages")
         await self.send_due()
 
     async def send_due(self) -> int:

@@ -8,6 +8,8 @@ from decimal import Decimal, InvalidOperation
 import errors
 from models import IdempotencyKey, PaymentOrder, SeatReservation, User, utcnow
 
+from telemetry.context import bind_order
+
 from .. import audit
 from ..timefmt import iso, yuan
 from ..uow import run_in_transaction
@@ -111,6 +113,7 @@ async def get_user_order(user_id: int, order_id: str) -> PaymentOrder:
         (PaymentOrder.order_id == order_id) & (PaymentOrder.user == user_id)).aio_first()
     if order is None:
         raise errors.not_found("订单不存在")
+    bind_order(order.order_id)
     return order
 
 

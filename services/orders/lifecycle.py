@@ -144,6 +144,8 @@ async def end_order(uow, order, new_status, reason, actor, action, request=None,
         uow.seat_released(reservation)
     await set_order_status(uow, order, new_status, actor, action, reservation=reservation, detail=reason,
                            failure_reason=reason, request=request, response=response)
+    if new_status == "failed":
+        uow.payment_failed(reason)
     return reservation
 
 

@@ -10,6 +10,7 @@ from qrcode.image.pure import PyPNGImage
 
 import errors
 from models import PaymentOrder, User, utcnow
+from telemetry import metrics
 
 from .. import audit
 from ..leases import LeaseLost, holding, order_lease
@@ -106,6 +107,7 @@ async def start_payment(ctx, user_id, order_id, trade_type, actor):
                 log.warning("closing %s after a lost lease failed (the reconciler retries): %s", order.order_id, e)
             raise errors.order_not_payable("订单已不是待支付状态")
         setattr(order, column, value)
+        metrics.PAYMENTS_STARTED.inc()
         return order
 
 

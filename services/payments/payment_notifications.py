@@ -1,6 +1,8 @@
 """WeChat Pay payment notifications (TRANSACTION.SUCCESS): matched to the order and applied exactly once."""
 from __future__ import annotations
 
+from telemetry.context import bind_order
+
 from .. import audit
 from ..inbox import note_receipt, receive
 from ..orders.lifecycle import apply_payment
@@ -10,6 +12,7 @@ from ..orders.seats import lock_order_by_out_trade_no
 async def _apply(uow, ctx, envelope, actor):
     txn = envelope["resource"]
     out_trade_no = str(txn.get("out_trade_no") or "")[:64]
+    bind_order(out_trade_no or None)
     order = await lock_order_by_out_trade_no(out_trade_no) if out_trade_no else None
     if order is None:
         await audit.record("notification_unknown_order", actor, detail=f"out_trade_no {out_trade_no!r}",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from models import Refund
+from telemetry.context import bind_order
 
 from .. import audit
 from ..inbox import note_receipt, receive
@@ -19,6 +20,7 @@ async def _apply(uow, ctx, envelope, actor):
         await note_receipt(envelope, "unknown_order", data.get("out_trade_no"), "refund")
         return "unknown_order"
     order = await lock_order(known.order_id)
+    bind_order(order.order_id)
     refund = await lock_refund(known.id)
     outcome = await settle(uow, ctx.settings, order, refund, data, actor, "notify")
     await note_receipt(envelope, outcome, order.order_id, "refund")

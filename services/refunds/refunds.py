@@ -8,6 +8,7 @@ import logging
 
 import errors
 from models import Operator, PaymentOrder, Refund, utcnow
+from telemetry.context import bind_order
 
 from .. import audit
 from ..leases import Lease
@@ -89,6 +90,7 @@ async def request_refund(ctx, operator, order_id, body: dict, idem_key, actor) -
         if isinstance(order_id, str) and len(order_id) == 32 else None
     if order is None:
         raise errors.not_found("订单不存在")
+    bind_order(order.order_id)
     status, refund = await run_in_transaction(ctx, _open, order.id, amount, reason, operator, idem_key, actor)
     if status == 201:
         lease = refund_lease(refund.id)
