@@ -35,6 +35,7 @@ SPEC_FILE = ROOT / "docs" / "openapi.yaml"
 SPEC = yaml.safe_load(SPEC_FILE.read_text(encoding="utf-8"))
 
 RATE_LIMIT = 25
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_BODY = 4096
 METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
@@ -388,8 +389,10 @@ def test_every_route_is_documented_and_every_documented_path_is_routed(app):
 
 @pytest.fixture
 def overrides():
-    """Rate limits on (low enough to reach) and a small body limit, so 429 and 413 are driven too."""
-    return {"RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT), "MAX_BODY_BYTES": str(MAX_BODY)}
+    """Rate limits on (low enough to reach) and a small body limit, so 429 and 413 are driven too; the test client
+    as a trusted proxy, so that a client outside METRICS_ALLOW can be played with X-Forwarded-For."""
+    return {"RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT), "MAX_BODY_BYTES": str(MAX_BODY),
+            "TRUSTED_PROXIES": "127.0.0.1/32"}
 
 
 class Contract:
@@ -428,6 +431,7 @@ class Contract:
         responses = op["responses"]
         assert str(status) in responses, f"{where}: status {status} is not documented ({sorted(responses)})"
         self.seen[op["operationId"]].add(str(status))
+        assert REQUEST_ID.match(hdrs.get("X-Request-ID", "")), f"{where}: every answer carries X-Request-ID"
         response = _resolve(responses[str(status)])
         for name, header in response.get("headers", {}).items():
             header = _resolve(header)
@@ -449,7 +453,10 @@ class Contract:
             check_schema(data, content[ctype]["schema"], where)
         elif ctype == "image/png":
             assert isinstance(data, bytes) and data.startswith(b"\x89PNG\r\n\x1a\n"), f"{where}: not a PNG"
-        else:  # pragma: no cover - the document has only these two
+        elif ctype == "text/plain":
+            assert isinstance(data, bytes), f"{where}: not text"
+            check_schema(data.decode("utf-8"), content[ctype]["schema"], where)
+        else:  # pragma: no cover - the document has only these three
             raise AssertionError(f"{where}: no check for {ctype}")
 
     def record(self, operation_id, method, path, status):
@@ -486,6 +493,13 @@ async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url
     # -- operations
     assert (await c.call("GET", "/healthz", 200)) == {"status": "ok"}
     assert (await c.call("GET", "/readyz", 200)) == {"mysql": "ok", "redis": "ok"}
+    metrics = (await c.call("GET", "/metrics", 200)).decode()
+    assert 'gym_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
+    await c.call("GET", "/metrics", 404, headers={"X-Forwarded-For": "203.0.113.9"}, code="NOT_FOUND")
+    _, _, hdrs = await api.call("GET", "/healthz", headers={"X-Request-ID": "openapi.check-1"})
+    assert hdrs["X-Request-ID"] == "openapi.check-1"  # the request's own
+    _, _, hdrs = await api.call("GET", "/healthz", headers={"X-Request-ID": "not an id!"})
+    assert REQUEST_ID.match(hdrs["X-Request-ID"]) and hdrs["X-Request-ID"] != "not an id!"  # a new one
 
     # -- operators
     ops, op_ids, op_names = {}, {}, {}
@@ -997,10 +1011,12 @@ async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_repeated_refund_key_answers_that_refund_whatever_the_body(api):
+async def test_a_repeated_refund_key_answers_that_refund_whatever_the_body(api, ctx):
     """Contract §2 Operators: the same Idempotency-Key on the same order again → 200 and the same refund, "whatever
     the body, nothing sent twice" (a body that would be refused on its own included)."""
     c = Contract(api)
+    async for key in ctx.redis.scan_iter(match="gym:rl:*"):  # the drive test used this minute's logins up
+        await ctx.redis.delete(key)
     _, _, _, order = await api.paid_order()
     finance = await api.admin_token("finance")
     REFUND, where = "/api/v1/admin/orders/{order_id}/refunds", {"order_id": order["order_id"]}
