@@ -295,10 +295,11 @@ def test_the_operators_objects_carry_the_contracts_fields():
     assert set(_resolve(component("NotificationOutcome"))["enum"]) == {"applied", "duplicate", "anomaly", "ignored",
                                                                        "unknown_order", "refused"}
     assert set(_resolve(component("OperatorRole"))["enum"]) == ALL_ROLES
-    for path, method, op in operations():  # every operator list takes the contract's limit and cursor
+    for path, method, op in operations():  # every operator list is paged: limit and cursor in, next_cursor out
         if "operatorBearer" in {n for req in op["security"] for n in req} and method == "get":
-            schema = _resolve(op["responses"]["200"])["content"]["application/json"]["schema"]
-            if "next_cursor" in _resolve(schema).get("properties", {}):
+            schema = _resolve(_resolve(op["responses"]["200"])["content"]["application/json"]["schema"])
+            if "items" in schema.get("properties", {}):
+                assert "next_cursor" in schema["required"], f"GET {path} answers next_cursor"
                 names = {_resolve(p)["name"] for p in op.get("parameters", [])}
                 assert {"limit", "cursor"} <= names, f"GET {path} pages with limit and cursor"
                 assert "400" in op["responses"], f"GET {path} documents 400 for a bad limit or cursor"
