@@ -14,6 +14,7 @@ import tornado.web
 import settings as settings_module
 from handlers import ops, parents, wechatpay_callbacks
 from handlers.admin_api import admin_api_routes
+from handlers.backoffice import backoffice_routes
 from handlers.base import NotFoundHandler
 from handlers.bodylimit import DISCARD_LIMIT, BodyLimit
 from realtime.hub import Hub
@@ -61,6 +62,7 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
         (r"/api/v1/payment/wxpay/callback", wechatpay_callbacks.PaymentCallbackHandler, c),
         (r"/api/v1/payment/wxpay/refund-callback", wechatpay_callbacks.RefundCallbackHandler, c),
         *admin_api_routes(c),
+        *backoffice_routes(c),
         (r"/ws/orders", OrderStatusSocket, c),
         *extra_routes,
     ]

@@ -1,0 +1,38 @@
+"""The back office in the browser (/admin/): Tornado templates with htmx, on the same services as the admin API."""
+from __future__ import annotations
+
+import tornado.web
+
+from .assets import asset_routes
+from .base import PageNotFound
+from .home import HomeHandler
+from .lists import AuditHandler, InboxHandler, RefundsHandler
+from .login import LoginHandler, LogoutHandler
+from .operators import OperatorHandler, OperatorsHandler
+from .orders import OrderHandler, OrdersHandler, QueueHandler
+from .refund_dialog import RefundDialogHandler
+from .sessions import SessionHandler, SessionsHandler
+
+
+def backoffice_routes(c) -> list:
+    """The back office's routes (every mode, not only DEV_MODE)."""
+    oid, num = r"([0-9a-f]{32})", r"([0-9]{1,18})"
+    return [
+        (r"/admin", tornado.web.RedirectHandler, {"url": "/admin/"}),
+        *asset_routes(),
+        (r"/admin/", HomeHandler, c),
+        (r"/admin/login", LoginHandler, c),
+        (r"/admin/logout", LogoutHandler, c),
+        (r"/admin/orders", OrdersHandler, c),
+        (rf"/admin/orders/{oid}", OrderHandler, c),
+        (rf"/admin/orders/{oid}/refund", RefundDialogHandler, c),
+        (r"/admin/queue", QueueHandler, c),
+        (r"/admin/refunds", RefundsHandler, c),
+        (r"/admin/inbox", InboxHandler, c),
+        (r"/admin/audit", AuditHandler, c),
+        (r"/admin/sessions", SessionsHandler, c),
+        (rf"/admin/sessions/{num}", SessionHandler, c),
+        (r"/admin/operators", OperatorsHandler, c),
+        (rf"/admin/operators/{num}", OperatorHandler, c),
+        (r"/admin/.*", PageNotFound, c),
+    ]

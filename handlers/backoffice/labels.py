@@ -1,0 +1,44 @@
+"""What the pages show people: Chinese names of statuses, kinds and outcomes, times in Beijing, money in yuan."""
+from __future__ import annotations
+
+ORDER_STATUS = {"pending": "待支付", "paid": "已支付", "failed": "支付失败", "cancelled": "已取消",
+                "expired": "已过期", "refund_required": "待退款", "refunded": "已退款"}
+RESERVATION_STATUS = {"temporary": "临时占位", "confirmed": "已确认", "cancelled": "已取消", "expired": "已过期"}
+REFUND_STATUS = {"PROCESSING": "处理中", "SUCCESS": "退款成功", "CLOSED": "已关闭", "ABNORMAL": "异常（需人工处理）",
+                 "REJECTED": "被微信支付拒绝"}
+KIND = {"payment": "支付通知", "refund": "退款通知"}
+OUTCOME = {"applied": "已处理", "duplicate": "重复", "anomaly": "异常", "ignored": "已忽略",
+           "unknown_order": "未知订单", "refused": "已拒收"}
+ACTOR = {"user": "家长", "operator": "运营人员", "system": "系统", "wechat": "微信支付"}
+
+
+def label(table: dict, value) -> str:
+    """The Chinese name of a value, or the value itself when it has none."""
+    if value is None:
+        return "—"
+    return table.get(value, str(value))
+
+
+def when(iso_text) -> str:
+    """An ISO 8601 time from the services (already +08:00) as `2026-11-24 15:12`."""
+    if not iso_text:
+        return "—"
+    text = str(iso_text)
+    return text[:16].replace("T", " ") if len(text) >= 16 and text[10] == "T" else text
+
+
+def yuan(fen) -> str:
+    """Integer fen as `¥200.00`."""
+    if fen is None:
+        return "—"
+    sign = "-" if fen < 0 else ""
+    fen = abs(int(fen))
+    return f"{sign}¥{fen // 100}.{fen % 100:02d}"
+
+
+def actor(text) -> str:
+    """An audit actor (`operator:alice`, `system`, ...) in Chinese."""
+    if not text:
+        return "—"
+    kind, _, name = str(text).partition(":")
+    return f"{ACTOR.get(kind, kind)} {name}".strip()

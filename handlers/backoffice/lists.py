@@ -1,0 +1,57 @@
+"""The money desk's lists: refunds (ABNORMAL ones first), the notification inbox, the audit search."""
+from __future__ import annotations
+
+import errors
+from services.backoffice import queries
+
+from .base import PageHandler
+
+EMPTY = {"items": [], "next_cursor": None}
+
+
+async def _found(lookup, args):
+    """(page, error message, status): a bad filter value is told above an empty list, not as an error page."""
+    try:
+        return await lookup(args), None, 200
+    except errors.ServiceError as e:
+        if e.status != 400:
+            raise
+        return EMPTY, e.message, 400
+
+
+class RefundsHandler(PageHandler):
+    """GET /admin/refunds?status=: every refund; ABNORMAL ones stand at the top for a person to handle."""
+
+    rights = {"GET": "money.read"}
+
+    async def get(self):
+        args = self.args("status")
+        found, error, status = await _found(queries.list_refunds, args)
+        abnormal = EMPTY
+        if not args["status"] and not args["cursor"] and not self.wants("results"):
+            abnormal = await queries.list_refunds({"status": "ABNORMAL", "limit": "200"})
+        self.show("refunds.html", "_refunds_table.html", "results", status, found=found, abnormal=abnormal,
+                  args=args, error=error, statuses=queries.REFUND_STATUSES)
+
+
+class InboxHandler(PageHandler):
+    """GET /admin/inbox?kind=&outcome=: every WeChat Pay notification received, refused ones included."""
+
+    rights = {"GET": "inbox.read"}
+
+    async def get(self):
+        args = self.args("kind", "outcome")
+        found, error, status = await _found(queries.list_notifications, args)
+        self.show("inbox.html", "_inbox_table.html", "results", status, found=found, args=args, error=error,
+                  kinds=queries.KINDS, outcomes=queries.OUTCOMES)
+
+
+class AuditHandler(PageHandler):
+    """GET /admin/audit?order_id=&action_type=: the audit log, newest first."""
+
+    rights = {"GET": "audit.read"}
+
+    async def get(self):
+        args = self.args("order_id", "action_type")
+        found, error, status = await _found(queries.list_audit, args)
+        self.show("audit.html", "_audit_table.html", "results", status, found=found, args=args, error=error)

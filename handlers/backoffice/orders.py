@@ -1,0 +1,50 @@
+"""Orders: the list (filters, search, cursor paging), the refund_required queue, and one order's story."""
+from __future__ import annotations
+
+import errors
+from services.backoffice import queries
+from services.orders import schedules
+
+from .base import PageHandler
+from .refund_dialog import refundable_fen
+
+EMPTY = {"items": [], "next_cursor": None}
+
+
+class OrdersHandler(PageHandler):
+    """GET /admin/orders?status=&course_schedule_id=&q=&cursor= (every role reads orders)."""
+
+    rights = {"GET": "orders.read"}
+
+    async def get(self):
+        args = self.args("status", "course_schedule_id", "q")
+        found, error, status = EMPTY, None, 200
+        try:
+            found = await queries.search_orders(args)
+        except errors.ServiceError as e:  # an unknown filter value: say so above an empty list
+            error, status = e.message, e.status
+        sessions = [] if self.wants("results") else await schedules.list_schedules(self.ctx.settings,
+                                                                                   upcoming_only=False)
+        self.show("orders.html", "_orders_table.html", "results", status, found=found, args=args, error=error,
+                  sessions=sessions, statuses=queries.ORDER_STATUSES)
+
+
+class QueueHandler(PageHandler):
+    """GET /admin/queue: paid orders that found no seat (refund_required), waiting for a refund."""
+
+    rights = {"GET": "refund"}
+
+    async def get(self):
+        args = self.args()
+        found = await queries.search_orders({**args, "status": "refund_required"})
+        self.show("queue.html", "_orders_table.html", "results", found=found, error=None)
+
+
+class OrderHandler(PageHandler):
+    """GET /admin/orders/{order_id}: the order, its parent, session, timeline, notifications, payment, refunds."""
+
+    rights = {"GET": "orders.read"}
+
+    async def get(self, order_id):
+        story = await queries.order_story(order_id)
+        self.show("order.html", "_story.html", "story", story=story, refundable=refundable_fen(story))

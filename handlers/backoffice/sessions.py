@@ -1,0 +1,67 @@
+"""Class sessions: the list with capacity and seats left, creating one, changing one, and its roster."""
+from __future__ import annotations
+
+import errors
+from services.backoffice import queries
+from services.orders import schedules
+
+from . import forms
+from .base import PageHandler
+
+
+class SessionsHandler(PageHandler):
+    """GET /admin/sessions (every role; `?all=1` includes past ones) and POST (admin, staff): a new session."""
+
+    rights = {"GET": "sessions.read", "POST": "sessions.write"}
+
+    async def get(self):
+        await self.page()
+
+    async def post(self):
+        typed = {"title": self.form("title"), "starts_at": self.form("starts_at"), "capacity": self.form("capacity")}
+        try:
+            body = {"title": typed["title"], "starts_at": forms.iso_from_local(typed["starts_at"], "starts_at"),
+                    "capacity": forms.whole_number(typed["capacity"], "capacity", "名额")}
+            created = await schedules.create_schedule(self.ctx, body, self.operator.id, self.operator_actor())
+        except errors.ServiceError as e:
+            if e.status >= 500:
+                raise
+            await self.page(status=e.status, error=e.message, typed=typed)
+            return
+        self.redirect(f"/admin/sessions/{created['id']}?saved=created", status=303)
+
+    async def page(self, status=200, error=None, typed=None):
+        everything = self.get_query_argument("all", "") == "1"
+        items = await schedules.list_schedules(self.ctx.settings, upcoming_only=not everything)
+        self.set_status(status)
+        self.render("sessions.html", items=items, everything=everything, error=error,
+                    typed=typed or {"title": "", "starts_at": "", "capacity": ""})
+
+
+class SessionHandler(PageHandler):
+    """GET /admin/sessions/{id}: the session and its roster (paged); POST (admin, staff): new capacity or title."""
+
+    rights = {"GET": "roster.read", "POST": "sessions.write"}
+
+    async def get(self, schedule_id):
+        await self.page(int(schedule_id))
+
+    async def post(self, schedule_id):
+        typed = {"title": self.form("title"), "capacity": self.form("capacity")}
+        try:
+            body = {"title": typed["title"] or None,
+                    "capacity": forms.whole_number(typed["capacity"], "capacity", "名额")}
+            await schedules.change_schedule(self.ctx, int(schedule_id), body, self.operator_actor())
+        except errors.ServiceError as e:
+            if e.status >= 500 or e.status == 404:
+                raise
+            await self.page(int(schedule_id), status=e.status, error=e.message, typed=typed)
+            return
+        self.redirect(f"/admin/sessions/{int(schedule_id)}?saved=changed", status=303)
+
+    async def page(self, schedule_id, status=200, error=None, typed=None):
+        schedule = await schedules.get_schedule(self.ctx.settings, schedule_id)
+        roster = await queries.roster(schedule_id, self.args())
+        self.show("session.html", "_roster.html", "roster", status, schedule=schedule, roster=roster, error=error,
+                  typed=typed or {"title": schedule["title"], "capacity": str(schedule["capacity"])},
+                  saved=self.get_query_argument("saved", None), local_input=forms.local_input)
