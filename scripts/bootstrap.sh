@@ -49,3 +49,19 @@ if [ "${WITH_NODE:-0}" = 1 ] && [ -f tests/node/package.json ]; then
     echo "$lock_hash" > tests/node/node_modules/.lock-hash
   fi
 fi
+
+# htmx for the back office (/admin/), pinned by static/vendor/package-lock.json. The pages work as plain forms and
+# links without it, so a failed or impossible npm step is only a warning.
+vendor_hash=$(cat static/vendor/package.json static/vendor/package-lock.json | sha256sum | cut -c1-16)
+if [ "$(cat static/vendor/node_modules/.lock-hash 2>/dev/null)" != "$vendor_hash" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "==> installing htmx for the back office"
+    if (cd static/vendor && npm ci --silent --no-audit --no-fund); then
+      echo "$vendor_hash" > static/vendor/node_modules/.lock-hash
+    else
+      echo "warning: npm ci in static/vendor failed; the back office runs without htmx (plain forms)"
+    fi
+  else
+    echo "note: npm not found; the back office runs without htmx (plain forms). To add it: apt-get install npm"
+  fi
+fi

@@ -448,6 +448,10 @@ async def test_pages_outside_the_routes_and_assets(api, base_url):
     assert (await browser.get("/admin")).status == 301
     css = await browser.get("/admin/static/backoffice.css")
     assert css.status == 200 and "text/css" in css.headers["Content-Type"]
+    htmx = await browser.get("/admin/static/htmx.min.js")  # installed by scripts/bootstrap.sh, which make test runs
+    assert htmx.status == 200 and "javascript" in htmx.headers["Content-Type"]
+    login = await browser.get("/admin/login")
+    assert '<script src="/admin/static/htmx.min.js" defer></script>' in login.text and "<script>" not in login.text
     assert (await browser.get("/admin/static/package.json")).status == 404
     assert (await browser.get("/admin/static/../../settings.py")).status in (403, 404)
 
