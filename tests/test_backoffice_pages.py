@@ -3,7 +3,9 @@ logout, the cookie's flags, XSRF, roles refused with 403, an inactive operator o
 exactly once, escaping, filters, htmx fragments and paging — outside dev mode."""
 import asyncio
 import datetime as dt
+import html
 import http.cookies
+import json
 import re
 import time
 from urllib.parse import urlencode
@@ -203,8 +205,9 @@ async def test_posts_without_the_xsrf_token_are_refused(api, base_url):
     foreign = (await stranger.get("/admin/login")).xsrf()
     assert (await browser.post("/admin/sessions", {**new_session, "_xsrf": foreign})).status == 403
     assert title not in (await browser.get("/admin/sessions")).text
-    # The htmx way: the token in the X-XSRFToken header.
-    made = await browser.post("/admin/sessions", new_session, headers={"X-XSRFToken": page.xsrf()})
+    # The htmx way: the token the page gives htmx (hx-headers on <body>) in the X-XSRFToken header.
+    hx_headers = json.loads(html.unescape(re.search(r"<body hx-headers='([^']+)'", page.text).group(1)))
+    made = await browser.post("/admin/sessions", new_session, headers={"X-XSRFToken": hx_headers["X-XSRFToken"]})
     assert made.status == 303 and title in (await browser.get("/admin/sessions")).text
 
 
