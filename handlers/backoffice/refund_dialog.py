@@ -66,6 +66,7 @@ class RefundDialogHandler(PageHandler):
             raise errors.invalid_request(f"退款原因须为 1 到 {refunds.MAX_REASON} 个字")
 
     async def confirm(self, story, values):
+        self.set_header("HX-Trigger", "story-changed")  # whatever the outcome, the order page redraws its story
         try:
             amount_fen = forms.fen_from_yuan(values["amount"], "amount")
             status, refund = await refunds.request_refund(
@@ -79,7 +80,6 @@ class RefundDialogHandler(PageHandler):
             self.dialog(fresh, "form", status=e.status, error=e.message, rejected=e.code == "REFUND_REJECTED",
                         **dict(values, key=new_key(), refundable=refundable_fen(fresh)))
             return
-        self.set_header("HX-Trigger", "story-changed")  # the order page redraws its story under the dialog
         self.dialog(story, "done", refund=refund, repeated=status == 200, **values)
 
     def dialog(self, story, step, status=200, error=None, rejected=False, **values):

@@ -1,5 +1,6 @@
 // Drives the back office (/admin/) in Debian's headless Chromium, as the gym's finance desk and front desk use it.
 //   node backoffice.js refund BASE_URL SHOTS_DIR '{"username", "password", "orderId"}'
+//   node backoffice.js plain BASE_URL SHOTS_DIR '{"username", "password", "orderId"}'   (htmx blocked)
 //   node backoffice.js roster BASE_URL SHOTS_DIR '{"username", "password", "orderId", "sessionId", "parent"}'
 // Prints one JSON object: what the pages showed. Fails on any script error or Content-Security-Policy violation.
 "use strict";
@@ -18,7 +19,7 @@ const FONT_CSS = "/__test-fonts/font.css";
 async function main() {
   const [scenario, baseUrl, shots, raw] = process.argv.slice(2);
   if (!SCENARIOS[scenario] || !baseUrl || !shots || !raw) {
-    throw new Error("usage: node backoffice.js refund|roster BASE_URL SHOTS_DIR JSON");
+    throw new Error("usage: node backoffice.js refund|plain|roster BASE_URL SHOTS_DIR JSON");
   }
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "backoffice-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
@@ -148,6 +149,30 @@ const SCENARIOS = {
     await run.snap("7-refunded");
     return { ...login, home, ...search, statusBefore, prefilled, dialogUrl, orderUrl: page.url(), review, result,
       statusAfter, refundRows, refundButton };
+  },
+
+  async plain(page, run, args) {
+    // htmx never arrives (a failed npm step): the same refund as plain links and form posts.
+    await page.route(`${run.baseUrl}/admin/static/htmx.min.js`, (route) => route.abort());
+    await logIn(page, run, args);
+    const search = await openOrderBySearch(page, run, args.orderId);
+    await Promise.all([page.waitForURL(/\/refund$/), page.click("#refund-button")]);
+    const prefilled = await page.inputValue("#refund-amount");
+    await Promise.all([page.waitForNavigation(), page.click("#refund-next")]);
+    const review = await page.locator("#refund-review").innerText();
+    await Promise.all([page.waitForNavigation(), page.click("#refund-confirm")]);
+    const result = await page.locator("#refund-result").innerText();
+    await run.snap("3-submitted");
+    await page.click("#refund-close");
+    // Without htmx the page does not redraw itself: the person reloads until WeChat Pay has settled it.
+    const deadline = Date.now() + 30000;
+    while (!(await page.locator('#story[data-order-status="refunded"]').count())) {
+      if (Date.now() > deadline) throw new Error("the order never showed as refunded");
+      await page.waitForTimeout(500);
+      await page.reload();
+    }
+    await run.snap("4-refunded");
+    return { ...search, prefilled, review, result, statusAfter: await page.locator("#order-status").innerText() };
   },
 
   async roster(page, run, args) {

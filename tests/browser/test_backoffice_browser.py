@@ -1,5 +1,6 @@
 """The back office clicked through in headless Chromium (outside dev mode): finance refunds a paid order in full
-through the dialog and sees it refunded; the front desk sees the roster and no refund anywhere."""
+through the dialog and sees it refunded (and again with htmx blocked, as plain pages); the front desk sees the roster
+and no refund anywhere."""
 import asyncio
 import json
 import os
@@ -75,6 +76,18 @@ async def test_finance_refunds_a_paid_order_in_full_through_the_dialog(api, back
     refunds = list(await Refund.select().where(Refund.order == paid.id).aio_execute())
     assert len(refunds) == 1 and refunds[0].status == "SUCCESS" and refunds[0].amount_fen == 20000
     assert (await api.get_order(token, order["order_id"]))["status"] == "refunded"  # as the parent's app sees it
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_without_htmx_the_same_refund_works_as_plain_pages(api, backoffice):
+    _, token, _, order = await api.paid_order(title="浏览器测试·无htmx")
+    name = await operator("finance")
+    page = await backoffice("plain", username=name, password=PASSWORD, orderId=order["order_id"])
+
+    assert order["order_id"] in page["listed"] and page["prefilled"] == "200.00"
+    assert "¥200.00" in page["review"] and "退款申请已提交给微信支付" in page["result"]
+    assert page["statusAfter"] == "已退款" and page["htmxRequests"] == 0 and page["confirmPosts"] == 1
+    assert (await api.get_order(token, order["order_id"]))["status"] == "refunded"
 
 
 @pytest.mark.gen_test(timeout=120)
