@@ -130,8 +130,8 @@ async def test_login_gives_a_strict_http_only_cookie_and_logout_ends_the_session
     first = await browser.get("/admin/orders?status=paid")
     assert first.status == 303 and first.location == "/admin/login?" + urlencode({"next": "/admin/orders?status=paid"})
 
-    form = await browser.get("/admin/login")
-    assert form.status == 200 and "体验课后台登录" in form.text
+    form = await browser.get("/admin/login", headers={"X-Request-ID": "desk-login-1"})
+    assert form.status == 200 and "体验课后台登录" in form.text and form.headers["X-Request-ID"] == "desk-login-1"
     assert "default-src 'self'" in form.headers["Content-Security-Policy"]
     xsrf_cookie = browser.cookie_header("_xsrf")
     assert "HttpOnly" in xsrf_cookie and "SameSite=Strict" in xsrf_cookie and "Path=/admin" in xsrf_cookie

@@ -19,7 +19,7 @@ def backoffice_routes(c) -> list:
     oid, num = r"([0-9a-f]{32})", r"([0-9]{1,18})"
     return [
         (r"/admin", tornado.web.RedirectHandler, {"url": "/admin/"}),
-        *asset_routes(),
+        *asset_routes(c),
         (r"/admin/", HomeHandler, c),
         (r"/admin/login", LoginHandler, c),
         (r"/admin/logout", LogoutHandler, c),

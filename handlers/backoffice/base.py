@@ -12,6 +12,7 @@ import tornado.web
 import errors
 from services.accounts import auth
 from services.audit import Actor
+from telemetry.context import bind_request, request_id_for
 
 from ..clientip import client_ip
 from . import labels, roles, session
@@ -40,9 +41,17 @@ class PageHandler(tornado.web.RequestHandler):
     rights: dict = {}
     public = False
 
-    def initialize(self, ctx):
+    def initialize(self, ctx, route=None):
         self.ctx = ctx
+        self.route_name = route  # the metrics' `route` label (server.make_app names every route)
         self.operator = None
+
+    @property
+    def request_id(self) -> str:
+        """This request's id: the client's X-Request-ID when well formed, else a new one (contract §2)."""
+        if not hasattr(self, "_request_id"):
+            self._request_id = request_id_for(self.request.headers.get("X-Request-ID"))
+        return self._request_id
 
     def get_template_path(self):
         return TEMPLATES
@@ -55,6 +64,7 @@ class PageHandler(tornado.web.RequestHandler):
         self.set_header("X-Frame-Options", "DENY")
         self.set_header("Referrer-Policy", "same-origin")
         self.set_header("Vary", "HX-Request, HX-Target")
+        self.set_header("X-Request-ID", self.request_id)
 
     def set_cookie(self, name, value, domain=None, expires=None, path=None, expires_days=None, **kwargs):
         """Every cookie of the pages (the session and Tornado's `_xsrf`): /admin only, HttpOnly, SameSite=Strict,
@@ -83,6 +93,8 @@ class PageHandler(tornado.web.RequestHandler):
         return self.actor("operator", operator_id=self.operator.id)
 
     async def prepare(self):
+        bind_request(self.request_id)
+        self._count_in_flight(True)
         if self.request.method not in ("GET", "HEAD"):
             self.check_xsrf_cookie()  # Tornado's own check: 403 without the right token
         if self.public:
@@ -104,6 +116,19 @@ class PageHandler(tornado.web.RequestHandler):
             raise tornado.web.HTTPError(405)
         if not roles.may(self.operator.role, right):
             raise errors.forbidden("当前角色无权访问此页面或执行此操作")
+
+    def _count_in_flight(self, serving: bool):
+        # As handlers.base does: a draining worker waits for the requests under way before it closes connections.
+        if serving != getattr(self, "_in_flight", False):
+            self._in_flight = serving
+            self.ctx.in_flight += 1 if serving else -1
+
+    def on_finish(self):
+        self._count_in_flight(False)
+
+    def on_connection_close(self):
+        self._count_in_flight(False)
+        super().on_connection_close()
 
     def may(self, right: str) -> bool:
         """True when the logged-in operator holds `right`."""
@@ -202,4 +227,5 @@ class PageNotFound(PageHandler):
     public = True
 
     def prepare(self):
+        bind_request(self.request_id)
         raise tornado.web.HTTPError(404)
