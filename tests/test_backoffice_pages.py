@@ -371,6 +371,11 @@ async def test_sessions_are_made_and_changed_through_the_pages_and_audited(api, 
     shown = await browser.get(changed.location)
     assert "已保存修改" in shown.text and "周六体验课（加开）" in shown.text and 'id="capacity">6<' in shown.text
     assert await api.remaining(sid) == 6
+    upcoming = await browser.get("/admin/sessions")
+    assert f'data-session-id="{sid}"' in upcoming.text
+    newest = await browser.get("/admin/sessions?all=1&limit=1")  # the API's paging: newest first
+    assert newest.text.count("data-session-id=") == 1 and f'data-session-id="{sid}"' in newest.text
+    assert 'class="next-page"' in newest.text
     rows = list(await PaymentAuditLog.select().where(
         PaymentAuditLog.action_type.in_(("schedule_created", "schedule_capacity_changed", "schedule_title_changed"))
         & PaymentAuditLog.action_detail.contains(f"schedule {sid}")).aio_execute())

@@ -9,6 +9,7 @@ from .base import PageHandler
 from .refund_dialog import refundable_fen
 
 EMPTY = {"items": [], "next_cursor": None}
+SESSION_CHOICES = 200  # the session filter offers the newest sessions
 
 
 class OrdersHandler(PageHandler):
@@ -23,8 +24,8 @@ class OrdersHandler(PageHandler):
             found = await queries.search_orders(args)
         except errors.ServiceError as e:  # an unknown filter value: say so above an empty list
             error, status = e.message, e.status
-        sessions = [] if self.wants("results") else await schedules.list_schedules(self.ctx.settings,
-                                                                                   upcoming_only=False)
+        sessions = [] if self.wants("results") else (await schedules.page_schedules(
+            self.ctx.settings, {"limit": str(SESSION_CHOICES)}))["items"]
         self.show("orders.html", "_orders_table.html", "results", status, found=found, args=args, error=error,
                   sessions=sessions, statuses=queries.ORDER_STATUSES)
 

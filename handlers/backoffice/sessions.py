@@ -10,7 +10,7 @@ from .base import PageHandler
 
 
 class SessionsHandler(PageHandler):
-    """GET /admin/sessions (every role; `?all=1` includes past ones) and POST (admin, staff): a new session."""
+    """GET /admin/sessions (every role; upcoming ones, or `?all=1` every one, paged) and POST (admin, staff)."""
 
     rights = {"GET": "sessions.read", "POST": "sessions.write"}
 
@@ -32,9 +32,13 @@ class SessionsHandler(PageHandler):
 
     async def page(self, status=200, error=None, typed=None):
         everything = self.get_query_argument("all", "") == "1"
-        items = await schedules.list_schedules(self.ctx.settings, upcoming_only=not everything)
+        if everything:  # the operators' list, as the API pages it: every session, newest first
+            found = await schedules.page_schedules(self.ctx.settings, self.args())
+        else:  # what the front desk works with: the sessions to come, by start time
+            found = {"items": await schedules.list_schedules(self.ctx.settings, upcoming_only=True),
+                     "next_cursor": None}
         self.set_status(status)
-        self.render("sessions.html", items=items, everything=everything, error=error,
+        self.render("sessions.html", found=found, everything=everything, error=error,
                     typed=typed or {"title": "", "starts_at": "", "capacity": ""})
 
 
