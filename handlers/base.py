@@ -22,8 +22,9 @@ _DB_ERRORS = (peewee.OperationalError, peewee.InterfaceError, pymysql.err.Operat
               pymysql.err.InterfaceError, ConnectionError, OSError)
 
 
-class BaseHandler(tornado.web.RequestHandler):
-    """Common plumbing of every API handler."""
+class RequestPlumbing:
+    """What every handler of ours shares (the JSON API's and the back office's): the route name for the metrics,
+    the request id, the client's address, the audit actor, and the count of requests a draining worker waits for."""
 
     def initialize(self, ctx, route=None):
         self.ctx = ctx
@@ -36,6 +37,40 @@ class BaseHandler(tornado.web.RequestHandler):
             self._request_id = request_id_for(self.request.headers.get("X-Request-ID"))
         return self._request_id
 
+    @property
+    def client_ip(self) -> str:
+        """The client's address (TRUSTED_PROXIES decides whether X-Forwarded-For is believed)."""
+        if not hasattr(self, "_client_ip"):
+            self._client_ip = client_ip(self.request.remote_ip, self.request.headers.get_list("X-Forwarded-For"),
+                                        self.ctx.settings.trusted_proxies)
+        return self._client_ip
+
+    def actor(self, kind="user", user_id=None, operator_id=None) -> Actor:
+        """Who is acting, with this request's IP and user agent."""
+        return Actor(kind, user_id=user_id, operator_id=operator_id, ip=self.client_ip,
+                     user_agent=self.request.headers.get("User-Agent"))
+
+    def begin_serving(self):
+        """Bind the request id for logs and calls, and count the request in flight."""
+        bind_request(self.request_id)
+        self._count_in_flight(True)
+
+    def _count_in_flight(self, serving: bool):
+        if serving != getattr(self, "_in_flight", False):
+            self._in_flight = serving
+            self.ctx.in_flight += 1 if serving else -1
+
+    def on_finish(self):
+        self._count_in_flight(False)
+
+    def on_connection_close(self):
+        self._count_in_flight(False)
+        super().on_connection_close()
+
+
+class BaseHandler(RequestPlumbing, tornado.web.RequestHandler):
+    """Common plumbing of every API handler."""
+
     def check_xsrf_cookie(self):
         """API routes authenticate with a bearer token, never a cookie: no cross-site forgery to check."""
 
@@ -45,33 +80,10 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("X-Request-ID", self.request_id)
 
     def prepare(self):
-        bind_request(self.request_id)
-        if not getattr(self, "_in_flight", False):
-            self._in_flight = True
-            self.ctx.in_flight += 1  # a draining worker waits for these before it closes connections
+        self.begin_serving()
         limit = self.ctx.settings.max_body_bytes  # handlers.bodylimit answers first; this guards any other server
         if len(self.request.body or b"") > limit:
             raise errors.ServiceError(413, "PAYLOAD_TOO_LARGE", f"请求体超过 {limit} 字节")
-
-    def _done(self):
-        if getattr(self, "_in_flight", False):
-            self._in_flight = False
-            self.ctx.in_flight -= 1
-
-    def on_finish(self):
-        self._done()
-
-    def on_connection_close(self):
-        self._done()
-        super().on_connection_close()
-
-    @property
-    def client_ip(self) -> str:
-        """The client's address (TRUSTED_PROXIES decides whether X-Forwarded-For is believed)."""
-        if not hasattr(self, "_client_ip"):
-            self._client_ip = client_ip(self.request.remote_ip, self.request.headers.get_list("X-Forwarded-For"),
-                                        self.ctx.settings.trusted_proxies)
-        return self._client_ip
 
     def write_json(self, data, status=200):
         """Answer data as JSON."""
@@ -95,11 +107,6 @@ class BaseHandler(tornado.web.RequestHandler):
     def current_user_id(self) -> int:
         """The parent's user id from the token; 401 otherwise."""
         return tokens.verify(self.ctx.settings.secret_key, self.bearer_token(), "user")
-
-    def actor(self, kind="user", user_id=None, operator_id=None) -> Actor:
-        """Who is acting, with this request's IP and user agent."""
-        return Actor(kind, user_id=user_id, operator_id=operator_id, ip=self.client_ip,
-                     user_agent=self.request.headers.get("User-Agent"))
 
     def _handle_request_exception(self, e):
         if self._finished:

@@ -107,6 +107,10 @@ async def _v5_request_ids():
     await add_index("payment_audit_log", "payment_audit_log_request_id", ["request_id"])
 
 
+async def _v6_operator_logout():
+    await add_column("operators", "sessions_ended_at", "DATETIME(6) NULL")
+
+
 # Append new (version, name, coroutine function) entries; never edit an applied one.
 MIGRATIONS = [
     (1, "initial tables", _v1_initial_tables),
@@ -114,6 +118,7 @@ MIGRATIONS = [
     (3, "lease tokens, reconciler back-off, notification inbox", _v3_leases_backoff_inbox),
     (4, "refunds from operators, subscribe messages for refunds", _v4_refunds_and_subscribe_messages),
     (5, "request ids in the audit log", _v5_request_ids),
+    (6, "operators' logout ends their tokens", _v6_operator_logout),
 ]
 
 

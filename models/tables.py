@@ -33,6 +33,7 @@ class Operator(BaseModel):
     role = pw.CharField(max_length=16)  # admin | finance | staff
     active = pw.BooleanField(default=True)
     password_changed_at = UTCDateTimeField(null=True)  # tokens issued before it stop working
+    sessions_ended_at = UTCDateTimeField(null=True)  # logged out: tokens issued before it stop working too
     created_at = UTCDateTimeField(default=utcnow)
     last_login_at = UTCDateTimeField(null=True)
 

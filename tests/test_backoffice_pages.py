@@ -149,9 +149,13 @@ async def test_login_gives_a_strict_http_only_cookie_and_logout_ends_the_session
     home = await browser.get("/admin/")
     assert home.status == 200 and name in home.text and "今日概况" in home.text
 
+    copied = dict(browser.cookies)  # someone copied the cookie before the logout
     out = await browser.post("/admin/logout", {"_xsrf": home.xsrf()})
     assert out.status == 303 and out.location == "/admin/login" and "gym_admin" not in browser.cookies
     assert (await browser.get("/admin/")).status == 303
+    thief = Browser(base_url)
+    thief.cookies = copied
+    assert (await thief.get("/admin/")).status == 303  # the logout ended the session itself, not only the cookie
 
 
 @pytest.mark.gen_test(timeout=60)

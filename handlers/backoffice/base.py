@@ -12,9 +12,8 @@ import tornado.web
 import errors
 from services.accounts import auth
 from services.audit import Actor
-from telemetry.context import bind_request, request_id_for
 
-from ..clientip import client_ip
+from ..base import RequestPlumbing
 from . import labels, roles, session
 from .assets import ROOT, htmx_available
 
@@ -31,7 +30,7 @@ _HTTP_MESSAGES = {
 }
 
 
-class PageHandler(tornado.web.RequestHandler):
+class PageHandler(RequestPlumbing, tornado.web.RequestHandler):
     """A back office page: every request carries a live operator session whose role holds the method's right.
 
     `rights` maps each method to a right of roles.RIGHTS; a method not listed is 405. `public` pages (login) need
@@ -42,16 +41,8 @@ class PageHandler(tornado.web.RequestHandler):
     public = False
 
     def initialize(self, ctx, route=None):
-        self.ctx = ctx
-        self.route_name = route  # the metrics' `route` label (server.make_app names every route)
+        super().initialize(ctx, route)
         self.operator = None
-
-    @property
-    def request_id(self) -> str:
-        """This request's id: the client's X-Request-ID when well formed, else a new one (contract §2)."""
-        if not hasattr(self, "_request_id"):
-            self._request_id = request_id_for(self.request.headers.get("X-Request-ID"))
-        return self._request_id
 
     def get_template_path(self):
         return TEMPLATES
@@ -77,24 +68,12 @@ class PageHandler(tornado.web.RequestHandler):
         """True when the browser talks HTTPS to us (directly, or to a proxy inside TRUSTED_PROXIES)."""
         return session.came_over_https(self.request, self.ctx.settings.trusted_proxies)
 
-    @property
-    def client_ip(self) -> str:
-        """The client's address (TRUSTED_PROXIES decides whether X-Forwarded-For is believed)."""
-        return client_ip(self.request.remote_ip, self.request.headers.get_list("X-Forwarded-For"),
-                         self.ctx.settings.trusted_proxies)
-
-    def actor(self, kind, user_id=None, operator_id=None) -> Actor:
-        """Who is acting, with this request's IP and user agent (for the audit rows)."""
-        return Actor(kind, user_id=user_id, operator_id=operator_id, ip=self.client_ip,
-                     user_agent=self.request.headers.get("User-Agent"))
-
     def operator_actor(self) -> Actor:
         """The audit actor of this page's action: the logged-in operator."""
         return self.actor("operator", operator_id=self.operator.id)
 
     async def prepare(self):
-        bind_request(self.request_id)
-        self._count_in_flight(True)
+        self.begin_serving()
         if self.request.method not in ("GET", "HEAD"):
             self.check_xsrf_cookie()  # Tornado's own check: 403 without the right token
         if self.public:
@@ -116,19 +95,6 @@ class PageHandler(tornado.web.RequestHandler):
             raise tornado.web.HTTPError(405)
         if not roles.may(self.operator.role, right):
             raise errors.forbidden("当前角色无权访问此页面或执行此操作")
-
-    def _count_in_flight(self, serving: bool):
-        # As handlers.base does: a draining worker waits for the requests under way before it closes connections.
-        if serving != getattr(self, "_in_flight", False):
-            self._in_flight = serving
-            self.ctx.in_flight += 1 if serving else -1
-
-    def on_finish(self):
-        self._count_in_flight(False)
-
-    def on_connection_close(self):
-        self._count_in_flight(False)
-        super().on_connection_close()
 
     def may(self, right: str) -> bool:
         """True when the logged-in operator holds `right`."""
@@ -227,5 +193,5 @@ class PageNotFound(PageHandler):
     public = True
 
     def prepare(self):
-        bind_request(self.request_id)
+        self.begin_serving()
         raise tornado.web.HTTPError(404)

@@ -42,10 +42,14 @@ class LoginHandler(PageHandler):
 
 
 class LogoutHandler(PageHandler):
-    """POST /admin/logout: the session cookie is expired (a form post, so another site cannot log anyone out)."""
+    """POST /admin/logout: the operator's tokens stop working (a copied cookie too) and the cookie is expired (a
+    form post, so another site cannot log anyone out)."""
 
     public = True
 
-    def post(self):
+    async def post(self):
+        token = session.load(self)
+        if token is not None:
+            await auth.end_operator_sessions(self.ctx, token)
         session.forget(self)
         self.redirect("/admin/login", status=303)

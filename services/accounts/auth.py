@@ -70,12 +70,21 @@ async def operator_for_token(ctx, token: str, roles=ROLES) -> Operator:
     operator = await Operator.select().where(Operator.id == payload["sub"]).aio_first()
     if operator is None or not operator.active:
         raise errors.unauthenticated("账号已停用")
-    changed = operator.password_changed_at
-    if changed is not None and payload.get("iat", 0) < int(changed.replace(tzinfo=dt.timezone.utc).timestamp()):
-        raise errors.unauthenticated("密码已修改，请重新登录")
+    for cutoff in (operator.password_changed_at, operator.sessions_ended_at):
+        if cutoff is not None and payload.get("iat", 0) < cutoff.replace(tzinfo=dt.timezone.utc).timestamp():
+            raise errors.unauthenticated("登录已失效，请重新登录")
     if operator.role not in roles:
         raise errors.forbidden("当前角色无权执行此操作")
     return operator
+
+
+async def end_operator_sessions(ctx, token: str):
+    """Log out: every token the operator holds now stops working (a valid token is needed to ask)."""
+    try:
+        operator_id = tokens.claims(ctx.settings.secret_key, token, "operator")["sub"]
+    except errors.ServiceError:
+        return
+    await Operator.update(sessions_ended_at=utcnow()).where(Operator.id == operator_id).aio_execute()
 
 
 async def create_operator(username: str, password: str, role: str) -> Operator:

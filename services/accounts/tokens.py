@@ -23,8 +23,9 @@ def _unb64(text: str) -> bytes:
 
 def issue(secret: str, kind: str, subject: int, ttl: int, now: float | None = None) -> str:
     """A token saying `kind` `subject` until now + ttl."""
-    issued = int(now or time.time())
-    payload = {"k": kind, "sub": subject, "iat": issued, "exp": issued + ttl}
+    issued = now or time.time()
+    # iat to the millisecond: a logout or a password change ends the tokens issued before it, even in its second
+    payload = {"k": kind, "sub": subject, "iat": round(issued, 3), "exp": int(issued) + ttl}
     body = _b64(json.dumps(payload, separators=(",", ":")).encode())
     sig = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
     return f"{body}.{_b64(sig)}"
