@@ -74,3 +74,17 @@ async def assert_invariants(reconcile_interval):
     """services.invariants finds nothing, not even a warning."""
     found = await check_invariants(reconcile_interval)
     assert found == [], "\n".join(v.line() for v in found)
+
+
+async def notifications(api, order_ids) -> list:
+    """The sandbox's payment notifications about these orders (with every delivery attempt)."""
+    wanted = set(order_ids)
+    items = (await api.control("GET", "/sandbox/notifications?event_type=TRANSACTION.SUCCESS"))["items"]
+    return [n for n in items if n.get("out_trade_no") in wanted]
+
+
+async def all_delivered(api, order_ids) -> bool:
+    """Every order has a payment notification and each was acknowledged with a 2xx in the end."""
+    notes = await notifications(api, order_ids)
+    return len({n["out_trade_no"] for n in notes}) == len(set(order_ids)) \
+        and all(n["status"] == "delivered" for n in notes)
