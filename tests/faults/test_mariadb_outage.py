@@ -1,5 +1,6 @@
 """MariaDB stopped for 10 s under load (a private server, never the shared one): clear 503s, nothing lost."""
 import asyncio
+import json
 import time
 
 import pytest
@@ -103,6 +104,7 @@ async def test_mariadb_down_10s_under_load_answers_503_and_applies_every_redeliv
     assert {r.outcome for r in await inbox(paying)} == {"applied"}
     attempts = [a for n in await notifications(api, paying) for a in n["attempts"]]
     assert {a.get("status") for a in attempts} == {503, 204}  # refused while down (WeChat Pay redelivers), never a 500
+    assert all(json.loads(a["body"])["code"] == "FAIL" for a in attempts if a["status"] == 503)
     refused = [(what, status, body) for what, status, body, *_ in load.answers if status not in (200, 201)]
     assert {"login", "create", "read", "schedules"} <= {what for what, *_ in refused}, "the load missed the outage"
     assert all(status == 503 and body["error"]["code"] in UNAVAILABLE and body["error"]["message"]
