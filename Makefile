@@ -19,7 +19,7 @@ run: servers
 	@PORT=$(PORT) SANDBOX_PORT=$(SANDBOX_PORT) bash scripts/run.sh
 
 test:
-	@WITH_NODE=1 WITH_BROWSER=1 bash scripts/bootstrap.sh
+	@WITH_NODE=1 WITH_BROWSER=1 WITH_DEPLOY=1 bash scripts/bootstrap.sh
 	@bash scripts/servers.sh start
 	@$(PY) -m pytest $(PYTEST_ARGS)
 

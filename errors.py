@@ -75,3 +75,23 @@ def payment_unavailable(message="微信支付暂时不可用，请稍后重试")
 def service_unavailable(message="服务暂时不可用，请稍后重试"):
     """503 SERVICE_UNAVAILABLE: safe to retry."""
     return ServiceError(503, "SERVICE_UNAVAILABLE", message)
+
+
+def order_not_refundable():
+    """409 ORDER_NOT_REFUNDABLE."""
+    return ServiceError(409, "ORDER_NOT_REFUNDABLE", "订单不是已支付或待退款状态，不能退款")
+
+
+def refund_exceeds_paid():
+    """422 REFUND_EXCEEDS_PAID."""
+    return ServiceError(422, "REFUND_EXCEEDS_PAID", "退款金额须在 1 分到可退金额之间")
+
+
+def refund_rejected(message):
+    """409 REFUND_REJECTED with WeChat Pay's own words."""
+    return ServiceError(409, "REFUND_REJECTED", message or "微信支付拒绝了退款")
+
+
+def operator_exists():
+    """409 OPERATOR_EXISTS."""
+    return ServiceError(409, "OPERATOR_EXISTS", "该用户名已存在")

@@ -32,7 +32,8 @@ async def _with_db(coro_fn):
 
 
 async def _create_operator(args):
-    from services.auth import create_operator
+    from services.accounts.auth import create_operator
+
     try:
         with open(args.password_file, encoding="utf-8") as fh:
             password = fh.read().strip()
@@ -70,7 +71,7 @@ async def _check_invariants(args) -> int:
     gateway = None
     if args.wechatpay:
         import settings as settings_module
-        from services.wechatpay import WeChatPayGateway
+        from services.wechat.pay_gateway import WeChatPayGateway
 
         gateway = WeChatPayGateway(settings_module.load_or_exit(env))
     try:

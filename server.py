@@ -8,26 +8,38 @@ import signal
 
 import redis.asyncio as aioredis
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 
 import settings as settings_module
-from handlers import admin, ops, users, wxpay_notify
+from handlers import ops, parents, wechatpay_callbacks
+from handlers.admin_api import admin_api_routes
 from handlers.base import NotFoundHandler
 from handlers.bodylimit import DISCARD_LIMIT, BodyLimit
 from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, order_snapshot
 from models import PaymentOrder, close_database, open_database
 from services.context import AppContext
-from services.notices import BookingNotices
-from services.reconcile import Reconciler
-from services.wechat_open import WeChatOpenAPI
-from services.wechatpay import PaymentGatewayError, WeChatPayGateway
-from services.wechatpay_notify import NotificationVerifier
+from services.jobs.reconcile import Reconciler
+from services.messages.subscribe_messages import MessageSender
+from services.wechat.notification_verifier import NotificationVerifier
+from services.wechat.open_api import WeChatOpenAPI
+from services.wechat.pay_gateway import PaymentGatewayError, WeChatPayGateway
+from supervisor import Supervisor
+from telemetry import metrics
+from telemetry.context import request_id_for
 from telemetry.logs import access_log, configure as configure_logging
 
 log = logging.getLogger("gym.server")
 
 ORDER_ID = r"([^/]+)"
+DRAIN_SECONDS = 20  # below systemd's TimeoutStopSec (30 s in deploy/systemd/gym.service)
+
+
+def _named(routes):
+    """Each of our handlers learns its route's pattern (the `route` label of the metrics, never a raw path)."""
+    return [(pattern, handler, {**kwargs, "route": pattern} if "ctx" in kwargs else kwargs)
+            for pattern, handler, kwargs in routes]
 
 
 def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
@@ -36,20 +48,19 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
     routes = [
         (r"/healthz", ops.HealthHandler, c),
         (r"/readyz", ops.ReadyHandler, c),
-        (r"/api/v1/auth/login", users.LoginHandler, c),
-        (r"/api/v1/courses/schedules", users.SchedulesHandler, c),
-        (r"/api/v1/courses/schedules/([0-9]{1,18})", users.ScheduleHandler, c),
-        (r"/api/v1/payment/orders/create", users.CreateOrderHandler, c),
-        (r"/api/v1/payment/orders", users.OrdersHandler, c),
-        (rf"/api/v1/payment/orders/{ORDER_ID}/cancel", users.CancelOrderHandler, c),
-        (rf"/api/v1/payment/orders/{ORDER_ID}", users.OrderHandler, c),
-        (r"/api/v1/payment/wxpay/create", users.WxPayCreateHandler, c),
-        (rf"/api/v1/payment/wxpay/qrcode/{ORDER_ID}", users.WxPayQRCodeHandler, c),
-        (r"/api/v1/payment/wxpay/callback", wxpay_notify.PaymentCallbackHandler, c),
-        (r"/api/v1/payment/wxpay/refund-callback", wxpay_notify.RefundCallbackHandler, c),
-        (r"/api/v1/admin/login", admin.AdminLoginHandler, c),
-        (r"/api/v1/admin/schedules", admin.AdminSchedulesHandler, c),
-        (r"/api/v1/admin/schedules/([0-9]{1,18})", admin.AdminScheduleHandler, c),
+        (r"/metrics", ops.MetricsHandler, c),
+        (r"/api/v1/auth/login", parents.LoginHandler, c),
+        (r"/api/v1/courses/schedules", parents.SchedulesHandler, c),
+        (r"/api/v1/courses/schedules/([0-9]{1,18})", parents.ScheduleHandler, c),
+        (r"/api/v1/payment/orders/create", parents.CreateOrderHandler, c),
+        (r"/api/v1/payment/orders", parents.OrdersHandler, c),
+        (rf"/api/v1/payment/orders/{ORDER_ID}/cancel", parents.CancelOrderHandler, c),
+        (rf"/api/v1/payment/orders/{ORDER_ID}", parents.OrderHandler, c),
+        (r"/api/v1/payment/wxpay/create", parents.WxPayCreateHandler, c),
+        (rf"/api/v1/payment/wxpay/qrcode/{ORDER_ID}", parents.WxPayQRCodeHandler, c),
+        (r"/api/v1/payment/wxpay/callback", wechatpay_callbacks.PaymentCallbackHandler, c),
+        (r"/api/v1/payment/wxpay/refund-callback", wechatpay_callbacks.RefundCallbackHandler, c),
+        *admin_api_routes(c),
         (r"/ws/orders", OrderStatusSocket, c),
         *extra_routes,
     ]
@@ -58,7 +69,7 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
 
         routes += demo_routes(c)
     ping = ctx.settings.ws_ping_interval_seconds
-    return tornado.web.Application(routes, default_handler_class=NotFoundHandler, default_handler_args=c,
+    return tornado.web.Application(_named(routes), default_handler_class=NotFoundHandler, default_handler_args=c,
                                    compress_response=False, websocket_ping_interval=ping,
                                    websocket_ping_timeout=ping, log_function=access_log)
 
@@ -67,8 +78,16 @@ def make_http_server(app, settings) -> tornado.httpserver.HTTPServer:
     """The HTTP server in front of the app: bodies over MAX_BODY_BYTES get 413, idle or slow clients are cut."""
     # BodyLimit refuses a body over MAX_BODY_BYTES itself (declared or chunked); Tornado's own cap only has to be
     # above what BodyLimit reads and discards so that the 413 is always answered.
-    return tornado.httpserver.HTTPServer(BodyLimit(app, settings.max_body_bytes), max_body_size=DISCARD_LIMIT,
-                                         idle_connection_timeout=75, body_timeout=30)
+    return tornado.httpserver.HTTPServer(BodyLimit(app, settings.max_body_bytes, on_refused=_refused),
+                                         max_body_size=DISCARD_LIMIT, idle_connection_timeout=75, body_timeout=30)
+
+
+def _refused(start_line, request_headers, response_headers):
+    """A body refused before any handler ran still gets its X-Request-ID, its log line and its count."""
+    rid = request_id_for(request_headers.get("X-Request-ID") if request_headers else None)
+    response_headers["X-Request-ID"] = rid
+    log.warning("413 %s %s: body over the limit [%s]", start_line.method, start_line.path.split("?")[0], rid)
+    metrics.observe_request("body_limit", start_line.method, 413, 0.0)
 
 
 async def open_context(settings, run_jobs=None) -> AppContext:
@@ -87,8 +106,8 @@ async def open_context(settings, run_jobs=None) -> AppContext:
     ctx.hub = Hub(ctx.redis, _snapshot_by_order_id)
     ctx.publisher = ctx.hub
     ctx.hub.start()
-    ctx.notices = BookingNotices(ctx)
-    ctx.notices.start()
+    ctx.messages = MessageSender(ctx)
+    ctx.messages.start()
     ctx.reconciler = None
     if settings.run_jobs if run_jobs is None else run_jobs:
         ctx.reconciler = Reconciler(ctx)
@@ -105,36 +124,55 @@ async def close_context(ctx: AppContext):
     if getattr(ctx, "reconciler", None):
         await ctx.reconciler.stop()
     await ctx.hub.stop()
-    await ctx.notices.stop()
+    await ctx.messages.stop()
     await ctx.gateway.close()
     await ctx.open_api.close()
     await ctx.redis.aclose()
     await close_database()
 
 
-async def main():
-    """Run the service until SIGTERM or SIGINT, then drain and close."""
-    settings = settings_module.load_or_exit()
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), settings.log_format)
+async def serve(settings, sockets):
+    """One worker: open everything, serve the bound sockets until SIGTERM or SIGINT, then drain and close."""
     ctx = await open_context(settings)
     app = make_app(ctx)
     server = make_http_server(app, settings)
-    server.listen(settings.port, settings.host)
-    log.info("listening on http://%s:%s", settings.host, settings.port)
+    server.add_sockets(sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    log.info("worker %d serving", os.getpid())
     await stop.wait()
-    log.info("shutting down: no new connections, draining")
+    log.info("worker %d shutting down: no new connections, draining", os.getpid())
     server.stop()
+    ctx.hub.close_sockets()  # WebSocket clients reconnect (to another worker) and get a fresh snapshot
+    deadline = loop.time() + DRAIN_SECONDS
+    while ctx.in_flight and loop.time() < deadline:  # requests under way finish (a WeChat Pay call may take 13 s)
+        await asyncio.sleep(0.05)
+    if ctx.in_flight:
+        log.warning("%d requests still running after %d s; closing anyway", ctx.in_flight, DRAIN_SECONDS)
     try:
-        await asyncio.wait_for(server.close_all_connections(), timeout=10)
+        await asyncio.wait_for(server.close_all_connections(), timeout=5)
     except asyncio.TimeoutError:
-        log.warning("some connections did not close in 10 s")
+        log.warning("some connections did not close in 5 s")
     await close_context(ctx)
+    log.info("worker %d stopped", os.getpid())
+
+
+def main():
+    """`python server.py`: bind the port, then serve it with one process or WORKERS supervised processes."""
+    settings = settings_module.load_or_exit()
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), settings.log_format)
+    sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
+    metrics.clear_directory()
+    metrics.init_series(settings.reconcile_interval_seconds)
+    log.info("listening on http://%s:%s with %d worker(s)", settings.host, settings.port, settings.workers)
+    if settings.workers == 1:
+        asyncio.run(serve(settings, sockets))
+    else:
+        Supervisor(settings.workers, lambda: asyncio.run(serve(settings, sockets))).run()
     log.info("stopped")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -9,8 +9,10 @@ import pymysql
 import tornado.web
 
 import errors
-from services import tokens
+from services.accounts import tokens
 from services.audit import Actor
+
+from telemetry.context import bind_request, request_id_for
 
 from .clientip import client_ip
 
@@ -23,17 +25,45 @@ _DB_ERRORS = (peewee.OperationalError, peewee.InterfaceError, pymysql.err.Operat
 class BaseHandler(tornado.web.RequestHandler):
     """Common plumbing of every API handler."""
 
-    def initialize(self, ctx):
+    def initialize(self, ctx, route=None):
         self.ctx = ctx
+        self.route_name = route
+
+    @property
+    def request_id(self) -> str:
+        """This request's id: the client's X-Request-ID when well formed, else a new one (contract §2)."""
+        if not hasattr(self, "_request_id"):
+            self._request_id = request_id_for(self.request.headers.get("X-Request-ID"))
+        return self._request_id
+
+    def check_xsrf_cookie(self):
+        """API routes authenticate with a bearer token, never a cookie: no cross-site forgery to check."""
 
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Request-ID", self.request_id)
 
     def prepare(self):
+        bind_request(self.request_id)
+        if not getattr(self, "_in_flight", False):
+            self._in_flight = True
+            self.ctx.in_flight += 1  # a draining worker waits for these before it closes connections
         limit = self.ctx.settings.max_body_bytes  # handlers.bodylimit answers first; this guards any other server
         if len(self.request.body or b"") > limit:
             raise errors.ServiceError(413, "PAYLOAD_TOO_LARGE", f"请求体超过 {limit} 字节")
+
+    def _done(self):
+        if getattr(self, "_in_flight", False):
+            self._in_flight = False
+            self.ctx.in_flight -= 1
+
+    def on_finish(self):
+        self._done()
+
+    def on_connection_close(self):
+        self._done()
+        super().on_connection_close()
 
     @property
     def client_ip(self) -> str:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from .base import database
 from .tables import (
-    BookingNotice, CourseSchedule, IdempotencyKey, JobLease, NotificationReceipt, Operator, PaymentAuditLog,
-    PaymentOrder, PaymentTransaction, Refund, SchemaMigration, SeatReservation, User,
+    CourseSchedule, IdempotencyKey, JobLease, NotificationReceipt, Operator, PaymentAuditLog, PaymentOrder,
+    PaymentTransaction, Refund, SchemaMigration, SeatReservation, User,
 )
 
 
@@ -50,7 +50,16 @@ async def _v1_initial_tables():
 
 
 async def _v2_booking_notices():
-    await database.aio_create_tables([BookingNotice], safe=True)
+    # As it was created at version 2 (the table is renamed and grows in version 4).
+    await database.aio_execute_sql(
+        "CREATE TABLE IF NOT EXISTS `booking_notices` (`id` INTEGER AUTO_INCREMENT NOT NULL PRIMARY KEY, "
+        "`order_id` INTEGER NOT NULL, `openid` VARCHAR(128) NOT NULL, `template_id` VARCHAR(128) NOT NULL, "
+        "`payload` LONGTEXT NOT NULL, `status` VARCHAR(16) NOT NULL, `attempts` INTEGER NOT NULL, "
+        "`next_attempt_at` DATETIME(6) NOT NULL, `lease_until` DATETIME(6), `last_error` TEXT, `sent_at` DATETIME(6), "
+        "`created_at` DATETIME(6) NOT NULL, FOREIGN KEY (`order_id`) REFERENCES `payment_orders` (`id`))")
+    await add_index("booking_notices", "booking_notices_order_id", ["order_id"], unique=True)
+    await add_index("booking_notices", "booking_notices_status", ["status"])
+    await add_index("booking_notices", "booking_notices_next_attempt_at", ["next_attempt_at"])
 
 
 async def _v3_leases_backoff_inbox():
@@ -67,11 +76,44 @@ async def _v3_leases_backoff_inbox():
     await add_index("notification_receipts", "notification_receipts_last_seen", ["last_seen_at"])
 
 
+async def _table_exists(table) -> bool:
+    return await _count("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                        "AND TABLE_NAME = %s", (table,)) > 0
+
+
+async def _v4_refunds_and_subscribe_messages():
+    for column, ddl in (("idem_key", "VARCHAR(128) NULL"), ("submitted_at", "DATETIME(6) NULL"),
+                        ("last_error", "VARCHAR(255) NULL"), ("user_received_account", "VARCHAR(64) NULL")):
+        await add_column("refunds", column, ddl)
+    await add_index("refunds", "refunds_order_id_idem_key", ["order_id", "idem_key"], unique=True)
+    await add_index("refunds", "refunds_status", ["status"])
+    if await _table_exists("booking_notices") and not await _table_exists("subscribe_messages"):
+        await database.aio_execute_sql("RENAME TABLE `booking_notices` TO `subscribe_messages`")
+    await add_column("operators", "password_changed_at", "DATETIME(6) NULL")
+    await add_column("subscribe_messages", "kind", "VARCHAR(16) NOT NULL DEFAULT 'booking'")
+    await add_column("subscribe_messages", "refund_id", "INTEGER NULL")
+    await add_column("subscribe_messages", "dedupe_key", "VARCHAR(64) NULL")
+    await database.aio_execute_sql("UPDATE `subscribe_messages` SET `dedupe_key` = CONCAT('booking:', `order_id`) "
+                                   "WHERE `dedupe_key` IS NULL")
+    await database.aio_execute_sql("ALTER TABLE `subscribe_messages` MODIFY `dedupe_key` VARCHAR(64) NOT NULL")
+    await add_index("subscribe_messages", "subscribe_messages_dedupe_key", ["dedupe_key"], unique=True)
+    await add_index("subscribe_messages", "subscribe_messages_order_id", ["order_id"])  # the foreign key's index
+    if await _index_exists("subscribe_messages", "booking_notices_order_id"):
+        await database.aio_execute_sql("DROP INDEX `booking_notices_order_id` ON `subscribe_messages`")
+
+
+async def _v5_request_ids():
+    await add_column("payment_audit_log", "request_id", "VARCHAR(80) NULL")
+    await add_index("payment_audit_log", "payment_audit_log_request_id", ["request_id"])
+
+
 # Append new (version, name, coroutine function) entries; never edit an applied one.
 MIGRATIONS = [
     (1, "initial tables", _v1_initial_tables),
     (2, "booking notices", _v2_booking_notices),
     (3, "lease tokens, reconciler back-off, notification inbox", _v3_leases_backoff_inbox),
+    (4, "refunds from operators, subscribe messages for refunds", _v4_refunds_and_subscribe_messages),
+    (5, "request ids in the audit log", _v5_request_ids),
 ]
 
 

@@ -32,6 +32,7 @@ class Operator(BaseModel):
     password_hash = pw.CharField(max_length=255)
     role = pw.CharField(max_length=16)  # admin | finance | staff
     active = pw.BooleanField(default=True)
+    password_changed_at = UTCDateTimeField(null=True)  # tokens issued before it stop working
     created_at = UTCDateTimeField(default=utcnow)
     last_login_at = UTCDateTimeField(null=True)
 
@@ -133,15 +134,19 @@ class SeatReservation(BaseModel):
 
 
 class Refund(BaseModel):
-    """A refund an operator asked WeChat Pay for."""
+    """A refund an operator asked WeChat Pay for; `out_refund_no` is ours, `refund_id` WeChat Pay's."""
 
     out_refund_no = pw.CharField(max_length=64, unique=True)
     order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", index=True)
     refund_id = pw.CharField(max_length=64, null=True)
     amount_fen = pw.IntegerField()
-    status = pw.CharField(max_length=16, default="PROCESSING")
+    status = pw.CharField(max_length=16, default="PROCESSING", index=True)  # PROCESSING|SUCCESS|CLOSED|ABNORMAL|REJECTED
     reason = pw.CharField(max_length=80, null=True)
     operator = pw.ForeignKeyField(Operator, column_name="operator_id", null=True)
+    idem_key = pw.CharField(max_length=128, null=True)  # the operator's Idempotency-Key (unique per order)
+    submitted_at = UTCDateTimeField(null=True)  # when WeChat Pay acknowledged the request
+    last_error = pw.CharField(max_length=255, null=True)
+    user_received_account = pw.CharField(max_length=64, null=True)
     success_time = pw.CharField(max_length=40, null=True)
     lease_owner = pw.CharField(max_length=64, null=True)
     lease_until = UTCDateTimeField(null=True)
@@ -152,6 +157,7 @@ class Refund(BaseModel):
 
     class Meta:
         table_name = "refunds"
+        indexes = ((("order", "idem_key"), True),)
 
 
 class PaymentAuditLog(BaseModel):
@@ -173,6 +179,7 @@ class PaymentAuditLog(BaseModel):
     request_data = JSONText(null=True)
     response_data = JSONText(null=True)
     error_message = pw.TextField(null=True)
+    request_id = pw.CharField(max_length=80, null=True, index=True)  # the X-Request-ID (or job round) behind it
     created_at = UTCDateTimeField(default=utcnow, index=True)
 
     class Meta:
@@ -241,10 +248,14 @@ class SchemaMigration(BaseModel):
 
 
 
-class BookingNotice(BaseModel):
-    """A subscribe message telling the parent 预约成功: written with the payment, sent (and retried) after."""
+class SubscribeMessage(BaseModel):
+    """A subscribe message to a parent (预约成功 on payment, 退款通知 on a refund): written in the transaction of
+    the change, sent (and retried) after it."""
 
-    order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", unique=True)
+    dedupe_key = pw.CharField(max_length=64, unique=True)  # booking:<order pk> | refund:<refund pk>
+    kind = pw.CharField(max_length=16, default="booking")  # booking | refund
+    order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", index=True)
+    refund = pw.ForeignKeyField(Refund, column_name="refund_id", null=True)
     openid = pw.CharField(max_length=128)
     template_id = pw.CharField(max_length=128)
     payload = JSONText()
@@ -258,5 +269,5 @@ class BookingNotice(BaseModel):
     created_at = UTCDateTimeField(default=utcnow)
 
     class Meta:
-        table_name = "booking_notices"
+        table_name = "subscribe_messages"
 

@@ -8,6 +8,7 @@ import uuid
 from collections import defaultdict, deque
 
 from models import utcnow
+from telemetry import metrics
 from services.timefmt import iso
 
 log = logging.getLogger("gym.realtime")
@@ -75,6 +76,7 @@ class Hub:
             if len(self.outbox) == self.outbox.maxlen:
                 log.error("push outbox full: the oldest queued push is dropped (clients re-read on resubscribe)")
             self.outbox.append([message, False])
+        metrics.REDIS_PUSH_BACKLOG.set(len(self.outbox))
         self._outbox_ready.set()
 
     async def _publish_queued(self):
@@ -93,6 +95,7 @@ class Hub:
                     continue
                 if self.outbox and self.outbox[0] is item:
                     self.outbox.popleft()
+                metrics.REDIS_PUSH_BACKLOG.set(len(self.outbox))
 
     def _deliver_queued_here(self, error):
         """Redis refused: every queued push not yet delivered here goes to this process's clients now."""
@@ -116,6 +119,14 @@ class Hub:
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._listen_forever())
         self._publisher_task = loop.create_task(self._publish_queued())
+
+    def close_sockets(self, code=1001, reason="server restarting"):
+        """Close every subscribed WebSocket (the process is going away; clients reconnect elsewhere)."""
+        for conn in {c for conns in self.subscribers.values() for c in conns}:
+            try:
+                conn.close(code, reason)
+            except Exception:  # noqa: BLE001 - already closing
+                pass
 
     async def stop(self, flush_seconds=2.0):
         """Publish what is queued (for up to `flush_seconds`), then stop listening."""

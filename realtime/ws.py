@@ -8,9 +8,11 @@ import tornado.websocket
 
 import errors
 from models import PaymentOrder
-from services import tokens
-from services.orders import get_user_order, reservation_of
+from services.accounts import tokens
+from services.orders.booking import get_user_order, reservation_of
 from services.timefmt import iso
+
+from telemetry.context import bind_request, request_id_for
 
 from .hub import status_message
 
@@ -29,15 +31,27 @@ async def order_snapshot(order) -> dict:
 class OrderStatusSocket(tornado.websocket.WebSocketHandler):
     """One mini-program connection; forwards its subscriptions to the Hub."""
 
-    def initialize(self, ctx):
+    def initialize(self, ctx, route=None):
         self.ctx = ctx
+        self.route_name = route
         self.user_id = None
         self.orders = set()
+
+    @property
+    def request_id(self) -> str:
+        """The handshake's X-Request-ID (or a new one), kept for the socket's life."""
+        if not hasattr(self, "_request_id"):
+            self._request_id = request_id_for(self.request.headers.get("X-Request-ID"))
+        return self._request_id
+
+    def set_default_headers(self):
+        self.set_header("X-Request-ID", self.request_id)
 
     def check_origin(self, origin):
         return True  # the token authenticates; the mini-program sends no browser Origin we could trust
 
     def open(self):
+        bind_request(self.request_id)
         try:
             self.user_id = tokens.verify(self.ctx.settings.secret_key, self.get_query_argument("token", ""), "user")
         except errors.ServiceError:
@@ -46,6 +60,7 @@ class OrderStatusSocket(tornado.websocket.WebSocketHandler):
     async def on_message(self, message):
         if self.user_id is None:
             return
+        bind_request(self.request_id)
         try:
             data = json.loads(message)
             op = data.get("op")

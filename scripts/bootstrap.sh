@@ -11,6 +11,11 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ "${WITH_BROWSER:-0}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fi
+if [ "${WITH_DEPLOY:-0}" = 1 ]; then  # the production-like tests: nginx with TLS, promtool for the alert rules
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "==> installing ${need[*]} with apt-get"

@@ -1,10 +1,12 @@
 """Audit rows for payment_audit_log, written inside the caller's transaction, with secrets masked."""
 from __future__ import annotations
 
+import contextvars
 import json
 from dataclasses import dataclass
 
 from models import PaymentAuditLog
+from telemetry.context import current_request_id
 
 _SECRET_KEYS = {"openid", "sub_openid", "session_key", "password", "secret", "token", "access_token",
                 "authorization", "paysign", "ciphertext", "apiv3_key", "private_key", "code", "js_code"}
@@ -49,10 +51,38 @@ def _snapshot(data):
     return json.dumps(mask(data), ensure_ascii=False, default=str)[:60000]
 
 
+pending_rows = contextvars.ContextVar("pending_audit_rows", default=None)
+
+
+def collect():
+    """Start collecting this transaction's audit rows (services.uow calls it; flush() writes them). A nested
+    transaction adds to the outer one's rows (None is returned: the outer one flushes)."""
+    if pending_rows.get() is not None:
+        return None
+    rows = []
+    pending_rows.set(rows)
+    return rows
+
+
+def discard(rows):
+    """The transaction failed: stop collecting (its rows roll back with it)."""
+    if rows is not None:
+        pending_rows.set(None)
+
+
+async def flush(rows):
+    """Write the collected rows in one INSERT (inside the transaction, before it commits)."""
+    if rows is None:
+        return
+    pending_rows.set(None)
+    if rows:
+        await PaymentAuditLog.insert_many(rows).aio_execute()
+
+
 async def record(action, actor: Actor, *, order=None, transaction=None, refund=None, entity="order",
                  old_status=None, new_status=None, detail=None, request=None, response=None, error=None):
-    """Insert one audit row (call inside the transaction that makes the change)."""
-    await PaymentAuditLog.insert(
+    """One audit row, written in the transaction that makes the change (batched with the transaction's others)."""
+    row = dict(
         order=order.id if order is not None else None,
         transaction=transaction.id if transaction is not None else None,
         refund=refund.id if refund is not None else None,
@@ -69,4 +99,10 @@ async def record(action, actor: Actor, *, order=None, transaction=None, refund=N
         request_data=_snapshot(request),
         response_data=_snapshot(response),
         error_message=error,
-    ).aio_execute()
+        request_id=current_request_id(),
+    )
+    rows = pending_rows.get()
+    if rows is not None:
+        rows.append(row)
+    else:
+        await PaymentAuditLog.insert(**row).aio_execute()

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from telemetry import metrics
 
 log = logging.getLogger("gym")
 
@@ -14,23 +14,32 @@ class AppContext:
     """Settings plus the long-lived clients; built by server.open_context()."""
 
     settings: object
-    gateway: object = None  # services.wechatpay.WeChatPayGateway
-    verifier: object = None  # services.wechatpay_notify.NotificationVerifier
+    gateway: object = None  # services.wechat.pay_gateway.WeChatPayGateway
+    verifier: object = None  # services.wechat.notification_verifier.NotificationVerifier
     redis: object = None  # redis.asyncio.Redis
-    open_api: object = None  # services.wechat_open.WeChatOpenAPI
+    open_api: object = None  # services.wechat.open_api.WeChatOpenAPI
     publisher: object = None  # realtime publisher: async publish(events)
-    notices: object = None  # services.notices.BookingNotices
+    messages: object = None  # services.messages.subscribe_messages.MessageSender
     hub: object = None  # realtime.hub.Hub
-    reconciler: object = None  # services.reconcile.Reconciler
-    instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{id(object())}")
+    reconciler: object = None  # services.jobs.reconcile.Reconciler
+    in_flight: int = 0  # HTTP requests being served (a draining worker waits for them)
 
-    async def publish(self, events):
-        """Hand committed status changes to the realtime publisher; never raises."""
-        if not events or self.publisher is None:
-            return
-        try:
-            await self.publisher.publish(events)
-        except Exception:  # noqa: BLE001 - a push that cannot go out never undoes the committed state
-            log.exception("publishing %d status events failed", len(events))
-        if self.notices is not None and any(e["status"] == "paid" for e in events):
-            self.notices.kick()
+    def count_message(self, kind, result):
+        """A subscribe message was sent, will be retried, or failed for good."""
+        metrics.NOTICES.labels(kind, result).inc()
+
+    def count_notification(self, kind, outcome):
+        """A WeChat Pay notification ended with `outcome`."""
+        metrics.NOTIFICATIONS.labels(kind, outcome).inc()
+
+    async def committed(self, uow):
+        """After a commit: count it, push the status changes, wake the message sender; never raises."""
+        events = uow.events
+        metrics.committed(uow, self.settings.reconcile_interval_seconds)
+        if events and self.publisher is not None:
+            try:
+                await self.publisher.publish(events)
+            except Exception:  # noqa: BLE001 - a push that cannot go out never undoes the committed state
+                log.exception("publishing %d status events failed", len(events))
+        if self.messages is not None and (any(e["status"] == "paid" for e in events) or "SUCCESS" in uow.refunds):
+            self.messages.kick()

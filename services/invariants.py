@@ -16,8 +16,8 @@ from peewee import fn
 
 from models import CourseSchedule, PaymentAuditLog, PaymentOrder, PaymentTransaction, SeatReservation, database, utcnow
 
-from .lifecycle import seat_taking_condition
-from .wechatpay import PaymentGatewayError
+from .orders.seats import seat_taking_condition
+from .wechat.pay_gateway import PaymentGatewayError
 
 PAID = ("paid", "refund_required", "refunded")  # the orders WeChat Pay took money for
 ENDED = ("cancelled", "failed", "expired", "refund_required", "refunded")  # they hold no seat

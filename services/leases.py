@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from peewee import SQL
 
 import errors
-from models import BookingNotice, JobLease, PaymentOrder, Refund
+from models import JobLease, PaymentOrder, Refund
 
 log = logging.getLogger("gym.leases")
 
@@ -118,7 +118,7 @@ class Lease:
             log.warning("releasing the lease on %s %s failed (it will run out): %s", self.model.__name__, self.key, e)
 
 
-def order_lease(order_pk: int, seconds: float = 30) -> Lease:
+def order_lease(order_pk: int, seconds: float = 15) -> Lease:
     """A lease on one order: prepay, cancel, expiry and the reconciler's work on it never overlap."""
     return Lease(PaymentOrder, PaymentOrder.id, order_pk, seconds)
 
@@ -126,11 +126,6 @@ def order_lease(order_pk: int, seconds: float = 30) -> Lease:
 def refund_lease(refund_pk: int, seconds: float = 30) -> Lease:
     """A lease on one refund: its submission and settlement by the reconciler never overlap."""
     return Lease(Refund, Refund.id, refund_pk, seconds)
-
-
-def notice_lease(notice_pk: int, seconds: float = 30) -> Lease:
-    """A lease on one subscribe message while it is being sent."""
-    return Lease(BookingNotice, BookingNotice.id, notice_pk, seconds)
 
 
 def job_lease(name: str, seconds: float) -> Lease:

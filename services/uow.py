@@ -9,6 +9,7 @@ import pymysql
 
 from models import database
 
+from . import audit
 from .timefmt import iso
 
 log = logging.getLogger("gym.uow")
@@ -22,6 +23,10 @@ class UnitOfWork:
     def __init__(self):
         self.events = []
         self.after_commit = []
+        self.payments = []  # sources of the payments applied (notify | query | close)
+        self.releases = []  # (released_at, due) of the seats given back
+        self.refunds = []  # statuses refunds reached
+        self.failures = []  # reasons of payments reported failed
 
     def order_changed(self, order, reservation=None):
         """Remember that an order's status (or its reservation's) changed."""
@@ -30,6 +35,24 @@ class UnitOfWork:
             "reservation_status": reservation.status if reservation is not None else None,
             "at": iso(order.updated_at),
         })
+
+
+    def payment_applied(self, source):
+        """A payment was applied (counted once committed)."""
+        self.payments.append(source)
+
+    def seat_released(self, reservation):
+        """A seat was given back; it was due at its hold's end when it lapsed, else at once."""
+        due = reservation.expires_at if reservation.status == "expired" else reservation.released_at
+        self.releases.append((reservation.released_at, due))
+
+    def payment_failed(self, reason):
+        """A payment was reported failed (the order ends `failed`)."""
+        self.failures.append(reason)
+
+    def refund_changed(self, refund):
+        """A refund reached a new status."""
+        self.refunds.append(refund.status)
 
 
 def _errno(exc):
@@ -48,7 +71,12 @@ async def run_in_transaction(ctx, fn, *args, retries=4, **kwargs):
         uow = UnitOfWork()
         try:
             async with database.aio_atomic():
-                result = await fn(uow, *args, **kwargs)
+                rows = audit.collect()
+                try:
+                    result = await fn(uow, *args, **kwargs)
+                    await audit.flush(rows)
+                finally:
+                    audit.discard(rows)
         except (peewee.OperationalError, pymysql.err.OperationalError) as e:
             attempt += 1
             if _errno(e) in _RETRY_ERRNOS and attempt < retries:
@@ -61,5 +89,5 @@ async def run_in_transaction(ctx, fn, *args, retries=4, **kwargs):
                 await hook()
             except Exception:  # noqa: BLE001
                 log.exception("after-commit hook failed")
-        await ctx.publish(uow.events)
+        await ctx.committed(uow)
         return result

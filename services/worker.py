@@ -25,6 +25,10 @@ class BackgroundWorker:
     async def on_stop(self):
         """Called once after the loop ended (subclasses give back what they hold)."""
 
+    def next_wait(self) -> float:
+        """Seconds until the next round (subclasses may vary it)."""
+        return self.interval
+
     def start(self):
         """Start the loop in the running event loop."""
         self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.name)
@@ -52,7 +56,7 @@ class BackgroundWorker:
             except Exception:  # noqa: BLE001 - the database may be down; try again next round
                 log.exception("%s: round failed", self.name)
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=self.next_wait())
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()

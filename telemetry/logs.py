@@ -10,6 +10,10 @@ from __future__ import annotations
 import logging
 import re
 
+from pythonjsonlogger.json import JsonFormatter
+
+from .context import order_id_var, request_id_var
+
 _QUERY_SECRET = re.compile(
     r"(?i)((?:^|[?&\s\"'(,;])(?:secret|app_?secret|js_code|access_token|token|password|session_key)=)"
     r"[^&\s\"'),;]+")
@@ -27,6 +31,15 @@ def redact(text: str) -> str:
     return _BEARER.sub(r"\1***", text)
 
 
+class ContextFields(logging.Filter):
+    """Adds request_id and order_id (from telemetry.context) to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = getattr(record, "request_id", None) or request_id_var.get()
+        record.order_id = getattr(record, "order_id", None) or order_id_var.get()
+        return True
+
+
 class Redactor(logging.Filter):
     """Rewrites each record's message (and exception text) with secrets removed."""
 
@@ -42,14 +55,27 @@ class Redactor(logging.Filter):
         return True
 
 
+def formatter(fmt: str) -> logging.Formatter:
+    """`text`: one line per record; `json`: one JSON object per line (python-json-logger)."""
+    if fmt == "json":
+        return JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(order_id)s "
+                             "%(process)d",
+                             rename_fields={"asctime": "time", "levelname": "level", "name": "logger",
+                                            "process": "pid"},
+                             datefmt="%Y-%m-%dT%H:%M:%S%z", json_ensure_ascii=False)
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+
+
 def configure(level="INFO", fmt="text"):
-    """Root logging for the service: the format, the redaction filter on every handler, noisy libraries quiet."""
+    """Root logging for the service: the format, the context and redaction filters on every handler, noisy
+    libraries quiet."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.StreamHandler()
+    handler.addFilter(ContextFields())
     handler.addFilter(Redactor())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(fmt))
     root.addHandler(handler)
     root.setLevel(level)
     for name in _QUIET:
@@ -58,10 +84,20 @@ def configure(level="INFO", fmt="text"):
 
 
 def access_log(handler) -> None:
-    """Tornado's log_function: status, method, the path without its query string, time, client address."""
+    """Tornado's log_function: status, method, the path without its query string, time, client address.
+
+    Also where the request's metrics are counted (one place sees every answer, errors and 404s included).
+    """
     status = handler.get_status()
     request = handler.request
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     ip = getattr(handler, "client_ip", None) or request.remote_ip
+    seconds = request.request_time()
     logging.getLogger("tornado.access").log(level, "%d %s %s (%s) %.1fms", status, request.method, request.path, ip,
-                                            1000.0 * request.request_time())
+                                            1000.0 * seconds, extra={"request_id": getattr(handler, "request_id", None),
+                                                                     "status": status, "method": request.method,
+                                                                     "path": request.path, "client_ip": ip,
+                                                                     "duration_ms": round(1000.0 * seconds, 1)})
+    from . import metrics  # late: the metrics module sets the multiprocess directory before prometheus_client loads
+
+    metrics.observe_request(getattr(handler, "route_name", None) or "unmatched", request.method, status, seconds)

@@ -53,7 +53,7 @@ class Api:
 
     async def admin_token(self, role="admin"):
         """An operator token (the operator is made through the service's own create_operator)."""
-        from services.auth import create_operator
+        from services.accounts.auth import create_operator
 
         name = f"op-{role}-{time.monotonic_ns()}"
         await create_operator(name, "correct-horse-battery", role)
@@ -102,6 +102,28 @@ class Api:
         status, params = await self.prepay(token, order["order_id"])
         assert status == 200, params
         return sid, token, openid, order, params
+
+    async def paid_order(self, capacity=5, title="体验课"):
+        """A new session and parent with an order paid through the sandbox (notification applied).
+
+        Returns (schedule_id, token, openid, order as it now stands).
+        """
+        sid, token, openid, order, _ = await self.order_in_payment(capacity=capacity, title=title)
+        await self.control("POST", f"/sandbox/orders/{order['order_id']}/pay", {"notify": True})
+
+        async def paid():
+            view = await self.get_order(token, order["order_id"])
+            return view if view["status"] == "paid" else None
+
+        return sid, token, openid, await eventually(paid, what="the payment to be applied")
+
+    async def refund(self, token, order_id, amount_fen, key=None, reason="家长申请退款"):
+        """Ask for a refund as an operator; returns (status, body)."""
+        key = key or f"key-{time.monotonic_ns()}"
+        status, body, _ = await self.call("POST", f"/api/v1/admin/orders/{order_id}/refunds",
+                                          {"amount_fen": amount_fen, "reason": reason}, token=token,
+                                          headers={"Idempotency-Key": key})
+        return status, body
 
     async def remaining(self, schedule_id):
         """Seats left as the public listing says."""

@@ -70,7 +70,7 @@ def http_json(method, url, body=None, headers=None, timeout=10):
 class SandboxProcess:
     """A running `python -m sandbox` on a loopback port, with its control API."""
 
-    def __init__(self, state_dir, time_scale=0.01, extra_args=(), port=None):
+    def __init__(self, state_dir, time_scale=0.01, extra_args=(), env=None, port=None):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.state_dir = state_dir
@@ -79,7 +79,7 @@ class SandboxProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(self.port),
              "--state-dir", state_dir, "--time-scale", str(time_scale), *extra_args],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
         wait_until(self._healthy, timeout=20, what="the sandbox to answer /sandbox/health")
         self.env = read_env_file(os.path.join(state_dir, "service.env"))

@@ -10,7 +10,8 @@ import asyncio
 import pytest
 
 from models import PaymentOrder
-from services import audit, payments
+from services import audit
+from services.payments import checkout as payments
 from services.uow import run_in_transaction
 from tests.api import eventually
 

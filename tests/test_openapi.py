@@ -367,7 +367,7 @@ def _pad(n=MAX_BODY + 100):
 
 @pytest.mark.gen_test(timeout=240)
 async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url):
-    from services.auth import create_operator
+    from services.accounts.auth import create_operator
     from tests.forge import Forger
 
     c = Contract(api)

@@ -102,6 +102,7 @@ class RecordedHandler(BaseHandler):
         self.sandbox.requests.add({
             "at": clock.iso(clock.now()),
             "method": self.request.method,
+            "client_request_id": self.request.headers.get("X-Request-ID"),
             "path": self.request.path,
             "uri": self.request.uri,
             "status": self.get_status(),

@@ -10,16 +10,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 
 from peewee import fn
 
 from models import JobLease, PaymentOrder, SeatReservation, utcnow
+from telemetry import metrics
+from telemetry.context import bind_order, new_job_context
 
-from . import audit
-from .leases import LeaseLost, ensure_job_row, job_lease, order_lease
-from .payments import close_and_release, settle_from_wechat
-from .wechatpay import PaymentGatewayError
-from .worker import BackgroundWorker
+from .. import audit
+from ..leases import LeaseLost, ensure_job_row, job_lease, order_lease
+from ..orders.seats import hold_lapsed, lapsed_hold_condition
+from ..payments.checkout import close_and_release, settle_from_wechat
+from ..refunds.refunds import check_refund, refund_checked, refund_lease, refunds_to_check
+from ..wechat.pay_gateway import PaymentGatewayError
+from ..worker import BackgroundWorker
 
 log = logging.getLogger("gym.reconcile")
 
@@ -36,8 +41,8 @@ async def _lapsed_unstarted(now, batch):
     """Pending orders without a WeChat Pay order whose hold or order has run out: expired without any call."""
     return [o.id for o in await PaymentOrder.select(PaymentOrder.id).join(
         SeatReservation, on=(SeatReservation.order == PaymentOrder.id)).where(
-        (PaymentOrder.status == "pending") & (SeatReservation.payment_started == False)  # noqa: E712
-        & ((SeatReservation.expires_at <= now) | (PaymentOrder.expires_at <= now)) & _due(now))
+        (PaymentOrder.status == "pending") & PaymentOrder.trade_type.is_null() & _due(now)
+        & (lapsed_hold_condition(now) | (PaymentOrder.expires_at <= now)))
         .order_by(SeatReservation.expires_at).limit(batch).aio_execute()]
 
 
@@ -56,10 +61,12 @@ async def check_order(ctx, order_pk, lease):
     """Query WeChat Pay about one pending order and act on the answer (call under the order's lease)."""
     now = utcnow()
     order = await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
+    bind_order(order.order_id)
     if order.status != "pending":
         return
     if not order.trade_type:
-        if order.expires_at <= now or await _hold_lapsed(order, now):
+        reservation = await SeatReservation.select().where(SeatReservation.order == order.id).aio_first()
+        if order.expires_at <= now or hold_lapsed(reservation, now):
             await close_and_release(ctx, order_pk, "expired", "seat_hold_lapsed" if order.expires_at > now
                                     else "order_expired", audit.SYSTEM, "order_expired", lease)
         return
@@ -70,11 +77,6 @@ async def check_order(ctx, order_pk, lease):
         await close_and_release(ctx, order_pk, "failed", "payment_error", audit.SYSTEM, "payment_failed", lease)
     elif state in ("CLOSED", "REVOKED") or order.expires_at <= now:
         await close_and_release(ctx, order_pk, "expired", "order_expired", audit.SYSTEM, "order_expired", lease)
-
-
-async def _hold_lapsed(order, now):
-    reservation = await SeatReservation.select().where(SeatReservation.order == order.id).aio_first()
-    return reservation is not None and not reservation.payment_started and reservation.expires_at <= now
 
 
 async def _checked(order_pk, interval, failed: bool):
@@ -90,7 +92,7 @@ async def _checked(order_pk, interval, failed: bool):
 
 async def _work_on(ctx, order_pk, gate) -> int:
     async with gate:
-        lease = order_lease(order_pk, seconds=60)
+        lease = order_lease(order_pk, seconds=15)
         if not await lease.try_claim():
             return 0  # a request or another process is on it
         lease.start_heartbeat()
@@ -113,15 +115,43 @@ async def _work_on(ctx, order_pk, gate) -> int:
         return 1
 
 
+async def _work_on_refund(ctx, refund_pk, gate) -> int:
+    async with gate:
+        lease = refund_lease(refund_pk, seconds=15)
+        if not await lease.try_claim():
+            return 0  # being submitted or settled right now
+        lease.start_heartbeat()
+        failed = False
+        try:
+            await check_refund(ctx, refund_pk, lease)
+        except PaymentGatewayError as e:
+            failed = True
+            log.warning("reconcile: WeChat Pay unavailable for refund %s: %s", refund_pk, e)
+        except LeaseLost:
+            log.warning("reconcile: lost the lease on refund %s; it is retried next pass", refund_pk)
+        except Exception:  # noqa: BLE001 - one bad refund must not stop the others
+            failed = True
+            log.exception("reconcile: refund %s failed", refund_pk)
+        finally:
+            try:
+                await refund_checked(refund_pk, ctx.settings.reconcile_interval_seconds, failed)
+            finally:
+                await lease.end()
+        return 1
+
+
 async def run_pass(ctx) -> int:
-    """One pass over the orders that need attention; returns how many were worked on."""
+    """One pass over the orders and refunds that need attention; returns how many were worked on."""
     settings = ctx.settings
     now = utcnow()
     overdue = max(settings.reconcile_interval_seconds, 1.0)
     batch = settings.reconcile_batch
     candidates = await _lapsed_unstarted(now, batch) + await _started_to_check(now, overdue, batch)
+    refunds = await refunds_to_check(now, overdue, batch)
     gate = asyncio.Semaphore(CONCURRENCY)
-    return sum(await asyncio.gather(*[_work_on(ctx, pk, gate) for pk in dict.fromkeys(candidates)]))
+    work = [_work_on(ctx, pk, gate) for pk in dict.fromkeys(candidates)]
+    work += [_work_on_refund(ctx, pk, gate) for pk in refunds]
+    return sum(await asyncio.gather(*work))
 
 
 class Reconciler(BackgroundWorker):
@@ -132,7 +162,9 @@ class Reconciler(BackgroundWorker):
     def __init__(self, ctx):
         super().__init__(ctx.settings.reconcile_interval_seconds)
         self.ctx = ctx
-        self.lease = job_lease(JOB, seconds=max(self.interval * 3, 30))
+        # Renewed every round (and by a heartbeat during a pass); if its holder dies, another process takes over
+        # within about two intervals, as the others try every half interval.
+        self.lease = job_lease(JOB, seconds=max(self.interval * 1.5, 3.0))
         self.holding = False
         self.passes = 0
 
@@ -145,13 +177,18 @@ class Reconciler(BackgroundWorker):
         if not self.holding:
             return
         self.lease.start_heartbeat()
+        new_job_context("reconcile")
         try:
             await run_pass(self.ctx)
             self.passes += 1
+            metrics.RECONCILE_LAST_SUCCESS.set(time.time())
             await JobLease.update(runs=JobLease.runs + 1).where(
                 (JobLease.name == JOB) & (JobLease.owner == self.lease.token)).aio_execute()
         finally:
             await self.lease.stop_heartbeat()
+
+    def next_wait(self) -> float:
+        return self.interval if self.holding else self.interval / 2
 
     async def on_stop(self):
         if self.holding:

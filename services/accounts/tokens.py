@@ -23,7 +23,8 @@ def _unb64(text: str) -> bytes:
 
 def issue(secret: str, kind: str, subject: int, ttl: int, now: float | None = None) -> str:
     """A token saying `kind` `subject` until now + ttl."""
-    payload = {"k": kind, "sub": subject, "exp": int((now or time.time()) + ttl)}
+    issued = int(now or time.time())
+    payload = {"k": kind, "sub": subject, "iat": issued, "exp": issued + ttl}
     body = _b64(json.dumps(payload, separators=(",", ":")).encode())
     sig = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
     return f"{body}.{_b64(sig)}"
@@ -31,6 +32,13 @@ def issue(secret: str, kind: str, subject: int, ttl: int, now: float | None = No
 
 def verify(secret: str, token: str, kind: str, now: float | None = None) -> int:
     """The subject of a valid, unexpired token of `kind`; raises 401 UNAUTHENTICATED otherwise."""
+    return claims(secret, token, kind, now)["sub"]
+
+
+def claims(secret: str, token: str, kind: str, now: float | None = None) -> dict:
+    """The payload of a valid, unexpired token of `kind` (sub, iat, exp); raises 401 UNAUTHENTICATED otherwise."""
+    if not isinstance(token, str) or len(token) > 512:
+        raise errors.unauthenticated("登录状态无效，请重新登录")
     try:
         body, sig = token.split(".", 1)
         expected = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
@@ -41,6 +49,6 @@ def verify(secret: str, token: str, kind: str, now: float | None = None) -> int:
         raise errors.unauthenticated("登录状态无效，请重新登录") from None
     if payload.get("k") != kind or not isinstance(payload.get("sub"), int):
         raise errors.unauthenticated("登录状态无效，请重新登录")
-    if payload.get("exp", 0) <= (now or time.time()):
+    if not isinstance(payload.get("exp"), int) or payload["exp"] <= (now or time.time()):
         raise errors.unauthenticated("登录已过期，请重新登录")
-    return payload["sub"]
+    return payload

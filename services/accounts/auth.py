@@ -1,14 +1,15 @@
 """Logging in: parents by wx.login code, operators by password; and making operators."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import errors
 from models import Operator, User, utcnow
 
+from ..audit import mask_value
+from ..wechat.open_api import OpenAPIError
 from . import passwords, tokens
-from .audit import mask_value
-from .wechat_open import OpenAPIError
 
 log = logging.getLogger("gym.auth")
 
@@ -59,16 +60,19 @@ async def login_operator(ctx, body: dict) -> dict:
 async def operator_for_token(ctx, token: str, roles=ROLES) -> Operator:
     """The operator a token names, if active and of one of `roles`; 401 / 403 otherwise."""
     try:
-        operator_id = tokens.verify(ctx.settings.secret_key, token, "operator")
+        payload = tokens.claims(ctx.settings.secret_key, token, "operator")
     except errors.ServiceError:
         try:
             tokens.verify(ctx.settings.secret_key, token, "user")
         except errors.ServiceError:
             raise errors.unauthenticated() from None
         raise errors.forbidden("需要运营人员权限") from None
-    operator = await Operator.select().where(Operator.id == operator_id).aio_first()
+    operator = await Operator.select().where(Operator.id == payload["sub"]).aio_first()
     if operator is None or not operator.active:
         raise errors.unauthenticated("账号已停用")
+    changed = operator.password_changed_at
+    if changed is not None and payload.get("iat", 0) < int(changed.replace(tzinfo=dt.timezone.utc).timestamp()):
+        raise errors.unauthenticated("密码已修改，请重新登录")
     if operator.role not in roles:
         raise errors.forbidden("当前角色无权执行此操作")
     return operator
@@ -84,5 +88,6 @@ async def create_operator(username: str, password: str, role: str) -> Operator:
         raise ValueError(f"password must be 8 to {passwords.MAX_PASSWORD_CHARS} characters")
     hashed = await passwords.hash_password_async(password)
     await Operator.insert(username=username, password_hash=hashed, role=role).on_conflict(
-        update={Operator.password_hash: hashed, Operator.role: role, Operator.active: True}).aio_execute()
+        update={Operator.password_hash: hashed, Operator.role: role, Operator.active: True,
+                Operator.password_changed_at: utcnow()}).aio_execute()
     return await Operator.select().where(Operator.username == username).aio_get()

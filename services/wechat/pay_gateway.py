@@ -16,7 +16,10 @@ from wechatpayv3.async_ import AsyncWeChatPay
 from wechatpayv3.async_.type import WeChatPayType
 from wechatpayv3.utils import build_authorization
 
-from .wechatpay_keys import PlatformKeys
+from telemetry import metrics
+from telemetry.context import tag_outgoing
+
+from .platform_keys import PlatformKeys
 
 log = logging.getLogger("gym.wechatpay")
 
@@ -84,7 +87,7 @@ class WeChatPayGateway:
         try:
             await self.client.__aenter__()
             self.keys.add(self.core._certificates)
-            self.core._client.event_hooks["response"] = [self._check_answer]
+            self.core._client.event_hooks = {"request": [tag_outgoing], "response": [self._check_answer]}
             self._opened = True
         except (httpx.HTTPError, OSError, Exception) as e:  # the SDK raises bare Exception for missing certs
             log.warning("WeChat Pay client not ready yet: %s", e)
@@ -152,6 +155,20 @@ class WeChatPayGateway:
                 os.replace(path + ".tmp", path)
 
     async def _call(self, what, coro_factory, ok=(200, 204)):
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            status, body = await self._answer(what, coro_factory, ok)
+            outcome = "ok"
+            return status, body
+        except PaymentGatewayError as e:
+            outcome = "unavailable" if e.code in ("UNAVAILABLE", "SIGN_VERIFY_FAILED") else e.code.lower()[:32]
+            raise
+        finally:
+            metrics.WECHATPAY_DURATION.labels(what).observe(time.monotonic() - started)
+            metrics.WECHATPAY_CALLS.labels(what, outcome).inc()
+
+    async def _answer(self, what, coro_factory, ok):
         await self.open()
         try:
             status, text = await coro_factory()

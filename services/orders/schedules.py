@@ -1,26 +1,13 @@
 """Class sessions and their seats left."""
 from __future__ import annotations
 
-import peewee
-
 import errors
-from models import CourseSchedule, SeatReservation, utcnow
+from models import CourseSchedule, utcnow
 
-from . import audit
-from .lifecycle import lock_schedule, seat_taking_condition
-from .timefmt import iso, parse_iso, yuan
-from .uow import run_in_transaction
-
-
-async def taken_by_schedule(schedule_ids) -> dict:
-    """Seats confirmed or held now, per schedule id."""
-    if not schedule_ids:
-        return {}
-    rows = await (SeatReservation
-                  .select(SeatReservation.course_schedule, peewee.fn.COUNT(SeatReservation.id).alias("n"))
-                  .where(SeatReservation.course_schedule.in_(list(schedule_ids)) & seat_taking_condition(utcnow()))
-                  .group_by(SeatReservation.course_schedule).dicts().aio_execute())
-    return {row["course_schedule"]: row["n"] for row in rows}
+from .. import audit
+from ..timefmt import iso, parse_iso, yuan
+from ..uow import run_in_transaction
+from .seats import lock_schedule, seats_confirmed, taken_by_schedule
 
 
 def serialize(schedule, taken: int, price_fen: int) -> dict:
@@ -69,32 +56,48 @@ def parse_schedule_input(body: dict):
     return title.strip(), starts_at, capacity
 
 
-async def create_schedule(settings, body: dict, operator_id: int | None) -> dict:
-    """Create a class session."""
-    title, starts_at, capacity = parse_schedule_input(body)
+async def _create(uow, title, starts_at, capacity, operator_id, actor):
     schedule_id = await CourseSchedule.insert(title=title, starts_at=starts_at, capacity=capacity,
                                               created_by=operator_id).aio_execute()
-    return await get_schedule(settings, schedule_id)
+    await audit.record("schedule_created", actor, entity="schedule", new_status=str(capacity),
+                       detail=f"schedule {schedule_id}: {title} at {iso(starts_at)}, {capacity} seats")
+    return schedule_id
 
 
-async def _change_capacity(uow, schedule_id, capacity, actor):
+async def create_schedule(ctx, body: dict, operator_id: int | None, actor) -> dict:
+    """Create a class session (audited with the operator and IP)."""
+    title, starts_at, capacity = parse_schedule_input(body)
+    schedule_id = await run_in_transaction(ctx, _create, title, starts_at, capacity, operator_id, actor)
+    return await get_schedule(ctx.settings, schedule_id)
+
+
+async def _change(uow, schedule_id, capacity, title, actor):
     schedule = await lock_schedule(schedule_id)
     if schedule is None:
         raise errors.not_found("课程不存在")
-    confirmed = await SeatReservation.select().where(
-        (SeatReservation.course_schedule == schedule.id) & (SeatReservation.status == "confirmed")).aio_count()
-    if capacity < confirmed:
-        raise errors.ServiceError(409, "CAPACITY_BELOW_CONFIRMED", f"已有 {confirmed} 个确认的预约，名额不能少于此数")
-    await CourseSchedule.update(capacity=capacity, updated_at=utcnow()).where(
-        CourseSchedule.id == schedule.id).aio_execute()
-    await audit.record("schedule_capacity_changed", actor, entity="schedule", old_status=str(schedule.capacity),
-                       new_status=str(capacity), detail=f"schedule {schedule.id}")
+    changes = {"updated_at": utcnow()}
+    if capacity is not None and capacity != schedule.capacity:
+        confirmed = await seats_confirmed(schedule.id)
+        if capacity < confirmed:
+            raise errors.ServiceError(409, "CAPACITY_BELOW_CONFIRMED", f"已有 {confirmed} 个确认的预约，名额不能少于此数")
+        changes["capacity"] = capacity
+        await audit.record("schedule_capacity_changed", actor, entity="schedule", old_status=str(schedule.capacity),
+                           new_status=str(capacity), detail=f"schedule {schedule.id}")
+    if title is not None and title != schedule.title:
+        changes["title"] = title
+        await audit.record("schedule_title_changed", actor, entity="schedule", detail=f"schedule {schedule.id}: "
+                           f"{schedule.title} -> {title}")
+    await CourseSchedule.update(**changes).where(CourseSchedule.id == schedule.id).aio_execute()
 
 
-async def change_capacity(ctx, schedule_id: int, body: dict, actor) -> dict:
-    """An operator changes a session's capacity (never below its confirmed bookings; holds may exceed it)."""
-    capacity = body.get("capacity")
-    if not isinstance(capacity, int) or isinstance(capacity, bool) or not 0 <= capacity <= 1000:
+async def change_schedule(ctx, schedule_id: int, body: dict, actor) -> dict:
+    """An operator changes a session's capacity (never below its confirmed bookings; holds may exceed it) or
+    title."""
+    capacity, title = body.get("capacity"), body.get("title")
+    if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool)
+                                 or not 0 <= capacity <= 1000):
         raise errors.invalid_request("capacity 必须是 0 到 1000 的整数", field="capacity")
-    await run_in_transaction(ctx, _change_capacity, schedule_id, capacity, actor)
+    if title is not None and (not isinstance(title, str) or not title.strip() or len(title.strip()) > 127):
+        raise errors.invalid_request("title 必须是 1 到 127 个字符", field="title")
+    await run_in_transaction(ctx, _change, schedule_id, capacity, title.strip() if title else None, actor)
     return await get_schedule(ctx.settings, schedule_id)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 
-from services import notifications, refund_notifications
 from services.audit import Actor
-from services.wechatpay_notify import NotificationRejected
+from services.payments import payment_notifications
+from services.refunds import refund_notifications
+from services.wechat.notification_verifier import NotificationRejected
 
 from .base import BaseHandler
 
@@ -13,7 +14,7 @@ from .base import BaseHandler
 class PaymentCallbackHandler(BaseHandler):
     """POST /api/v1/payment/wxpay/callback."""
 
-    handle = staticmethod(notifications.handle_payment_notification)
+    handle = staticmethod(payment_notifications.handle_payment_notification)
 
     async def post(self):
         actor = Actor("wechat", ip=self.client_ip, user_agent=self.request.headers.get("User-Agent"))

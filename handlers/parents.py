@@ -1,7 +1,9 @@
-"""Parent-facing routes: login, schedules, orders, payment."""
+"""The parents' routes (the mini-program): login, schedules, orders, payment."""
 from __future__ import annotations
 
-from services import auth, orders, payments, ratelimit, schedules
+from services.accounts import auth, ratelimit
+from services.orders import booking as orders, schedules
+from services.payments import checkout as payments
 
 from .base import BaseHandler
 

@@ -1,7 +1,7 @@
 """The 预约成功 subscribe message: sent after the payment, retried, recorded, never delaying the answer."""
 import pytest
 
-from models import BookingNotice, PaymentAuditLog, PaymentOrder
+from models import SubscribeMessage, PaymentAuditLog, PaymentOrder
 from tests.api import eventually
 
 
@@ -23,7 +23,7 @@ async def test_a_paid_booking_sends_the_notice(api):
     assert data["phrase4"]["value"] == "预约成功" and data["amount3"]["value"] == "200.00元"
     assert data["thing1"]["value"] == "周日上午体验课"
     row = await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_get()
-    notice = await BookingNotice.select().where(BookingNotice.order == row.id).aio_get()
+    notice = await SubscribeMessage.select().where(SubscribeMessage.order == row.id).aio_get()
     assert notice.status == "sent" and notice.attempts == 1
 
 
@@ -36,7 +36,7 @@ async def test_a_failed_send_is_retried(api):
     row = await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_get()
 
     async def sent():
-        notice = await BookingNotice.select().where(BookingNotice.order == row.id).aio_get()
+        notice = await SubscribeMessage.select().where(SubscribeMessage.order == row.id).aio_get()
         return notice.status == "sent" and notice
 
     notice = await eventually(sent, what="the notice marked sent")

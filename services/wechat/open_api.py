@@ -7,6 +7,8 @@ import time
 
 import httpx
 
+from telemetry.context import tag_outgoing
+
 log = logging.getLogger("gym.wechat_open")
 
 
@@ -29,7 +31,8 @@ class WeChatOpenAPI:
 
     def __init__(self, settings):
         self.settings = settings
-        self.http = httpx.AsyncClient(base_url=settings.wechat_api_base, timeout=httpx.Timeout(5.0, connect=3.0))
+        self.http = httpx.AsyncClient(base_url=settings.wechat_api_base, timeout=httpx.Timeout(5.0, connect=3.0),
+                                      event_hooks={"request": [tag_outgoing]})
         self._token = None
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()

@@ -1,24 +1,20 @@
-"""Creating and reading orders: the fixed price, one trial per user, and a seat held without oversell."""
+"""Booking: creating and reading orders: the fixed price, one trial per user, and a seat held without oversell."""
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
-import uuid
 from decimal import Decimal, InvalidOperation
 
 import errors
 from models import IdempotencyKey, PaymentOrder, SeatReservation, User, utcnow
 
-from . import audit
-from .lifecycle import lock_schedule, release_order, seats_taken
-from .timefmt import iso, yuan
-from .uow import run_in_transaction
+from telemetry.context import bind_order
 
-
-def new_order_id() -> str:
-    """32 lowercase hex characters: the order id and WeChat Pay out_trade_no."""
-    return uuid.uuid4().hex
+from .. import audit
+from ..timefmt import iso, yuan
+from ..uow import run_in_transaction
+from .lifecycle import end_order, open_order
+from .seats import lapsed_hold_condition, lock_schedule, seats_taken
 
 
 def serialize(order, reservation) -> dict:
@@ -117,6 +113,7 @@ async def get_user_order(user_id: int, order_id: str) -> PaymentOrder:
         (PaymentOrder.order_id == order_id) & (PaymentOrder.user == user_id)).aio_first()
     if order is None:
         raise errors.not_found("订单不存在")
+    bind_order(order.order_id)
     return order
 
 
@@ -133,11 +130,10 @@ async def _expire_lapsed_holds(uow, user_id, now):
     """The user's pending orders whose hold lapsed before any WeChat Pay order: they can never be paid."""
     lapsed = list(await PaymentOrder.select().join(SeatReservation, on=(SeatReservation.order == PaymentOrder.id))
                   .where((PaymentOrder.user == user_id) & (PaymentOrder.status == "pending")
-                         & (SeatReservation.payment_started == False)  # noqa: E712
-                         & (SeatReservation.expires_at <= now))
+                         & lapsed_hold_condition(now))
                   .for_update().aio_execute())
     for order in lapsed:
-        await release_order(uow, order, "expired", "seat_hold_lapsed", audit.SYSTEM, "order_expired")
+        await end_order(uow, order, "expired", "seat_hold_lapsed", audit.SYSTEM, "order_expired")
 
 
 async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor, request_snapshot):
@@ -170,23 +166,7 @@ async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor,
         raise errors.ServiceError(409, "SCHEDULE_CLOSED", "该课程已开始，无法预约")
     if await seats_taken(schedule.id, now) >= schedule.capacity:
         raise errors.sold_out()
-    price = settings.trial_price_fen
-    order = PaymentOrder(
-        order_id=new_order_id(), user=user_id, course_schedule=schedule.id, amount=Decimal(price) / 100,
-        amount_fen=price, currency="CNY", status="pending", description=f"体验课 {schedule.title}"[:127],
-        trial_slot=user_id, created_at=now, updated_at=now,
-        expires_at=now + dt.timedelta(seconds=settings.order_expire_seconds))
-    await order.aio_save(force_insert=True)
-    reservation = SeatReservation(
-        reservation_id=uuid.uuid4().hex, order=order.id, course_schedule=schedule.id, user=user_id,
-        status="temporary", expires_at=now + dt.timedelta(seconds=settings.seat_hold_seconds),
-        created_at=now, updated_at=now)
-    await reservation.aio_save(force_insert=True)
-    await audit.record("order_created", actor, order=order, new_status="pending", request=request_snapshot,
-                       detail=f"schedule {schedule.id}, {yuan(price)} CNY")
-    await audit.record("seat_held", actor, order=order, entity="reservation", new_status="temporary",
-                       detail=f"reservation {reservation.reservation_id} until {iso(reservation.expires_at)}")
-    uow.order_changed(order, reservation)
+    order, _ = await open_order(uow, settings, user_id, schedule, actor, request_snapshot, now)
     if idem_key:
         await IdempotencyKey.insert(user=user_id, idem_key=idem_key, request_hash=request_hash, order=order.id,
                                     status_code=201).aio_execute()

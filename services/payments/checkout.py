@@ -1,4 +1,5 @@
-"""Starting payment at WeChat Pay (JSAPI or Native) and cancelling: close at WeChat Pay first, then release."""
+"""Paying: the WeChat Pay order (JSAPI or Native) under the order's lease, and cancelling — close at WeChat Pay
+first, then release."""
 from __future__ import annotations
 
 import io
@@ -8,14 +9,16 @@ import qrcode
 from qrcode.image.pure import PyPNGImage
 
 import errors
-from models import PaymentOrder, SeatReservation, User, utcnow
+from models import PaymentOrder, User, utcnow
+from telemetry import metrics
 
-from . import audit
-from .leases import LeaseLost, holding, order_lease
-from .lifecycle import apply_payment, lock_order, lock_reservation, release_order
-from .orders import get_user_order, order_view
-from .uow import run_in_transaction
-from .wechatpay import PaymentGatewayError
+from .. import audit
+from ..leases import LeaseLost, holding, order_lease
+from ..orders.booking import get_user_order, order_view
+from ..orders.lifecycle import apply_payment, end_order, extend_hold
+from ..orders.seats import hold_lapsed, lock_order, lock_reservation
+from ..uow import run_in_transaction
+from ..wechat.pay_gateway import PaymentGatewayError
 
 log = logging.getLogger("gym.payments")
 
@@ -35,16 +38,10 @@ async def _begin_payment(uow, order_pk, trade_type, actor, lease):
     reservation = await lock_reservation(order)
     if reservation is None or reservation.status != "temporary":
         raise errors.order_not_payable("座位保留已失效")
+    if hold_lapsed(reservation, now):
+        raise errors.order_not_payable("座位保留已过期，请重新下单")
     if not reservation.payment_started:
-        if reservation.expires_at <= now:
-            raise errors.order_not_payable("座位保留已过期，请重新下单")
-        await SeatReservation.update(payment_started=True, expires_at=order.expires_at, updated_at=now).where(
-            SeatReservation.id == reservation.id).aio_execute()
-        await PaymentOrder.update(trade_type=trade_type, payment_started_at=now, updated_at=now).where(
-            PaymentOrder.id == order.id).aio_execute()
-        order.trade_type, order.payment_started_at = trade_type, now
-        await audit.record("payment_started", actor, order=order, entity="reservation", old_status="temporary",
-                           new_status="temporary", detail=f"{trade_type}; hold extended to the order's end")
+        await extend_hold(uow, order, reservation, trade_type, actor, now)
     return order
 
 
@@ -110,6 +107,7 @@ async def start_payment(ctx, user_id, order_id, trade_type, actor):
                 log.warning("closing %s after a lost lease failed (the reconciler retries): %s", order.order_id, e)
             raise errors.order_not_payable("订单已不是待支付状态")
         setattr(order, column, value)
+        metrics.PAYMENTS_STARTED.inc()
         return order
 
 
@@ -145,7 +143,7 @@ async def _release(uow, order_pk, new_status, reason, actor, action, lease, clos
         return order
     if order.trade_type and not closed:
         return _CLOSE_FIRST  # payment started after we looked: WeChat Pay must confirm the close first
-    await release_order(uow, order, new_status, reason, actor, action, response=response)
+    await end_order(uow, order, new_status, reason, actor, action, response=response)
     return order
 
 

@@ -1,0 +1,164 @@
+"""The operators' API (`/api/v1/admin/...`): bearer tokens from /api/v1/admin/login, roles checked on each route."""
+from __future__ import annotations
+
+from services.accounts import auth, operators, ratelimit
+from services.backoffice import queries
+from services.orders import schedules
+from services.refunds import refunds
+
+from .base import BaseHandler
+
+ALL = ("admin", "finance", "staff")
+MONEY = ("admin", "finance")
+ADMIN = ("admin",)
+
+
+class AdminBase(BaseHandler):
+    """An operator route: the token must be an active operator's with a role in `roles` (per method)."""
+
+    roles = {"GET": ALL}
+
+    async def prepare(self):
+        super().prepare()
+        allowed = self.roles.get(self.request.method, ADMIN)
+        self.operator = await auth.operator_for_token(self.ctx, self.bearer_token(), allowed)
+
+    def operator_actor(self):
+        """The audit actor: this operator, with the client's address."""
+        return self.actor("operator", operator_id=self.operator.id)
+
+    def args(self, *names) -> dict:
+        """The query arguments named (the last value of each)."""
+        return {name: self.get_query_argument(name, None) for name in (*names, "limit", "cursor")}
+
+
+class AdminLoginHandler(BaseHandler):
+    """POST /api/v1/admin/login."""
+
+    async def post(self):
+        await ratelimit.check(self.ctx, "admin-login", self.client_ip)
+        self.write_json(await auth.login_operator(self.ctx, self.json_body()))
+
+
+class AdminSchedulesHandler(AdminBase):
+    """GET and POST /api/v1/admin/schedules (all roles, as the contract lists them)."""
+
+    roles = {"GET": ALL, "POST": ALL}
+
+    async def get(self):
+        self.write_json({"items": await schedules.list_schedules(self.ctx.settings, upcoming_only=False)})
+
+    async def post(self):
+        self.write_json(await schedules.create_schedule(self.ctx, self.json_body(), self.operator.id,
+                                                        self.operator_actor()), 201)
+
+
+class AdminScheduleHandler(AdminBase):
+    """PATCH /api/v1/admin/schedules/{id}: capacity and title (all roles)."""
+
+    roles = {"PATCH": ALL}
+
+    async def patch(self, schedule_id):
+        self.write_json(await schedules.change_schedule(self.ctx, int(schedule_id), self.json_body(),
+                                                        self.operator_actor()))
+
+
+class AdminRosterHandler(AdminBase):
+    """GET /api/v1/admin/schedules/{id}/roster (all roles)."""
+
+    async def get(self, schedule_id):
+        self.write_json(await queries.roster(int(schedule_id), self.args()))
+
+
+class AdminOrdersHandler(AdminBase):
+    """GET /api/v1/admin/orders?status=&course_schedule_id=&q= (all roles)."""
+
+    async def get(self):
+        self.write_json(await queries.search_orders(self.args("status", "course_schedule_id", "q")))
+
+
+class AdminOrderHandler(AdminBase):
+    """GET /api/v1/admin/orders/{order_id}: the order's story (all roles)."""
+
+    async def get(self, order_id):
+        self.write_json(await queries.order_story(order_id))
+
+
+class AdminOrderRefundsHandler(AdminBase):
+    """POST /api/v1/admin/orders/{order_id}/refunds (admin, finance; Idempotency-Key required)."""
+
+    roles = {"POST": MONEY}
+
+    async def post(self, order_id):
+        status, refund = await refunds.request_refund(self.ctx, self.operator, order_id, self.json_body(),
+                                                      self.request.headers.get("Idempotency-Key"),
+                                                      self.operator_actor())
+        self.write_json(refund, status)
+
+
+class AdminRefundsHandler(AdminBase):
+    """GET /api/v1/admin/refunds?status= (admin, finance)."""
+
+    roles = {"GET": MONEY}
+
+    async def get(self):
+        self.write_json(await queries.list_refunds(self.args("status")))
+
+
+class AdminNotificationsHandler(AdminBase):
+    """GET /api/v1/admin/notifications?kind=&outcome=: the inbox (admin, finance)."""
+
+    roles = {"GET": MONEY}
+
+    async def get(self):
+        self.write_json(await queries.list_notifications(self.args("kind", "outcome")))
+
+
+class AdminAuditHandler(AdminBase):
+    """GET /api/v1/admin/audit?order_id=&action_type= (admin, finance)."""
+
+    roles = {"GET": MONEY}
+
+    async def get(self):
+        self.write_json(await queries.list_audit(self.args("order_id", "action_type")))
+
+
+class AdminOperatorsHandler(AdminBase):
+    """GET and POST /api/v1/admin/operators (admin)."""
+
+    roles = {"GET": ADMIN, "POST": ADMIN}
+
+    async def get(self):
+        self.write_json(await operators.list_operators(self.args()))
+
+    async def post(self):
+        self.write_json(await operators.create_operator(self.ctx, self.json_body(), self.operator_actor()), 201)
+
+
+class AdminOperatorHandler(AdminBase):
+    """PATCH /api/v1/admin/operators/{id} (admin)."""
+
+    roles = {"PATCH": ADMIN}
+
+    async def patch(self, operator_id):
+        self.write_json(await operators.change_operator(self.ctx, int(operator_id), self.json_body(),
+                                                        self.operator_actor()))
+
+
+def admin_api_routes(c) -> list:
+    """The operators' API routes."""
+    sid, oid, num = r"([0-9]{1,18})", r"([^/]+)", r"([0-9]{1,18})"
+    return [
+        (r"/api/v1/admin/login", AdminLoginHandler, c),
+        (r"/api/v1/admin/schedules", AdminSchedulesHandler, c),
+        (rf"/api/v1/admin/schedules/{sid}", AdminScheduleHandler, c),
+        (rf"/api/v1/admin/schedules/{sid}/roster", AdminRosterHandler, c),
+        (r"/api/v1/admin/orders", AdminOrdersHandler, c),
+        (rf"/api/v1/admin/orders/{oid}/refunds", AdminOrderRefundsHandler, c),
+        (rf"/api/v1/admin/orders/{oid}", AdminOrderHandler, c),
+        (r"/api/v1/admin/refunds", AdminRefundsHandler, c),
+        (r"/api/v1/admin/notifications", AdminNotificationsHandler, c),
+        (r"/api/v1/admin/audit", AdminAuditHandler, c),
+        (r"/api/v1/admin/operators", AdminOperatorsHandler, c),
+        (rf"/api/v1/admin/operators/{num}", AdminOperatorHandler, c),
+    ]

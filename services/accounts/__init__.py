@@ -1,0 +1,1 @@
+"""Parents and operators: logging in, tokens, passwords, rate limits, operator accounts."""

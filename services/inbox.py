@@ -1,0 +1,75 @@
+"""The notification inbox: every WeChat Pay notification received — verified, recorded, applied in one transaction.
+
+Payment and refund notifications share this pipeline; what applying means is theirs
+(services.payments.payment_notifications, services.refunds.refund_notifications).
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+import peewee
+import pymysql
+
+from models import NotificationReceipt, utcnow
+
+from .uow import run_in_transaction
+from .wechat.notification_verifier import NotificationRejected
+
+log = logging.getLogger("gym.inbox")
+
+
+async def note_receipt(envelope, outcome, out_trade_no, kind):
+    """Record a verified notification (one row per event id; a redelivery counts up and keeps the last outcome)."""
+    now = utcnow()
+    await NotificationReceipt.insert(
+        event_id=str(envelope.get("id") or "")[:64] or "unknown", event_type=str(envelope.get("event_type", ""))[:32],
+        kind=kind, out_trade_no=(str(out_trade_no)[:64] if out_trade_no else None), outcome=outcome, http_status=204,
+        first_seen_at=now, last_seen_at=now,
+    ).on_conflict(update={NotificationReceipt.deliveries: NotificationReceipt.deliveries + 1,
+                          NotificationReceipt.last_seen_at: now,
+                          NotificationReceipt.outcome: outcome}).aio_execute()
+
+
+async def record_refusal(kind, rejection):
+    """Count a refused notification: one row per kind, reason and minute, whatever the flood.
+
+    A refused notification is unauthenticated, so nothing in it (its id included) is trusted or kept.
+    """
+    now = utcnow()
+    slug = re.sub(r"[^a-z0-9]+", "_", rejection.reason.lower()).strip("_")[:24] or "refused"
+    try:
+        await NotificationReceipt.insert(
+            event_id=f"refused:{kind}:{slug}:{now:%Y%m%d%H%M}", event_type="", kind=kind, out_trade_no=None,
+            outcome="refused", http_status=rejection.status, reason=rejection.reason[:255], first_seen_at=now,
+            last_seen_at=now,
+        ).on_conflict(update={NotificationReceipt.deliveries: NotificationReceipt.deliveries + 1,
+                              NotificationReceipt.last_seen_at: now}).aio_execute()
+    except Exception:  # noqa: BLE001 - the refusal stands even when it cannot be counted (database down)
+        log.warning("counting a refused %s notification failed", kind)
+
+
+async def receive(ctx, headers, body: bytes, actor, kind, accepts, apply) -> str:
+    """Verify a notification, then apply it in one transaction if `accepts(event_type)`; returns the outcome.
+
+    Raises NotificationRejected: 401/400 refused (counted in the inbox), 503 when the database fails, so that
+    WeChat Pay delivers it again.
+    """
+    try:
+        envelope = await ctx.verifier.verify(headers, body)
+    except NotificationRejected as e:
+        log.warning("%s notification refused (%s): %s", kind, e.status, e.reason)
+        await record_refusal(kind, e)
+        ctx.count_notification(kind, "refused")
+        raise
+    try:
+        if not accepts(str(envelope.get("event_type", ""))):
+            await note_receipt(envelope, "ignored", None, kind)
+            outcome = "ignored"
+        else:
+            outcome = await run_in_transaction(ctx, apply, ctx, envelope, actor)
+    except (peewee.DatabaseError, pymysql.err.MySQLError, OSError) as e:
+        log.error("%s notification not applied, WeChat Pay will redeliver: %s", kind, e)
+        raise NotificationRejected(503, "database unavailable") from e
+    ctx.count_notification(kind, outcome)
+    return outcome

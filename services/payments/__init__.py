@@ -1,0 +1,1 @@
+"""Paying: the WeChat Pay order (prepay), cancel and close, and payment notifications."""

@@ -1,0 +1,143 @@
+"""Prometheus metrics (prometheus-client in its multiprocess mode, so /metrics counts every process on the port).
+
+The multiprocess directory must be known before prometheus_client is imported: PROMETHEUS_MULTIPROC_DIR from the
+environment (systemd: under /run/gym), else a fresh directory under the system's temp dir, chosen here, at import.
+`server.py` empties it before the workers start.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gym-metrics-")
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+from prometheus_client import (  # noqa: E402 - after the directory is set
+    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess,
+)
+
+MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+HTTP_REQUESTS = Counter("gym_http_requests_total", "HTTP requests answered", ["route", "method", "status"])
+HTTP_DURATION = Histogram("gym_http_request_duration_seconds", "Time to answer an HTTP request", ["route", "method"],
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+PAYMENTS = Counter("gym_payments_total", "Payments applied, by how we learnt of them (notify | query)", ["source"])
+PAYMENTS_STARTED = Counter("gym_payments_started_total", "WeChat Pay orders placed (prepay id or code URL obtained)")
+PAYMENT_FAILURES = Counter("gym_payment_failures_total", "Payments reported failed", ["reason"])
+NOTIFICATIONS = Counter("gym_notifications_total", "WeChat Pay notifications by outcome", ["kind", "outcome"])
+REFUNDS = Counter("gym_refunds_total", "Refunds that reached SUCCESS, CLOSED or ABNORMAL", ["status"])
+REFUND_REQUIRED = Gauge("gym_refund_required_orders", "Orders paid with no seat, waiting for an operator's refund",
+                        multiprocess_mode="mostrecent")
+SEAT_RELEASES = Counter("gym_seat_releases_total", "Seats given back, on time = within one reconcile interval",
+                        ["on_time"])
+RECONCILE_LAST_SUCCESS = Gauge("gym_reconcile_last_success_timestamp_seconds",
+                               "Unix time of the reconciler's last complete pass", multiprocess_mode="max")
+RECONCILE_INTERVAL = Gauge("gym_reconcile_interval_seconds", "The configured reconcile interval",
+                           multiprocess_mode="max")
+NOTICES = Counter("gym_notices_total", "Subscribe messages to parents by result", ["kind", "result"])
+WECHATPAY_DURATION = Histogram("gym_wechatpay_request_duration_seconds", "WeChat Pay API call latency", ["api"],
+                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15))
+WECHATPAY_CALLS = Counter("gym_wechatpay_requests_total", "WeChat Pay API calls by outcome", ["api", "outcome"])
+DEPENDENCY_UP = Gauge("gym_dependency_up", "1 when the dependency answers (checked at each scrape)",
+                      ["dependency"], multiprocess_mode="mostrecent")
+DB_POOL = Gauge("gym_db_pool_connections", "Database pool connections of each process", ["state"],
+                multiprocess_mode="livesum")
+REDIS_PUSH_BACKLOG = Gauge("gym_push_outbox", "Status pushes waiting for Redis", multiprocess_mode="livesum")
+
+ON_TIME_LABELS = ("true", "false")
+
+
+def init_series(reconcile_interval: float):
+    """Create every known label combination at zero, so the first event shows in increase()."""
+    for source in ("notify", "query"):
+        PAYMENTS.labels(source)
+    for kind in ("payment", "refund"):
+        for outcome in ("applied", "duplicate", "anomaly", "ignored", "unknown_order", "refused"):
+            NOTIFICATIONS.labels(kind, outcome)
+    for kind in ("booking", "refund"):
+        for result in ("sent", "retry", "failed"):
+            NOTICES.labels(kind, result)
+    for status in ("SUCCESS", "CLOSED", "ABNORMAL"):
+        REFUNDS.labels(status)
+    for on_time in ON_TIME_LABELS:
+        SEAT_RELEASES.labels(on_time)
+    RECONCILE_INTERVAL.set(reconcile_interval)
+
+
+def observe_request(route: str, method: str, status: int, seconds: float):
+    """Count one answered HTTP request."""
+    HTTP_REQUESTS.labels(route, method, str(status)).inc()
+    HTTP_DURATION.labels(route, method).observe(seconds)
+
+
+def committed(uow, reconcile_interval: float):
+    """Count what a committed unit of work did: payments, seat releases, refunds."""
+    for source in uow.payments:
+        PAYMENTS.labels("notify" if source == "notify" else "query").inc()
+    for released_at, due in uow.releases:
+        late = released_at is not None and due is not None and (released_at - due).total_seconds() > reconcile_interval
+        SEAT_RELEASES.labels("false" if late else "true").inc()
+    for reason in uow.failures:
+        PAYMENT_FAILURES.labels(reason or "unknown").inc()
+    for status in uow.refunds:
+        if status in ("SUCCESS", "CLOSED", "ABNORMAL"):
+            REFUNDS.labels(status).inc()
+
+
+def render() -> tuple[bytes, str]:
+    """The text exposition of every process's metrics."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=MULTIPROC_DIR)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def process_exited(pid: int):
+    """Drop a dead worker's live gauges (called by the supervisor)."""
+    multiprocess.mark_process_dead(pid, path=MULTIPROC_DIR)
+
+
+def clear_directory():
+    """Start from nothing: remove the files of a previous run (called before the workers start)."""
+    os.makedirs(MULTIPROC_DIR, exist_ok=True)
+    for name in os.listdir(MULTIPROC_DIR):
+        if name.endswith(".db"):
+            os.remove(os.path.join(MULTIPROC_DIR, name))
+
+
+def sample_values() -> dict:
+    """{(name, labels...): value} of every sample, summed across processes (for the back office's figures)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=MULTIPROC_DIR)
+    values = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            values[key] = values.get(key, 0.0) + sample.value
+    return values
+
+
+def business_figures() -> dict:
+    """The seeds' figures from the counters since the service started (see docs/deploy.md for their PromQL)."""
+    values = sample_values()
+
+    def total(name, **labels):
+        return sum(v for (n, ls), v in values.items()
+                   if n == name and all(dict(ls).get(k) == want for k, want in labels.items()))
+
+    payments = total("gym_payments_total")
+    failures = total("gym_payment_failures_total")
+    releases = total("gym_seat_releases_total")
+    notifications = total("gym_notifications_total")
+
+    def ratio(part, whole):
+        return None if not whole else part / whole
+
+    return {
+        "payment_success_rate": ratio(payments, payments + failures),
+        "lost_order_rate": ratio(total("gym_payments_total", source="query"), payments),
+        "seats_released_on_time": ratio(total("gym_seat_releases_total", on_time="true"), releases),
+        "callbacks_handled": ratio(notifications - total("gym_notifications_total", outcome="refused"),
+                                   notifications),
+        "payments": payments, "payment_failures": failures,
+    }
