@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from peewee import fn
 
-from models import CourseSchedule, PaymentAuditLog, PaymentOrder, PaymentTransaction, SeatReservation, database, utcnow
+from models import (
+    CourseSchedule, PaymentAuditLog, PaymentOrder, PaymentTransaction, Refund, SeatReservation, database, utcnow,
+)
 
 from .orders.seats import seat_taking_condition
 from .wechat.pay_gateway import PaymentGatewayError
@@ -22,6 +24,7 @@ from .wechat.pay_gateway import PaymentGatewayError
 PAID = ("paid", "refund_required", "refunded")  # the orders WeChat Pay took money for
 ENDED = ("cancelled", "failed", "expired", "refund_required", "refunded")  # they hold no seat
 HOLDING = ("temporary", "confirmed")
+REFUND_HOLDING = ("PROCESSING", "SUCCESS", "ABNORMAL")  # refunds that count against what was paid
 PAGE = 1000
 
 
@@ -87,7 +90,7 @@ async def _order_pages():
     while True:
         page = list(await PaymentOrder.select(
             PaymentOrder.id, PaymentOrder.order_id, PaymentOrder.status, PaymentOrder.amount_fen,
-            PaymentOrder.transaction_id, PaymentOrder.expires_at,
+            PaymentOrder.transaction_id, PaymentOrder.expires_at, PaymentOrder.refunded_fen,
         ).where(PaymentOrder.id > last).order_by(PaymentOrder.id).limit(PAGE).aio_execute())
         if not page:
             return
@@ -102,6 +105,10 @@ async def _check_orders(orders, now, reconcile_interval) -> list[Violation]:
     txns = {}
     for t in await PaymentTransaction.select().where(PaymentTransaction.order.in_(pks)).aio_execute():
         txns.setdefault(t.order_id, []).append(t)
+    refunds = {}
+    for r in await Refund.select(Refund.id, Refund.order, Refund.out_refund_no, Refund.amount_fen, Refund.status) \
+            .where(Refund.order.in_(pks)).aio_execute():
+        refunds.setdefault(r.order_id, []).append(r)
     last_status = await _last_transitions(pks)
     found = []
     for order in orders:
@@ -109,7 +116,8 @@ async def _check_orders(orders, now, reconcile_interval) -> list[Violation]:
         found += _transactions(order, txns.get(order.id, []))
         found += _seat(order, reservation)
         found += _stale(order, reservation, now, reconcile_interval)
-        found += _audited(order, reservation, last_status)
+        found += _refunds(order, refunds.get(order.id, []))
+        found += _audited(order, reservation, refunds.get(order.id, []), last_status)
     return found
 
 
@@ -156,28 +164,52 @@ def _stale(order, reservation, now, reconcile_interval) -> list[Violation]:
     return [Violation("stale_pending", order.order_id, f"pending {overdue:.0f}s past its end {end.isoformat()}Z")]
 
 
+def _refunds(order, refunds) -> list[Violation]:
+    """refunded_fen sums the SUCCESS refunds, refunds never exceed what was paid, all of it back is `refunded`."""
+    success = sum(r.amount_fen for r in refunds if r.status == "SUCCESS")
+    holding = sum(r.amount_fen for r in refunds if r.status in REFUND_HOLDING)
+    found = []
+    if refunds and order.status not in PAID:
+        found.append(f"{len(refunds)} refund(s) on status={order.status}")
+    if order.refunded_fen != success:
+        found.append(f"refunded_fen={order.refunded_fen} but SUCCESS refunds sum to {success}")
+    if holding > order.amount_fen:
+        found.append(f"refunds of {holding} fen over the {order.amount_fen} paid")
+    if (success >= order.amount_fen) != (order.status == "refunded"):
+        found.append(f"status={order.status} with {success} of {order.amount_fen} fen refunded")
+    return [Violation("refunds", order.order_id, detail) for detail in found]
+
+
 async def _last_transitions(pks) -> dict:
-    """(order pk, entity) -> the new_status of its latest audited status change (old != new)."""
-    rows = await (PaymentAuditLog.select(PaymentAuditLog.order, PaymentAuditLog.entity, PaymentAuditLog.new_status)
-                  .where(PaymentAuditLog.order.in_(pks) & PaymentAuditLog.entity.in_(["order", "reservation"])
+    """(order pk, entity, refund pk) -> the new_status of its latest audited status change (old != new)."""
+    rows = await (PaymentAuditLog.select(PaymentAuditLog.order, PaymentAuditLog.entity, PaymentAuditLog.refund,
+                                         PaymentAuditLog.new_status)
+                  .where(PaymentAuditLog.order.in_(pks)
+                         & PaymentAuditLog.entity.in_(["order", "reservation", "refund"])
                          & PaymentAuditLog.new_status.is_null(False)
                          & (PaymentAuditLog.old_status.is_null() | (PaymentAuditLog.old_status
                                                                      != PaymentAuditLog.new_status)))
                   .order_by(PaymentAuditLog.id).dicts().aio_execute())
-    return {(row["order"], row["entity"]): row["new_status"] for row in rows}
+    return {(row["order"], row["entity"], row["refund"] if row["entity"] == "refund" else None): row["new_status"]
+            for row in rows}
 
 
-def _audited(order, reservation, last_status) -> list[Violation]:
-    """The latest audited change of the order (and of its reservation) led to the status it has now."""
+def _audited(order, reservation, refunds, last_status) -> list[Violation]:
+    """The latest audited change of the order, of its reservation and of each refund led to its status now."""
     found = []
-    audited = last_status.get((order.id, "order"))
+    audited = last_status.get((order.id, "order", None))
     if audited != order.status:
         found.append(Violation("audit", order.order_id, f"status={order.status} last audited={audited}"))
     if reservation is not None:
-        audited = last_status.get((order.id, "reservation"))
+        audited = last_status.get((order.id, "reservation", None))
         if audited != reservation.status:
             found.append(Violation("audit", order.order_id,
                                    f"reservation={reservation.status} last audited={audited}"))
+    for refund in refunds:
+        audited = last_status.get((order.id, "refund", refund.id))
+        if audited != refund.status:
+            found.append(Violation("audit", order.order_id,
+                                   f"refund {refund.out_refund_no}={refund.status} last audited={audited}"))
     return found
 
 

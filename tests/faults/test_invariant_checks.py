@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from models import CourseSchedule, PaymentAuditLog, PaymentOrder, PaymentTransaction, SeatReservation
+from models import CourseSchedule, PaymentAuditLog, PaymentOrder, PaymentTransaction, Refund, SeatReservation
 from services.invariants import check_invariants, check_wechatpay
 from tests.api import eventually
 from tests.faults.flows import order_in_payment, statuses
@@ -146,3 +146,28 @@ async def test_wechat_pays_view_paid_there_is_paid_here_once_and_nothing_else(ap
     assert details[d] == "status=paid but WeChat Pay says NOTPAY"
     assert details[o["c"].order_id].startswith("WeChat Pay could not be asked: SYSTEM_ERROR")
     assert progress[-1] == "wechatpay: 4/4 orders checked, 3 violation(s)" and len(progress) == 2
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_refunds_sum_to_refunded_fen_stay_within_the_payment_and_all_of_it_ends_the_order(api):
+    _, o = await _booked(api)
+    a = o["a"]
+    status, refund = await api.refund(await api.admin_token("finance"), a.order_id, 5000)
+    assert status == 201, refund
+    await eventually(lambda: _refunded_fen_is(a, 5000), what="the partial refund to succeed")
+    assert await check_invariants(60) == []
+    await PaymentOrder.update(refunded_fen=0).where(PaymentOrder.id == a.id).aio_execute()
+    found = await check_invariants(60)
+    assert _broken(found) == {("refunds", a.order_id)}
+    assert [v.detail for v in found] == ["refunded_fen=0 but SUCCESS refunds sum to 5000"]
+    await PaymentOrder.update(refunded_fen=5000).where(PaymentOrder.id == a.id).aio_execute()
+    await Refund.insert(out_refund_no="by-hand", order=a.id, amount_fen=20000, status="SUCCESS").aio_execute()
+    found = await check_invariants(60)
+    assert _broken(found) == {("refunds", a.order_id), ("audit", a.order_id)}
+    assert {v.detail for v in found} == {
+        "refunded_fen=5000 but SUCCESS refunds sum to 25000", "refunds of 25000 fen over the 20000 paid",
+        "status=paid with 25000 of 20000 fen refunded", "refund by-hand=SUCCESS last audited=None"}
+
+
+async def _refunded_fen_is(order, fen):
+    return (await PaymentOrder.select().where(PaymentOrder.id == order.id).aio_get()).refunded_fen == fen
