@@ -46,7 +46,7 @@ class AdminSchedulesHandler(AdminBase):
     roles = {"GET": ALL, "POST": ALL}
 
     async def get(self):
-        self.write_json({"items": await schedules.list_schedules(self.ctx.settings, upcoming_only=False)})
+        self.write_json(await schedules.page_schedules(self.ctx.settings, self.args()))
 
     async def post(self):
         self.write_json(await schedules.create_schedule(self.ctx, self.json_body(), self.operator.id,

@@ -123,6 +123,8 @@ class ServiceProcess:
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith(("WECHAT", "DATABASE", "REDIS"))},
                     **env, "HOST": "127.0.0.1", "PORT": str(self.port)}
         self.env.setdefault("WECHATPAY_NOTIFY_URL", f"{self.url}/api/v1/payment/wxpay/callback")
+        if "PROMETHEUS_MULTIPROC_DIR" not in env:  # its own: server.py empties the directory it is given
+            self.env["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(VAR, "test", f"metrics-{name}-{self.port}")
         os.makedirs(os.path.join(VAR, "test"), exist_ok=True)
         self.log_path = os.path.join(VAR, "test", f"{name}-{self.port}.log")
         self.log = open(self.log_path, "ab")

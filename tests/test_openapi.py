@@ -8,7 +8,8 @@
     and formats honoured); at the end every documented status must have been seen, except those that only a
     dependency outage or a bug can cause (NOT_DRIVEN);
 (c) every route of server.make_app (except /ws/orders and the dev-only /demo routes) is in the document with the
-    methods its handler implements, and every documented path and method is routed to a handler that has it.
+    methods its handler implements, and every documented path and method is routed to a handler that has it; every
+    operator route admits the contract's roles, in the document (`x-roles`) and in its handler alike.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import re
 import time
 from collections import defaultdict
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import tornado.web
@@ -33,22 +35,45 @@ SPEC_FILE = ROOT / "docs" / "openapi.yaml"
 SPEC = yaml.safe_load(SPEC_FILE.read_text(encoding="utf-8"))
 
 RATE_LIMIT = 25
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_BODY = 4096
 METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
 # The contract's error codes (shared/contract.md §2) and the extra ones the service uses.
 CONTRACT_CODES = {"INVALID_REQUEST", "UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "TRIAL_ALREADY_BOOKED",
                   "PENDING_ORDER_EXISTS", "SOLD_OUT", "ORDER_NOT_PAYABLE", "AMOUNT_MISMATCH", "PAYLOAD_TOO_LARGE",
-                  "RATE_LIMITED", "PAYMENT_UNAVAILABLE", "SERVICE_UNAVAILABLE"}
+                  "RATE_LIMITED", "PAYMENT_UNAVAILABLE", "SERVICE_UNAVAILABLE", "ORDER_NOT_REFUNDABLE",
+                  "REFUND_EXCEEDS_PAID", "REFUND_REJECTED", "OPERATOR_EXISTS"}
 EXTRA_CODES = {"IDEMPOTENCY_KEY_REUSED", "SCHEDULE_CLOSED", "PAYMENT_REJECTED", "CAPACITY_BELOW_CONFIRMED",
                "INTERNAL_ERROR", "METHOD_NOT_ALLOWED"}
 
 # Documented answers the drive test cannot cause from outside: a bug (500) or MySQL being down (503 on routes that
-# only the database can fail). Everything else documented must be seen.
+# only the database can fail; a refund WeChat Pay does not answer is 201 PROCESSING, not 503). Everything else
+# documented must be seen.
 _DB_ONLY_503 = ("getReadiness", "listSchedules", "getSchedule", "createOrder", "listOrders", "getOrder",
                 "wxpayPaymentCallback", "wxpayRefundCallback", "loginOperator", "adminListSchedules", "adminCreateSchedule",
-                "adminChangeCapacity")
+                "adminChangeSchedule", "adminGetRoster", "adminListOrders", "adminGetOrder", "adminCreateRefund",
+                "adminListRefunds", "adminListNotifications", "adminListAudit", "adminListOperators",
+                "adminCreateOperator", "adminChangeOperator")
 NOT_DRIVEN = {(op, "503") for op in _DB_ONLY_503}
+
+# The roles of each operator route (shared/contract.md §2 Operators).
+ALL_ROLES, MONEY_ROLES, ADMIN_ROLES = {"admin", "finance", "staff"}, {"admin", "finance"}, {"admin"}
+CONTRACT_ROLES = {
+    ("get", "/api/v1/admin/schedules"): ALL_ROLES,
+    ("post", "/api/v1/admin/schedules"): ALL_ROLES,
+    ("patch", "/api/v1/admin/schedules/{schedule_id}"): ALL_ROLES,
+    ("get", "/api/v1/admin/schedules/{schedule_id}/roster"): ALL_ROLES,
+    ("get", "/api/v1/admin/orders"): ALL_ROLES,
+    ("get", "/api/v1/admin/orders/{order_id}"): ALL_ROLES,
+    ("post", "/api/v1/admin/orders/{order_id}/refunds"): MONEY_ROLES,
+    ("get", "/api/v1/admin/refunds"): MONEY_ROLES,
+    ("get", "/api/v1/admin/notifications"): MONEY_ROLES,
+    ("get", "/api/v1/admin/audit"): MONEY_ROLES,
+    ("get", "/api/v1/admin/operators"): ADMIN_ROLES,
+    ("post", "/api/v1/admin/operators"): ADMIN_ROLES,
+    ("patch", "/api/v1/admin/operators/{operator_id}"): ADMIN_ROLES,
+}
 
 
 # ---------------------------------------------------------------------------------------------------- the document
@@ -131,7 +156,7 @@ def _all_examples():
 def _service_error_codes():
     """Every error code the service's source can answer."""
     codes = set()
-    files = [ROOT / "errors.py", *sorted((ROOT / "services").glob("*.py")), *sorted((ROOT / "handlers").glob("*.py"))]
+    files = [ROOT / "errors.py", *sorted((ROOT / "services").rglob("*.py")), *sorted((ROOT / "handlers").glob("*.py"))]
     for f in files:
         text = f.read_text(encoding="utf-8")
         codes |= set(re.findall(r'ServiceError\(\s*\d{3}\s*,\s*"([A-Z_]+)"', text))
@@ -220,6 +245,68 @@ def test_objects_list_every_field_and_mark_the_nullable_ones():
     assert set(_resolve(component("ReservationStatus"))["enum"]) == {"temporary", "confirmed", "cancelled", "expired"}
 
 
+def test_the_operators_objects_carry_the_contracts_fields():
+    schemas = SPEC["components"]["schemas"]
+    story = schemas["OrderStory"]
+    objects = {name: schemas[name] for name in (
+        "AdminOrder", "OrderStory", "UserSummary", "Refund", "TimelineEntry", "AuditEntry", "OrderNotification",
+        "InboxItem", "RosterItem", "Operator", "SchedulePage", "AdminOrderPage", "RefundPage", "InboxPage",
+        "AuditPage", "RosterPage", "OperatorPage")}
+    objects["AdminOrder.schedule"] = schemas["AdminOrder"]["properties"]["schedule"]
+    objects["Refund.operator"] = schemas["Refund"]["properties"]["operator"]
+    objects["OrderStory.transaction"] = story["properties"]["transaction"]
+    for name, schema in objects.items():
+        assert schema.get("additionalProperties") is False, f"{name} is closed, so a new field needs the document"
+        assert set(schema["required"]) == set(schema["properties"]), f"{name}: every field is always present"
+    order = set(schemas["Order"]["properties"])
+    assert set(schemas["AdminOrder"]["properties"]) == order | {"user", "schedule", "refunds"}
+    assert set(story["properties"]) == order | {"user", "schedule", "refunds", "timeline", "notifications",
+                                                "transaction"}
+    for name in ("AdminOrder", "OrderStory"):  # the order's own fields, exactly as the parents' Order has them
+        for field in order:
+            assert schemas[name]["properties"][field] == schemas["Order"]["properties"][field], f"{name}.{field}"
+    assert set(schemas["UserSummary"]["properties"]) == {"id", "openid_masked"}
+    assert set(objects["AdminOrder.schedule"]["properties"]) == {"id", "title", "starts_at"}
+    assert set(schemas["Refund"]["properties"]) == {"out_refund_no", "refund_id", "order_id", "amount_fen", "amount",
+                                                    "status", "reason", "created_at", "success_time", "operator"}
+    assert set(objects["Refund.operator"]["properties"]) == {"id", "username"}
+    timeline = {"at", "action_type", "old_status", "new_status", "actor", "ip_address", "detail"}
+    assert set(schemas["TimelineEntry"]["properties"]) == timeline
+    assert set(schemas["AuditEntry"]["properties"]) == timeline | {"order_id"}
+    # The service adds `last_seen_at` to the contract's notification fields, and a seat's times to the roster's.
+    assert set(schemas["OrderNotification"]["properties"]) == {"received_at", "kind", "event_type", "outcome",
+                                                               "deliveries", "last_seen_at"}
+    assert set(schemas["InboxItem"]["properties"]) == {"id", "received_at", "last_seen_at", "kind", "event_type",
+                                                       "out_trade_no", "outcome", "http_status", "deliveries",
+                                                       "reason"}
+    assert set(schemas["RosterItem"]["properties"]) == {"reservation_id", "status", "order_id", "order_status", "user",
+                                                        "expires_at", "confirmed_at"}
+    assert {"id", "username", "role"} <= set(schemas["Operator"]["properties"])
+    assert "password" not in schemas["Operator"]["properties"]
+    for name in ("SchedulePage", "AdminOrderPage", "RefundPage", "InboxPage", "AuditPage", "RosterPage",
+                 "OperatorPage"):
+        assert set(schemas[name]["properties"]) == {"items", "next_cursor"}, name
+        assert _resolve(schemas[name]["properties"]["next_cursor"]).get("nullable") is True, name
+    nullable = {n for n, p in schemas["Refund"]["properties"].items() if p.get("nullable")}
+    assert nullable == {"refund_id", "success_time", "operator"}
+    assert set(_resolve(component("RefundStatus"))["enum"]) == {"PROCESSING", "SUCCESS", "CLOSED", "ABNORMAL",
+                                                                "REJECTED"}
+    assert set(_resolve(component("NotificationKind"))["enum"]) == {"payment", "refund"}
+    assert set(_resolve(component("NotificationOutcome"))["enum"]) == {"applied", "duplicate", "anomaly", "ignored",
+                                                                       "unknown_order", "refused"}
+    assert set(_resolve(component("OperatorRole"))["enum"]) == ALL_ROLES
+    for path, method, op in operations():  # every operator list is paged: limit and cursor in, next_cursor out
+        if "operatorBearer" in {n for req in op["security"] for n in req} and method == "get":
+            schema = _resolve(_resolve(op["responses"]["200"])["content"]["application/json"]["schema"])
+            if "items" in schema.get("properties", {}):
+                assert "next_cursor" in schema["required"], f"GET {path} answers next_cursor"
+                names = {_resolve(p)["name"] for p in op.get("parameters", [])}
+                assert {"limit", "cursor"} <= names, f"GET {path} pages with limit and cursor"
+                assert "400" in op["responses"], f"GET {path} documents 400 for a bad limit or cursor"
+    limit = _resolve({"$ref": "#/components/parameters/Limit"})["schema"]
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 200, 50)
+
+
 # ---------------------------------------------------------------------------------------------------- the routes
 
 
@@ -269,17 +356,33 @@ def test_every_route_is_documented_and_every_documented_path_is_routed(app):
     documented = {re.sub(r"\{[^}]+\}", "{}", path): path for path in SPEC["paths"]}
     assert set(routed) - set(documented) == set(), "routes missing from docs/openapi.yaml"
     assert set(documented) - set(routed) == set(), "documented paths that no route serves"
+    operator_ops = set()
     for template, (handler, groups) in routed.items():
         path = documented[template]
         assert path.count("{") == groups, f"{path}: as many parameters as the route captures"
         spec_methods = {m for m in METHODS if m in SPEC["paths"][path]}
         assert spec_methods == _implemented(handler), (
             f"{path}: documented {sorted(spec_methods)}, {handler.__name__} implements {sorted(_implemented(handler))}")
+        for method in spec_methods:  # the roles: the contract's, the document's and the handler's are one
+            op = SPEC["paths"][path][method]
+            if "operatorBearer" not in {n for req in op["security"] for n in req}:
+                assert "x-roles" not in op, f"{method} {path}: x-roles only on operator routes"
+                continue
+            operator_ops.add((method, path))
+            contract = CONTRACT_ROLES.get((method, path))
+            assert contract is not None, f"{method} {path}: an operator route the contract does not list"
+            assert set(op.get("x-roles", ())) == contract, f"{method} {path}: x-roles {op.get('x-roles')}"
+            said = " ".join(op["description"].split()).partition("Roles: ")[2]
+            assert set(re.findall(r"`(\w+)`", re.split(r"[.;]", said)[0])) == contract, (
+                f"{method} {path}: its description names its roles ('Roles: ...')")
+            allowed = set(handler.roles.get(method.upper(), ADMIN_ROLES))  # handlers.admin_api.AdminBase
+            assert allowed == contract, f"{method} {path}: {handler.__name__} admits {sorted(allowed)}"
         # A concrete path built from the documented examples reaches this very handler (route order matters:
         # /api/v1/payment/orders/create must not be taken for an order id, nor the other way round).
         concrete = _example_path(path)
         first = next(r for r in rules if r.matcher.regex.match(concrete))
         assert first.target is handler, f"{concrete} is served by {first.target.__name__}, not {handler.__name__}"
+    assert operator_ops == set(CONTRACT_ROLES), "every operator route of the contract is routed and documented"
 
 
 # ---------------------------------------------------------------------------------------------------- the service
@@ -287,8 +390,10 @@ def test_every_route_is_documented_and_every_documented_path_is_routed(app):
 
 @pytest.fixture
 def overrides():
-    """Rate limits on (low enough to reach) and a small body limit, so 429 and 413 are driven too."""
-    return {"RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT), "MAX_BODY_BYTES": str(MAX_BODY)}
+    """Rate limits on (low enough to reach) and a small body limit, so 429 and 413 are driven too; the test client
+    as a trusted proxy, so that a client outside METRICS_ALLOW can be played with X-Forwarded-For."""
+    return {"RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT), "MAX_BODY_BYTES": str(MAX_BODY),
+            "TRUSTED_PROXIES": "127.0.0.1/32"}
 
 
 class Contract:
@@ -298,15 +403,23 @@ class Contract:
         self.api = api
         self.seen = defaultdict(set)
 
-    async def call(self, method, path, expect, *, params=None, body=None, raw=None, token=None, headers=None,
-                   code=None, check_request=True):
-        """Call `method path` (a documented template), require status `expect` (an int or a set) and check it."""
+    async def call(self, method, path, expect, *, params=None, query=None, body=None, raw=None, token=None,
+                   headers=None, code=None, check_request=True):
+        """Call `method path` (a documented template) with `params` in the path and `query` (documented query
+        parameters only), require status `expect` (an int or a set) and check the answer."""
         op = operation(method, path)
         concrete = path.format(**(params or {}))
         expected = {expect} if isinstance(expect, int) else set(expect)
         if body is not None and check_request and min(expected) < 300:
             check_schema(body, _resolve(op["requestBody"])["content"]["application/json"]["schema"],
                          f"the request body sent to {method} {path}")
+        if query:
+            documented = {p["name"]: p for p in map(_resolve, op.get("parameters", [])) if p["in"] == "query"}
+            for name, value in query.items():
+                assert name in documented, f"{method} {path}: the query parameter {name} is not documented"
+                if check_request and min(expected) < 300:
+                    check_schema(value, documented[name]["schema"], f"the query parameter {name} of {method} {path}")
+            concrete += "?" + urlencode(query)
         status, data, hdrs = await self.api.call(method, concrete, body=body, raw=raw, token=token, headers=headers)
         where = f"{method} {concrete} ({op['operationId']})"
         assert status in expected, f"{where}: expected {sorted(expected)}, got {status}: {data!r:.400}"
@@ -319,6 +432,7 @@ class Contract:
         responses = op["responses"]
         assert str(status) in responses, f"{where}: status {status} is not documented ({sorted(responses)})"
         self.seen[op["operationId"]].add(str(status))
+        assert REQUEST_ID.match(hdrs.get("X-Request-ID", "")), f"{where}: every answer carries X-Request-ID"
         response = _resolve(responses[str(status)])
         for name, header in response.get("headers", {}).items():
             header = _resolve(header)
@@ -340,7 +454,10 @@ class Contract:
             check_schema(data, content[ctype]["schema"], where)
         elif ctype == "image/png":
             assert isinstance(data, bytes) and data.startswith(b"\x89PNG\r\n\x1a\n"), f"{where}: not a PNG"
-        else:  # pragma: no cover - the document has only these two
+        elif ctype == "text/plain":
+            assert isinstance(data, bytes), f"{where}: not text"
+            check_schema(data.decode("utf-8"), content[ctype]["schema"], where)
+        else:  # pragma: no cover - the document has only these three
             raise AssertionError(f"{where}: no check for {ctype}")
 
     def record(self, operation_id, method, path, status):
@@ -377,16 +494,23 @@ async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url
     # -- operations
     assert (await c.call("GET", "/healthz", 200)) == {"status": "ok"}
     assert (await c.call("GET", "/readyz", 200)) == {"mysql": "ok", "redis": "ok"}
+    metrics = (await c.call("GET", "/metrics", 200)).decode()
+    assert "# TYPE gym_http_requests_total counter" in metrics  # the series themselves: tests of the metrics
+    await c.call("GET", "/metrics", 404, headers={"X-Forwarded-For": "203.0.113.9"}, code="NOT_FOUND")
+    _, _, hdrs = await api.call("GET", "/healthz", headers={"X-Request-ID": "openapi.check-1"})
+    assert hdrs["X-Request-ID"] == "openapi.check-1"  # the request's own
+    _, _, hdrs = await api.call("GET", "/healthz", headers={"X-Request-ID": "not an id!"})
+    assert REQUEST_ID.match(hdrs["X-Request-ID"]) and hdrs["X-Request-ID"] != "not an id!"  # a new one
 
     # -- operators
-    ops = {}
+    ops, op_ids, op_names = {}, {}, {}
     for role in ("admin", "finance", "staff"):
         name = f"openapi-{role}-{time.monotonic_ns()}"
         await create_operator(name, "correct-horse-battery", role)
         login = await c.call("POST", "/api/v1/admin/login", 200,
                              body={"username": name, "password": "correct-horse-battery"})
         assert login["operator"]["role"] == role and login["operator"]["username"] == name
-        ops[role] = login["token"]
+        ops[role], op_ids[role], op_names[role] = login["token"], login["operator"]["id"], name
     await c.call("POST", "/api/v1/admin/login", 400, body={"username": "nobody"}, code="INVALID_REQUEST")
     await c.call("POST", "/api/v1/admin/login", 401, body={"username": "nobody", "password": "wrong-password"},
                  code="UNAUTHENTICATED")
@@ -403,20 +527,16 @@ async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url
 
     sid1 = await new_schedule(1, 3)  # one seat: A books it, B finds it sold out
     sid2 = await new_schedule(10, 4, token=ops["staff"])
-    sid_past = await new_schedule(5, -1)  # already started
+    sid_past = await new_schedule(5, -1, token=ops["finance"])  # already started; every role may make sessions
     good_schedule = {"title": "体验课", "starts_at": (now + dt.timedelta(days=5)).isoformat(), "capacity": 3}
     await c.call("POST", SCHEDULES, 401, body=good_schedule, code="UNAUTHENTICATED")
     await c.call("POST", SCHEDULES, 401, body=good_schedule, token="forged.token", code="UNAUTHENTICATED")
-    await c.call("POST", SCHEDULES, 403, body=good_schedule, token=ops["finance"], code="FORBIDDEN")
     await c.call("POST", SCHEDULES, 400, body={**good_schedule, "capacity": 0}, token=ops["admin"],
                  code="INVALID_REQUEST")
     await c.call("POST", SCHEDULES, 400, body={**good_schedule, "starts_at": "next tuesday"}, token=ops["admin"],
                  code="INVALID_REQUEST")
     await c.call("POST", SCHEDULES, 413, body=_pad(), token=ops["admin"], code="PAYLOAD_TOO_LARGE")
-    for role in ("admin", "finance", "staff"):
-        listed = await c.call("GET", SCHEDULES, 200, token=ops[role])
-        assert {sid1, sid2, sid_past} <= {s["id"] for s in listed["items"]}
-    await c.call("GET", SCHEDULES, 401, code="UNAUTHENTICATED")
+    await c.call("GET", SCHEDULES, 401, code="UNAUTHENTICATED")  # its 200s and 400s: at the end
 
     # -- parents
     async def login_user():
@@ -484,6 +604,35 @@ async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url
     order_c = await c.call("POST", CREATE, 201, body={"course_schedule_id": sid2}, token=tc)
     order_d = await c.call("POST", CREATE, 201, body={"course_schedule_id": sid2}, token=td)
     b_id, c_id, d_id = order_b["order_id"], order_c["order_id"], order_d["order_id"]
+
+    async def paged(path, key, token, params=None, query=None, n=1):
+        """Follow a list's cursor: its pages of `n`, page after page, are the newest items of one longer page."""
+        query = query or {}
+        whole = await c.call("GET", path, 200, params=params, query={**query, "limit": 2 * n}, token=token)
+        first = await c.call("GET", path, 200, params=params, query={**query, "limit": n}, token=token)
+        assert first["next_cursor"], f"GET {path} {query}: more than {n} items, so a next page"
+        second = await c.call("GET", path, 200, params=params, query={**query, "limit": n,
+                                                                      "cursor": first["next_cursor"]}, token=token)
+        keys = [key(item) for item in first["items"] + second["items"]]
+        assert len(first["items"]) == n and keys == [key(item) for item in whole["items"]][:len(keys)], (
+            f"GET {path} {query}: the pages follow on from each other, newest first")
+        if whole["next_cursor"] is None:
+            assert second["next_cursor"] is None
+        await c.call("GET", path, 400, params=params, query={**query, "cursor": "not-a-cursor"}, token=token,
+                     code="INVALID_REQUEST")
+        return whole["items"]
+
+    # the roster: the three seats held on session 2, newest first, page by page
+    ROSTER = "/api/v1/admin/schedules/{schedule_id}/roster"
+    roster = await paged(ROSTER, lambda r: r["reservation_id"], ops["staff"], params={"schedule_id": sid2}, n=2)
+    assert [(r["order_id"], r["status"], r["order_status"]) for r in roster] == [
+        (d_id, "temporary", "pending"), (c_id, "temporary", "pending"), (b_id, "temporary", "pending")]
+    assert roster[0]["reservation_id"] == order_d["reservation"]["reservation_id"] and roster[0]["user"]["id"]
+    await c.call("GET", ROSTER, 400, params={"schedule_id": sid2}, query={"limit": 201}, token=ops["staff"],
+                 code="INVALID_REQUEST")
+    await c.call("GET", ROSTER, 401, params={"schedule_id": sid2}, code="UNAUTHENTICATED")
+    await c.call("GET", ROSTER, 403, params={"schedule_id": sid2}, token=ta, code="FORBIDDEN")
+    await c.call("GET", ROSTER, 404, params={"schedule_id": 987654321098}, token=ops["staff"], code="NOT_FOUND")
 
     ORDERS, ORDER = "/api/v1/payment/orders", "/api/v1/payment/orders/{order_id}"
     mine = await c.call("GET", ORDERS, 200, token=ta)
@@ -603,11 +752,14 @@ async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url
     changed = await c.call("PATCH", PATCH, 200, params={"schedule_id": sid2}, body={"capacity": 12},
                            token=ops["staff"])
     assert changed["id"] == sid2 and changed["capacity"] == 12
+    renamed = await c.call("PATCH", PATCH, 200, params={"schedule_id": sid2}, body={"title": "体验课（改期）"},
+                           token=ops["finance"])
+    assert (renamed["title"], renamed["capacity"]) == ("体验课（改期）", 12)
     await c.call("PATCH", PATCH, 400, params={"schedule_id": sid2}, body={"capacity": -1}, token=ops["admin"],
                  code="INVALID_REQUEST")
+    await c.call("PATCH", PATCH, 400, params={"schedule_id": sid2}, body={"title": " "}, token=ops["admin"],
+                 code="INVALID_REQUEST")
     await c.call("PATCH", PATCH, 401, params={"schedule_id": sid2}, body={"capacity": 5}, code="UNAUTHENTICATED")
-    await c.call("PATCH", PATCH, 403, params={"schedule_id": sid2}, body={"capacity": 5}, token=ops["finance"],
-                 code="FORBIDDEN")
     await c.call("PATCH", PATCH, 403, params={"schedule_id": sid2}, body={"capacity": 5}, token=ta,
                  code="FORBIDDEN")
     await c.call("PATCH", PATCH, 404, params={"schedule_id": 987654321098}, body={"capacity": 5},
@@ -635,6 +787,175 @@ async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url
     cancelled = await c.call("POST", CANCEL, 200, params={"order_id": d_id}, token=td)  # no body: the default
     assert cancelled["status"] == "cancelled"
 
+    # -- the back office: orders and their story
+    ADMIN_ORDERS, ADMIN_ORDER = "/api/v1/admin/orders", "/api/v1/admin/orders/{order_id}"
+    found = await c.call("GET", ADMIN_ORDERS, 200, query={"q": a_id}, token=ops["staff"])
+    assert [o["order_id"] for o in found["items"]] == [a_id] and found["next_cursor"] is None
+    admin_a = found["items"][0]
+    assert (admin_a["status"], admin_a["transaction_id"], admin_a["refunds"]) == ("paid", paid["transaction_id"], [])
+    assert (admin_a["schedule"]["id"], admin_a["schedule"]["title"]) == (sid1, "体验课（OpenAPI）")
+    masked = admin_a["user"]["openid_masked"]
+    assert masked != openid_a and openid_a.startswith(masked[:3]) and openid_a.endswith(masked[-3:])
+    by_txn = await c.call("GET", ADMIN_ORDERS, 200, query={"q": paid["transaction_id"]}, token=ops["finance"])
+    assert [o["order_id"] for o in by_txn["items"]] == [a_id]
+    both = await c.call("GET", ADMIN_ORDERS, 200, query={"status": "cancelled", "course_schedule_id": sid2},
+                        token=ops["admin"])
+    assert [o["order_id"] for o in both["items"]] == [d_id, b_id]  # the filters combine
+    await paged(ADMIN_ORDERS, lambda o: o["order_id"], ops["staff"], query={"course_schedule_id": sid2}, n=2)
+    bad = await c.call("GET", ADMIN_ORDERS, 400, query={"status": "lost"}, token=ops["staff"], code="INVALID_REQUEST")
+    assert bad["error"]["field"] == "status"
+    await c.call("GET", ADMIN_ORDERS, 400, query={"course_schedule_id": "abc"}, token=ops["staff"],
+                 code="INVALID_REQUEST")
+    await c.call("GET", ADMIN_ORDERS, 400, query={"q": "x" * 65}, token=ops["staff"], code="INVALID_REQUEST")
+    await c.call("GET", ADMIN_ORDERS, 400, query={"limit": 0}, token=ops["staff"], code="INVALID_REQUEST")
+    await c.call("GET", ADMIN_ORDERS, 401, code="UNAUTHENTICATED")
+    await c.call("GET", ADMIN_ORDERS, 403, token=ta, code="FORBIDDEN")
+
+    story = await c.call("GET", ADMIN_ORDER, 200, params={"order_id": a_id}, token=ops["staff"])
+    assert story["order_id"] == a_id and story["user"] == admin_a["user"] and story["schedule"] == admin_a["schedule"]
+    assert story["transaction"]["transaction_id"] == paid["transaction_id"]
+    assert story["transaction"]["trade_state"] == "SUCCESS" and story["transaction"]["total_fee"] == 20000
+    assert {"order_created", "seat_held"} <= {e["action_type"] for e in story["timeline"]}
+    assert ("payment", "applied") in {(n["kind"], n["outcome"]) for n in story["notifications"]}
+    await c.call("GET", ADMIN_ORDER, 404, params={"order_id": "0" * 32}, token=ops["staff"], code="NOT_FOUND")
+    await c.call("GET", ADMIN_ORDER, 404, params={"order_id": "short"}, token=ops["staff"], code="NOT_FOUND")
+    await c.call("GET", ADMIN_ORDER, 401, params={"order_id": a_id}, code="UNAUTHENTICATED")
+    await c.call("GET", ADMIN_ORDER, 403, params={"order_id": a_id}, token=ta, code="FORBIDDEN")
+
+    # -- refunds of A (paid 200.00): the rules, idempotency, WeChat Pay refusing, WeChat Pay not answering
+    REFUND, REFUNDS, A = "/api/v1/admin/orders/{order_id}/refunds", "/api/v1/admin/refunds", {"order_id": a_id}
+
+    def refund_key():
+        return {"Idempotency-Key": f"openapi-refund-{time.monotonic_ns()}"}
+
+    some = {"amount_fen": 5000, "reason": "家长申请退款"}
+    bad = await c.call("POST", REFUND, 400, params=A, body=some, token=ops["finance"], code="INVALID_REQUEST")
+    assert bad["error"]["field"] == "Idempotency-Key"
+    await c.call("POST", REFUND, 400, params=A, body={"amount_fen": "5000"}, token=ops["finance"],
+                 headers=refund_key(), code="INVALID_REQUEST")
+    await c.call("POST", REFUND, 401, params=A, body=some, headers=refund_key(), code="UNAUTHENTICATED")
+    await c.call("POST", REFUND, 403, params=A, body=some, token=ops["staff"], headers=refund_key(), code="FORBIDDEN")
+    await c.call("POST", REFUND, 403, params=A, body=some, token=ta, headers=refund_key(), code="FORBIDDEN")
+    await c.call("POST", REFUND, 404, params={"order_id": "0" * 32}, body=some, token=ops["finance"],
+                 headers=refund_key(), code="NOT_FOUND")
+    await c.call("POST", REFUND, 409, params={"order_id": b_id}, body=some, token=ops["finance"],
+                 headers=refund_key(), code="ORDER_NOT_REFUNDABLE")  # cancelled, never paid
+    await c.call("POST", REFUND, 413, params=A, body={**some, **_pad()}, token=ops["finance"], headers=refund_key(),
+                 code="PAYLOAD_TOO_LARGE")
+    for too_much in (0, 20001):
+        await c.call("POST", REFUND, 422, params=A, body={"amount_fen": too_much}, token=ops["finance"],
+                     headers=refund_key(), code="REFUND_EXCEEDS_PAID")
+    key = refund_key()
+    first = await c.call("POST", REFUND, 201, params=A, body=some, token=ops["finance"], headers=key)
+    assert (first["order_id"], first["amount_fen"], first["amount"], first["reason"]) == (
+        a_id, 5000, "50.00", "家长申请退款")
+    assert first["status"] in ("PROCESSING", "SUCCESS") and first["operator"]["username"] == op_names["finance"]
+    again = await c.call("POST", REFUND, 200, params=A, body={"amount_fen": 1}, token=ops["admin"], headers=key)
+    assert (again["out_refund_no"], again["amount_fen"]) == (first["out_refund_no"], 5000)  # the same refund
+    await api.control("POST", "/sandbox/faults", {"path_prefix": "/v3/refund/domestic/refunds", "method": "POST",
+                                                  "status": 403, "code": "NOT_ENOUGH",
+                                                  "message": "基本账户余额不足，请充值后重新发起", "count": 1})
+    key = refund_key()
+    refused = await c.call("POST", REFUND, 409, params=A, body={"amount_fen": 2000}, token=ops["admin"], headers=key,
+                           code="REFUND_REJECTED")
+    assert "余额不足" in refused["error"]["message"]  # WeChat Pay's own words
+    rejected = await c.call("POST", REFUND, 200, params=A, body={"amount_fen": 2000}, token=ops["admin"], headers=key)
+    assert (rejected["status"], rejected["amount_fen"], rejected["reason"]) == ("REJECTED", 2000, "体验课退款")
+    await api.control("POST", "/sandbox/faults", {"path_prefix": "/v3/refund/domestic/refunds", "method": "POST",
+                                                  "status": 500, "code": "SYSTEM_ERROR", "count": 1})
+    unanswered = await c.call("POST", REFUND, 201, params=A, body={"amount_fen": 1000}, token=ops["finance"],
+                              headers=refund_key())
+    assert unanswered["status"] == "PROCESSING" and unanswered["refund_id"] is None  # kept, to be sent again
+    # Still refundable: 200.00 less 50.00 and 10.00 (the REJECTED refund does not count).
+    await c.call("POST", REFUND, 422, params=A, body={"amount_fen": 14001}, token=ops["finance"],
+                 headers=refund_key(), code="REFUND_EXCEEDS_PAID")
+    refund_nos = [first["out_refund_no"], rejected["out_refund_no"], unanswered["out_refund_no"]]
+
+    newest = await paged(REFUNDS, lambda r: r["out_refund_no"], ops["finance"], n=1)
+    assert [r["out_refund_no"] for r in newest] == refund_nos[:0:-1]
+    listed = await c.call("GET", REFUNDS, 200, query={"status": "REJECTED"}, token=ops["admin"])
+    assert rejected["out_refund_no"] in {r["out_refund_no"] for r in listed["items"]}
+    assert {r["status"] for r in listed["items"]} == {"REJECTED"}
+    await c.call("GET", REFUNDS, 400, query={"status": "DONE"}, token=ops["finance"], code="INVALID_REQUEST")
+    await c.call("GET", REFUNDS, 401, code="UNAUTHENTICATED")
+    await c.call("GET", REFUNDS, 403, token=ops["staff"], code="FORBIDDEN")
+    story = await c.call("GET", ADMIN_ORDER, 200, params=A, token=ops["finance"])
+    assert [r["out_refund_no"] for r in story["refunds"]] == refund_nos  # oldest first
+    requested = [e for e in story["timeline"] if e["action_type"] == "refund_requested"]
+    assert [e["actor"] for e in requested] == [f"operator:{op_names[r]}" for r in ("finance", "admin", "finance")]
+    assert all(e["ip_address"] == "127.0.0.1" for e in requested)
+    found = await c.call("GET", ADMIN_ORDERS, 200, query={"q": unanswered["out_refund_no"]}, token=ops["staff"])
+    assert [o["order_id"] for o in found["items"]] == [a_id]
+
+    # -- the notification inbox
+    INBOX = "/api/v1/admin/notifications"
+    applied = await c.call("GET", INBOX, 200, query={"kind": "payment", "outcome": "applied"}, token=ops["finance"])
+    assert a_id in {n["out_trade_no"] for n in applied["items"]}
+    refusals = await c.call("GET", INBOX, 200, query={"outcome": "refused"}, token=ops["admin"])
+    assert {(n["kind"], n["out_trade_no"], n["event_type"]) for n in refusals["items"]} >= {("payment", None, None)}
+    assert all(n["http_status"] in (400, 401) and n["reason"] for n in refusals["items"])
+    await paged(INBOX, lambda n: n["id"], ops["finance"], query={"kind": "payment"}, n=1)
+    await c.call("GET", INBOX, 400, query={"kind": "coupon"}, token=ops["finance"], code="INVALID_REQUEST")
+    await c.call("GET", INBOX, 400, query={"outcome": "lost"}, token=ops["finance"], code="INVALID_REQUEST")
+    await c.call("GET", INBOX, 401, code="UNAUTHENTICATED")
+    await c.call("GET", INBOX, 403, token=ops["staff"], code="FORBIDDEN")
+
+    # -- the audit log
+    AUDIT = "/api/v1/admin/audit"
+    rows = await paged(AUDIT, lambda r: json.dumps(r, sort_keys=True), ops["finance"],
+                       query={"order_id": a_id, "action_type": "refund_requested"}, n=1)
+    assert [r["actor"] for r in rows] == [f"operator:{op_names['finance']}", f"operator:{op_names['admin']}"]
+    assert {r["order_id"] for r in rows} == {a_id}
+    made = await c.call("GET", AUDIT, 200, query={"action_type": "schedule_created"}, token=ops["admin"])
+    assert made["items"][0]["order_id"] is None and made["items"][0]["actor"] == f"operator:{op_names['finance']}"
+    await c.call("GET", AUDIT, 400, query={"order_id": "xyz"}, token=ops["finance"], code="INVALID_REQUEST")
+    await c.call("GET", AUDIT, 400, query={"action_type": "Refund Requested"}, token=ops["finance"],
+                 code="INVALID_REQUEST")
+    await c.call("GET", AUDIT, 401, code="UNAUTHENTICATED")
+    await c.call("GET", AUDIT, 403, token=ops["staff"], code="FORBIDDEN")
+
+    # -- operator accounts: made, changed (the new role holds at once), made inactive (its token stops at once)
+    OPERATORS, OPERATOR = "/api/v1/admin/operators", "/api/v1/admin/operators/{operator_id}"
+    name = f"openapi-new-{time.monotonic_ns()}"
+    account = {"username": name, "password": "correct-horse-battery", "role": "staff"}
+    new_op = await c.call("POST", OPERATORS, 201, body=account, token=ops["admin"])
+    assert (new_op["username"], new_op["role"], new_op["active"], new_op["last_login_at"]) == (
+        name, "staff", True, None)
+    await c.call("POST", OPERATORS, 409, body=account, token=ops["admin"], code="OPERATOR_EXISTS")
+    await c.call("POST", OPERATORS, 400, body={**account, "role": "boss"}, token=ops["admin"],
+                 code="INVALID_REQUEST")
+    await c.call("POST", OPERATORS, 400, body={**account, "username": "x y", "password": "short"},
+                 token=ops["admin"], code="INVALID_REQUEST")
+    await c.call("POST", OPERATORS, 401, body=account, code="UNAUTHENTICATED")
+    await c.call("POST", OPERATORS, 403, body=account, token=ops["finance"], code="FORBIDDEN")
+    await c.call("POST", OPERATORS, 413, body={**account, **_pad()}, token=ops["admin"], code="PAYLOAD_TOO_LARGE")
+    newest = await paged(OPERATORS, lambda o: o["id"], ops["admin"], n=1)
+    assert newest[0]["id"] == new_op["id"]
+    await c.call("GET", OPERATORS, 401, code="UNAUTHENTICATED")
+    await c.call("GET", OPERATORS, 403, token=ops["finance"], code="FORBIDDEN")
+    new_token = (await c.call("POST", "/api/v1/admin/login", 200,
+                              body={"username": name, "password": "correct-horse-battery"}))["token"]
+    await c.call("GET", REFUNDS, 403, token=new_token, code="FORBIDDEN")  # staff
+    THEM = {"operator_id": new_op["id"]}
+    changed = await c.call("PATCH", OPERATOR, 200, params=THEM, body={"role": "finance"}, token=ops["admin"])
+    assert (changed["id"], changed["role"], changed["active"]) == (new_op["id"], "finance", True)
+    assert changed["last_login_at"] is not None
+    await c.call("GET", REFUNDS, 200, token=new_token)  # the same token, the new role
+    off = await c.call("PATCH", OPERATOR, 200, params=THEM, body={"active": False}, token=ops["admin"])
+    assert off["active"] is False
+    await c.call("GET", ADMIN_ORDERS, 401, token=new_token, code="UNAUTHENTICATED")
+    await c.call("POST", "/api/v1/admin/login", 401, body={"username": name, "password": "correct-horse-battery"},
+                 code="UNAUTHENTICATED")
+    await c.call("PATCH", OPERATOR, 400, params=THEM, body={"active": "no"}, token=ops["admin"],
+                 code="INVALID_REQUEST")
+    await c.call("PATCH", OPERATOR, 400, params={"operator_id": op_ids["admin"]}, body={"active": False},
+                 token=ops["admin"], code="INVALID_REQUEST", check_request=False)  # not oneself
+    await c.call("PATCH", OPERATOR, 404, params={"operator_id": 987654321098}, body={"role": "staff"},
+                 token=ops["admin"], code="NOT_FOUND")
+    await c.call("PATCH", OPERATOR, 401, params=THEM, body={"role": "staff"}, code="UNAUTHENTICATED")
+    await c.call("PATCH", OPERATOR, 403, params=THEM, body={"role": "staff"}, token=ops["finance"], code="FORBIDDEN")
+    await c.call("PATCH", OPERATOR, 413, params=THEM, body=_pad(), token=ops["admin"], code="PAYLOAD_TOO_LARGE")
+
     # -- not operations, but the same Error body
     status, body, _ = await api.call("DELETE", ORDERS, token=ta)
     assert status == 405
@@ -660,6 +981,27 @@ async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url
                                 ("loginOperator", "/api/v1/admin/login", "POST")):
         assert "429" in c.seen[op_id], f"{method} {path} answered 429"
 
+    # -- every operator route admits the roles it documents (x-roles) and refuses the others
+    concrete = {"schedule_id": sid2, "order_id": a_id, "operator_id": new_op["id"]}
+    for path, method, op in operations():
+        if "x-roles" not in op:
+            continue
+        params = {k: v for k, v in concrete.items() if f"{{{k}}}" in path}
+        for role, token in ops.items():
+            if role not in op["x-roles"]:
+                await c.call(method.upper(), path, 403, params=params, body=None if method == "get" else {},
+                             token=token, code="FORBIDDEN")
+            elif method == "get" and op["operationId"] != "adminListSchedules":  # that one: below
+                await c.call("GET", path, 200, params=params, token=token)
+
+    # -- the operators' list of sessions, newest first and paged like every operator list (contract §2 Operators)
+    for role in ("admin", "finance", "staff"):
+        listed = await c.call("GET", SCHEDULES, 200, token=ops[role])
+        assert {sid1, sid2, sid_past} <= {s["id"] for s in listed["items"]}
+    newest = await paged(SCHEDULES, lambda s: s["id"], ops["staff"], n=1)
+    assert [s["id"] for s in newest] == [sid_past, sid2]
+    await c.call("GET", SCHEDULES, 400, query={"limit": 0}, token=ops["staff"], code="INVALID_REQUEST")
+
     # -- every documented answer was seen (other than a bug's 500 and a database outage's 503)
     missing = {}
     for path, method, op in operations():
@@ -667,3 +1009,25 @@ async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url
         if wanted - c.seen[op["operationId"]]:
             missing[f"{method.upper()} {path}"] = sorted(wanted - c.seen[op["operationId"]])
     assert not missing, f"documented answers the test never saw: {missing}"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_repeated_refund_key_answers_that_refund_whatever_the_body(api, ctx):
+    """Contract §2 Operators: the same Idempotency-Key on the same order again → 200 and the same refund, "whatever
+    the body, nothing sent twice" (a body that would be refused on its own included)."""
+    c = Contract(api)
+    async for key in ctx.redis.scan_iter(match="gym:rl:*"):  # the drive test used this minute's logins up
+        await ctx.redis.delete(key)
+    _, _, _, order = await api.paid_order()
+    finance = await api.admin_token("finance")
+    REFUND, where = "/api/v1/admin/orders/{order_id}/refunds", {"order_id": order["order_id"]}
+    key = {"Idempotency-Key": f"openapi-again-{time.monotonic_ns()}"}
+    first = await c.call("POST", REFUND, 201, params=where, body={"amount_fen": 5000, "reason": "家长申请退款"},
+                         token=finance, headers=key)
+    for body in ({"amount_fen": 20001}, {}, {"amount_fen": "5000"}, {"amount_fen": 5000, "reason": 7}):
+        again = await c.call("POST", REFUND, 200, params=where, body=body, token=finance, headers=key,
+                             check_request=False)
+        assert again["out_refund_no"] == first["out_refund_no"], body
+    sent = (await api.control("GET", "/sandbox/requests?path_prefix=/v3/refund/domestic/refunds"))["items"]
+    assert len([r for r in sent if r["method"] == "POST"
+                and (r.get("request_body") or {}).get("out_refund_no") == first["out_refund_no"]]) == 1

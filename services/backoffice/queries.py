@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from peewee import JOIN
+
 import errors
 from models import (
     CourseSchedule, NotificationReceipt, Operator, PaymentAuditLog, PaymentOrder, PaymentTransaction, Refund,
@@ -126,7 +128,7 @@ async def order_story(order_id: str) -> dict:
         **view,
         "timeline": [_audit_row(r, names) for r in rows],
         "notifications": [{"received_at": iso(n.first_seen_at), "last_seen_at": iso(n.last_seen_at), "kind": n.kind,
-                           "event_type": n.event_type, "outcome": n.outcome, "deliveries": n.deliveries}
+                           "event_type": n.event_type or None, "outcome": n.outcome, "deliveries": n.deliveries}
                           for n in notes],
         "transaction": None if txn is None else {
             "transaction_id": txn.transaction_id, "trade_type": txn.trade_type, "trade_state": txn.trade_state,
@@ -175,7 +177,7 @@ async def list_audit(args: dict) -> dict:
     if action is not None and not _ACTION.match(action):
         raise errors.invalid_request("action_type 无效", field="action_type")
     query = PaymentAuditLog.select(PaymentAuditLog, PaymentOrder.order_id.alias("public_order_id")).join(
-        PaymentOrder, join_type="LEFT OUTER", on=(PaymentAuditLog.order == PaymentOrder.id)).objects()
+        PaymentOrder, join_type=JOIN.LEFT_OUTER, on=(PaymentAuditLog.order == PaymentOrder.id)).objects()
     if order_id:
         query = query.where(PaymentOrder.order_id == order_id)
     if action:

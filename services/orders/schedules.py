@@ -29,6 +29,17 @@ async def list_schedules(settings, upcoming_only=True) -> list[dict]:
     return [serialize(s, taken.get(s.id, 0), settings.trial_price_fen) for s in schedules]
 
 
+async def page_schedules(settings, args: dict) -> dict:
+    """The operators' list: every session, newest first, paged."""
+    from ..backoffice.paging import page, parse_limit
+
+    rows, cursor = await page(CourseSchedule.select(), CourseSchedule.id, parse_limit(args.get("limit")),
+                              args.get("cursor"))
+    taken = await taken_by_schedule([s.id for s in rows])
+    return {"items": [serialize(s, taken.get(s.id, 0), settings.trial_price_fen) for s in rows],
+            "next_cursor": cursor}
+
+
 async def get_schedule(settings, schedule_id) -> dict:
     """One schedule with seats left; 404 when unknown."""
     schedule = await CourseSchedule.select().where(CourseSchedule.id == schedule_id).aio_first()
