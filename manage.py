@@ -1,4 +1,4 @@
-"""Administrative commands: `migrate`, `create-operator`, `seed-demo`."""
+"""Administrative commands: `migrate`, `create-operator`, `seed-demo`, `check-invariants`."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,9 @@ import asyncio
 import datetime as dt
 import os
 import sys
+
+import peewee
+import pymysql
 
 from models import CourseSchedule, close_database, open_database, utcnow
 from models.migrations import migrate
@@ -54,6 +57,47 @@ async def _seed_demo():
     print(f"seeded {len(rows)} demo class sessions")
 
 
+async def _check_invariants(args) -> int:
+    """Run the checks, print one line per violation or warning; 1 when any invariant is broken."""
+    from services.invariants import check_invariants, check_wechatpay
+
+    env = {**os.environ, **({"DATABASE_URL": args.database_url} if args.database_url else {})}
+    try:
+        db_url = parse_database_url(env)
+        interval = args.reconcile_interval or float(env.get("RECONCILE_INTERVAL_SECONDS") or 60)
+    except (SettingsError, ValueError) as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    gateway = None
+    if args.wechatpay:
+        import settings as settings_module
+        from services.wechat.pay_gateway import WeChatPayGateway
+
+        gateway = WeChatPayGateway(settings_module.load_or_exit(env))
+    try:
+        await open_database(db_url, pool_max=2)
+        found = await check_invariants(interval)
+        if gateway is not None:
+            found += await check_wechatpay(gateway, args.days, interval, rate=args.rate,
+                                           progress=lambda text: print(text, file=sys.stderr, flush=True))
+    except (peewee.PeeweeException, pymysql.err.MySQLError, OSError) as e:
+        print(f"check-invariants: cannot read the database: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if gateway is not None:
+            await gateway.close()
+        await close_database()
+    for violation in found:
+        print(violation.line())
+    broken = sum(not v.warning for v in found)
+    if broken:
+        print(f"{broken} violation(s)", file=sys.stderr)
+        return 1
+    warnings = len(found) - broken
+    print("all invariants hold" + (f" ({warnings} warning(s))" if warnings else ""))
+    return 0
+
+
 def main(argv=None):
     """Parse the command line and run one command."""
     parser = argparse.ArgumentParser(prog="manage.py")
@@ -64,13 +108,24 @@ def main(argv=None):
     op.add_argument("--password-file", required=True)
     op.add_argument("--role", required=True, choices=["admin", "finance", "staff"])
     sub.add_parser("seed-demo", help="add a few upcoming demo class sessions if there are none")
+    ck = sub.add_parser("check-invariants", help="check the booking and payment invariants; non-zero when broken")
+    ck.add_argument("--database-url", help="another database than DATABASE_URL")
+    ck.add_argument("--reconcile-interval", type=float, help="seconds (default RECONCILE_INTERVAL_SECONDS or 60)")
+    ck.add_argument("--wechatpay", action="store_true",
+                    help="also ask WeChat Pay about recent orders (needs the service's settings in the environment)")
+    ck.add_argument("--days", type=float, default=7, help="with --wechatpay: orders created in the last N days")
+    ck.add_argument("--rate", type=float, default=10, help="with --wechatpay: WeChat Pay queries a second")
     args = parser.parse_args(argv)
+    if args.command == "check-invariants" and (args.rate <= 0 or args.days <= 0):
+        parser.error("--rate and --days must be positive")
     if args.command == "migrate":
         asyncio.run(_with_db(migrate))
     elif args.command == "create-operator":
         asyncio.run(_with_db(lambda: _create_operator(args)))
     elif args.command == "seed-demo":
         asyncio.run(_with_db(_seed_demo))
+    elif args.command == "check-invariants":
+        raise SystemExit(asyncio.run(_check_invariants(args)))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Test harness: the real servers started by scripts/servers.sh, the sandbox process, and small HTTP helpers."""
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -68,8 +70,8 @@ def http_json(method, url, body=None, headers=None, timeout=10):
 class SandboxProcess:
     """A running `python -m sandbox` on a loopback port, with its control API."""
 
-    def __init__(self, state_dir, time_scale=0.01, extra_args=(), env=None):
-        self.port = free_port()
+    def __init__(self, state_dir, time_scale=0.01, extra_args=(), env=None, port=None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.state_dir = state_dir
         os.makedirs(state_dir, exist_ok=True)
@@ -107,6 +109,10 @@ class SandboxProcess:
             self.proc.kill()
         self.log.close()
 
+    def kill(self):
+        """SIGKILL: no chance to finish anything."""
+        _kill(self.proc, self.log)
+
 
 class ServiceProcess:
     """The service as its own OS process (`python server.py`), for tests that need two of them."""
@@ -143,6 +149,17 @@ class ServiceProcess:
             self.proc.kill()
         self.log.close()
 
+    def kill(self):
+        """SIGKILL (kill -9): open transactions die with their connections, leases stay until they run out."""
+        _kill(self.proc, self.log)
+
+
+def _kill(proc, log):
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    log.close()
+
 
 class RedisServer:
     """A private redis-server on its own port, which a test may stop and start again."""
@@ -176,3 +193,83 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(10)
         wait_until(lambda: not self._ping(), timeout=10, what="redis-server to stop")
+
+
+class MariaDBServer:
+    """A private mariadbd (Debian's package) with its own datadir under var/test/, which a test may stop and start.
+
+    Never the project's shared server: a test that stops this one disturbs nobody else.
+    """
+
+    SERVER_ARGS = ("--bind-address=127.0.0.1", "--skip-name-resolve", "--character-set-server=utf8mb4",
+                   "--collation-server=utf8mb4_unicode_ci", "--innodb-buffer-pool-size=32M",
+                   "--innodb-log-file-size=8M", "--innodb-flush-log-at-trx-commit=2", "--default-time-zone=+00:00",
+                   "--max-connections=200")
+
+    def __init__(self, name="mariadb"):
+        self.port = free_port()
+        self.dir = os.path.join(VAR, "test", f"{name}-{self.port}")
+        self.datadir = os.path.join(self.dir, "data")
+        self.socket = os.path.join(self.dir, "mysqld.sock")
+        self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        user = ["--user=root"] if os.geteuid() == 0 else []
+        with open(os.path.join(self.dir, "install.log"), "wb") as log:
+            subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.datadir}", *user,
+                            "--auth-root-authentication-method=socket", "--skip-test-db", "--innodb-log-file-size=8M"],
+                           check=True, stdout=log, stderr=subprocess.STDOUT)
+        self.start()
+
+    def _admin(self, timeout=2):
+        import pymysql
+
+        # The install gives root and the installing OS user socket authentication.
+        return pymysql.connect(unix_socket=self.socket, user=getpass.getuser(), connect_timeout=timeout)
+
+    def _answers(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"mariadbd exited with {self.proc.returncode}; see {self.dir}/error.log")
+        try:
+            self._admin(timeout=1).close()
+            return True
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+
+    def start(self):
+        """Start (again) on the same port and datadir."""
+        binary = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+        user = ["--user=root"] if os.geteuid() == 0 else []
+        self.proc = subprocess.Popen(
+            [binary, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}", f"--port={self.port}",
+             f"--pid-file={self.dir}/mysqld.pid", f"--log-error={self.dir}/error.log", *self.SERVER_ARGS, *user],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self._answers, timeout=30, interval=0.1, what="the private mariadbd to answer")
+
+    def create_database(self, name="gym", user="gym", password="gym-test-password"):
+        """A database and a user for it over TCP; returns its mysql:// URL."""
+        conn = self._admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+                cur.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'")
+                cur.execute(f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'127.0.0.1'")
+            conn.commit()
+        finally:
+            conn.close()
+        return f"mysql://{user}:{password}@127.0.0.1:{self.port}/{name}"
+
+    def stop(self):
+        """SIGTERM and wait for the clean shutdown (an outage, not a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def destroy(self):
+        """Stop it and delete its datadir."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
