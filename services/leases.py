@@ -19,6 +19,7 @@ import errors
 from models import JobLease, PaymentOrder, Refund
 
 log = logging.getLogger("gym.leases")
+_background = set()  # releases retried after a failure (kept referenced until done)
 
 DB_NOW = SQL("UTC_TIMESTAMP(6)")
 
@@ -110,12 +111,29 @@ class Lease:
             delay = min(delay * 2, 0.2)
 
     async def end(self):
-        """Stop the heartbeat and give the row back; never raises."""
+        """Stop the heartbeat and give the row back; never raises. If the database is away, the holder keeps
+        trying in the background until the lease would have run out anyway, so the row is free as soon as the
+        database answers again (rather than when the lease ends)."""
         await self.stop_heartbeat()
         try:
             await self.release()
-        except Exception as e:  # noqa: BLE001 - it runs out by itself
-            log.warning("releasing the lease on %s %s failed (it will run out): %s", self.model.__name__, self.key, e)
+        except Exception as e:  # noqa: BLE001
+            log.warning("releasing the lease on %s %s failed; retrying in the background: %s",
+                        self.model.__name__, self.key, e)
+            task = asyncio.get_running_loop().create_task(self._release_later())
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+
+    async def _release_later(self):
+        deadline = time.monotonic() + self.seconds
+        delay = 0.2
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            try:
+                await self.release()
+                return
+            except Exception:  # noqa: BLE001 - still away
+                delay = min(delay * 2, 2.0)
 
 
 def order_lease(order_pk: int, seconds: float = 15) -> Lease:

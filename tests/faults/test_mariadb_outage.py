@@ -132,14 +132,9 @@ def _created_since(load, index):
 @pytest.mark.gen_test(timeout=90)
 async def test_an_order_being_paid_when_mariadb_stops_can_be_paid_right_after_it_returns(
         private_mariadb, server_env, sandbox, services, tmp_path):
-    """KNOWN BUG (reported to the lead, not fixed here): this test fails on purpose until the service is fixed.
-
-    The prepay holds the order's lease while it waits for WeChat Pay; MariaDB stops; the prepay answers 503 and
-    `Lease.end()` cannot give the lease back ("it will run out"). Once MariaDB is back the order stays leased until
-    the lease runs out (15 s after its last renewal): the parent's retry waits for it (`holding(wait=15)`) and is
-    answered only then (13 s here; a 503 when the wait ends first), and a cancel waits likewise: well past "a few
-    seconds" after the database answers again, although the process that holds the lease is alive and knows it
-    is done with it.
+    """The prepay holds the order's lease while it waits for WeChat Pay; MariaDB stops; the prepay answers 503 and
+    cannot give the lease back then. It keeps trying in the background (`Lease.end`), so once MariaDB is back the
+    parent's retry is served at once — not after the lease would have run out (15 s), as before the fix.
     """
     server, url = private_mariadb
     env = service_env(sandbox, url, server_env["REDIS_URL"], tmp_path / "certs", RECONCILE_INTERVAL_SECONDS="60")
