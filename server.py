@@ -130,7 +130,10 @@ async def close_context(ctx: AppContext):
     await ctx.gateway.close()
     await ctx.open_api.close()
     await ctx.redis.aclose()
-    await close_database()
+    try:
+        await asyncio.wait_for(close_database(), 10)  # waits for borrowed connections to come back
+    except asyncio.TimeoutError:
+        log.warning("the database pool did not close in 10 s")
 
 
 async def serve(settings, sockets):

@@ -37,12 +37,20 @@ class BackgroundWorker:
         """Run a round now instead of waiting for the interval."""
         self._wake.set()
 
-    async def stop(self):
-        """Stop after the current round."""
+    async def stop(self, timeout: float = 10.0):
+        """Stop after the current round (cancelled if it takes longer than `timeout`)."""
         self._stopping = True
         self._wake.set()
         if self._task is not None:
-            await self._task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            except asyncio.TimeoutError:
+                log.warning("%s: the round did not end in %.0f s; cancelled", self.name, timeout)
+                self._task.cancel()
+                try:
+                    await self._task
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                    pass
             self._task = None
         try:
             await self.on_stop()
