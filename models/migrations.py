@@ -111,6 +111,16 @@ async def _v6_operator_logout():
     await add_column("operators", "sessions_ended_at", "DATETIME(6) NULL")
 
 
+async def _v7_seat_counter_and_lazy_messages():
+    if not await _column_exists("course_schedules", "confirmed_seats"):
+        await add_column("course_schedules", "confirmed_seats", "INT NOT NULL DEFAULT 0")
+        await database.aio_execute_sql(
+            "UPDATE `course_schedules` s SET `confirmed_seats` = (SELECT COUNT(*) FROM `seat_reservations` r "
+            "WHERE r.`course_schedule_id` = s.`id` AND r.`status` = 'confirmed')")
+    await database.aio_execute_sql("ALTER TABLE `subscribe_messages` MODIFY `openid` VARCHAR(128) NULL, "
+                                   "MODIFY `payload` LONGTEXT NULL")
+
+
 # Append new (version, name, coroutine function) entries; never edit an applied one.
 MIGRATIONS = [
     (1, "initial tables", _v1_initial_tables),
@@ -119,6 +129,7 @@ MIGRATIONS = [
     (4, "refunds from operators, subscribe messages for refunds", _v4_refunds_and_subscribe_messages),
     (5, "request ids in the audit log", _v5_request_ids),
     (6, "operators' logout ends their tokens", _v6_operator_logout),
+    (7, "a confirmed-seat counter per session; subscribe messages composed when sent", _v7_seat_counter_and_lazy_messages),
 ]
 
 

@@ -47,6 +47,9 @@ class CourseSchedule(BaseModel):
     title = pw.CharField(max_length=127)
     starts_at = UTCDateTimeField(index=True)
     capacity = pw.IntegerField()
+    # Reservations `confirmed` now, kept in step by every change to or from confirmed (in the same transaction):
+    # a payment claims its seat with one conditional UPDATE instead of counting.
+    confirmed_seats = pw.IntegerField(default=0)
     created_by = pw.ForeignKeyField(Operator, null=True, column_name="created_by", on_delete="SET NULL")
     created_at = UTCDateTimeField(default=utcnow)
     updated_at = UTCDateTimeField(default=utcnow)
@@ -257,9 +260,9 @@ class SubscribeMessage(BaseModel):
     kind = pw.CharField(max_length=16, default="booking")  # booking | refund
     order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", index=True)
     refund = pw.ForeignKeyField(Refund, column_name="refund_id", null=True)
-    openid = pw.CharField(max_length=128)
+    openid = pw.CharField(max_length=128, null=True)  # filled when it is first sent (read with the batch)
     template_id = pw.CharField(max_length=128)
-    payload = JSONText()
+    payload = JSONText(null=True)  # likewise; the refund's amount is read from the refund row
     status = pw.CharField(max_length=16, default="pending", index=True)  # pending | sent | failed
     attempts = pw.IntegerField(default=0)
     next_attempt_at = UTCDateTimeField(default=utcnow, index=True)

@@ -2,7 +2,8 @@
 
 The row is written in the transaction of the change (so no paid booking or refund goes without one) and sent by a
 background sender, never on the path of the request or notification that caused it. Several processes may run
-senders: a row is claimed by lease, when its send starts, first.
+senders: a batch of due rows is claimed in one statement by a lease token, renewed while the batch is sent, and the
+openid and the message's text are read with the batch (one query), not in the payment's transaction.
 """
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import secrets
 
-from models import CourseSchedule, SubscribeMessage, User, utcnow
+from models import SubscribeMessage, utcnow
+from models.prepared import Prepared
 from telemetry.context import new_job_context
 
-from ..leases import DB_NOW, Lease
+from ..leases import Lease
 from ..timefmt import CN, yuan
 from ..wechat.open_api import OpenAPIError
 from ..worker import BackgroundWorker
@@ -26,16 +29,33 @@ SEND_CONCURRENCY = 8
 PAGE = "pages/order/order"
 
 
-async def _queue(dedupe_key, kind, order, template_id, payload, refund=None):
-    user = await User.select().where(User.id == order.user_id).aio_get()
-    await SubscribeMessage.insert(
-        dedupe_key=dedupe_key, kind=kind, order=order.id, refund=refund.id if refund is not None else None,
-        openid=user.openid, template_id=template_id, payload=json.dumps(payload, ensure_ascii=False),
-    ).on_conflict(update={SubscribeMessage.dedupe_key: SubscribeMessage.dedupe_key}).aio_execute()
-
-
-async def _schedule_of(order):
-    return await CourseSchedule.select().where(CourseSchedule.id == order.course_schedule_id).aio_get()
+# Queued in the transaction of the change: a single INSERT (the openid and the text are read when it is sent).
+QUEUE = Prepared(
+    "INSERT INTO `subscribe_messages` (`dedupe_key`, `kind`, `order_id`, `refund_id`, `template_id`, `status`, "
+    "`attempts`, `next_attempt_at`, `created_at`) VALUES (%s, %s, %s, %s, %s, 'pending', 0, %s, %s) "
+    "ON DUPLICATE KEY UPDATE `id` = `id`")
+# A batch of due messages, claimed in one statement by a token (MySQL's clock times the claim).
+CLAIM_DUE = Prepared(
+    "UPDATE `subscribe_messages` SET `lease_owner` = %s, `lease_until` = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND "
+    "WHERE `status` = 'pending' AND `next_attempt_at` <= %s "
+    "AND (`lease_until` IS NULL OR `lease_until` <= UTC_TIMESTAMP(6)) ORDER BY `next_attempt_at` LIMIT %s")
+CLAIMED = Prepared(
+    "SELECT m.`id`, m.`kind`, m.`order_id`, m.`template_id`, m.`attempts`, u.`openid`, s.`title`, s.`starts_at`, "
+    "o.`amount_fen`, r.`amount_fen`, o.`order_id` FROM `subscribe_messages` m "
+    "JOIN `payment_orders` o ON o.`id` = m.`order_id` JOIN `users` u ON u.`id` = o.`user_id` "
+    "JOIN `course_schedules` s ON s.`id` = o.`course_schedule_id` LEFT JOIN `refunds` r ON r.`id` = m.`refund_id` "
+    "WHERE m.`lease_owner` = %s AND m.`status` = 'pending'",
+    ("id", "kind", "order_pk", "template_id", "attempts", "openid", "title", "starts_at", "order_fen",
+     "refund_fen", "order_id"))
+MARK_SENT = Prepared(
+    "UPDATE `subscribe_messages` SET `status` = 'sent', `attempts` = `attempts` + 1, `sent_at` = %s, `openid` = %s, "
+    "`payload` = %s, `last_error` = NULL, `lease_owner` = NULL, `lease_until` = NULL "
+    "WHERE `id` = %s AND `lease_owner` = %s")
+MARK_FAILED = Prepared(
+    "UPDATE `subscribe_messages` SET `status` = %s, `attempts` = `attempts` + 1, `next_attempt_at` = %s, "
+    "`openid` = %s, `payload` = %s, `last_error` = %s, `lease_owner` = NULL, `lease_until` = NULL "
+    "WHERE `id` = %s AND `lease_owner` = %s")
+BATCH = 100
 
 
 def _cn_time(when) -> str:
@@ -44,24 +64,24 @@ def _cn_time(when) -> str:
 
 async def queue_booking_notice(settings, order):
     """Queue 预约成功 for a paid order (call inside the payment's transaction)."""
-    schedule = await _schedule_of(order)
-    payload = {"thing1": {"value": schedule.title[:20]}, "time2": {"value": _cn_time(schedule.starts_at)},
-               "amount3": {"value": f"{yuan(order.amount_fen)}元"}, "phrase4": {"value": "预约成功"}}
-    await _queue(f"booking:{order.id}", "booking", order, settings.subscribe_template_id, payload)
+    now = utcnow()
+    await QUEUE.execute(f"booking:{order.id}", "booking", order.id, None, settings.subscribe_template_id, now, now)
 
 
 async def queue_refund_notice(settings, order, refund):
     """Queue 退款通知 for a refund that succeeded (call inside the refund's transaction)."""
-    schedule = await _schedule_of(order)
-    payload = {"thing1": {"value": schedule.title[:20]}, "amount2": {"value": f"{yuan(refund.amount_fen)}元"},
-               "time3": {"value": _cn_time(utcnow())}, "phrase4": {"value": "退款成功"},
-               "thing5": {"value": "款项将原路退回您的微信支付账户"}}
-    await _queue(f"refund:{refund.id}", "refund", order, settings.refund_template_id, payload, refund)
+    now = utcnow()
+    await QUEUE.execute(f"refund:{refund.id}", "refund", order.id, refund.id, settings.refund_template_id, now, now)
 
 
-def message_lease(message_pk: int, seconds: float) -> Lease:
-    """A lease on one subscribe message while it is being sent."""
-    return Lease(SubscribeMessage, SubscribeMessage.id, message_pk, seconds)
+def compose(message) -> dict:
+    """The template data of a claimed message (its session and amounts read with the batch)."""
+    if message.kind == "refund":
+        return {"thing1": {"value": message.title[:20]}, "amount2": {"value": f"{yuan(message.refund_fen or 0)}元"},
+                "time3": {"value": _cn_time(utcnow())}, "phrase4": {"value": "退款成功"},
+                "thing5": {"value": "款项将原路退回您的微信支付账户"}}
+    return {"thing1": {"value": message.title[:20]}, "time2": {"value": _cn_time(message.starts_at)},
+            "amount3": {"value": f"{yuan(message.order_fen)}元"}, "phrase4": {"value": "预约成功"}}
 
 
 class MessageSender(BackgroundWorker):
@@ -75,49 +95,47 @@ class MessageSender(BackgroundWorker):
 
     async def run_once(self):
         new_job_context("messages")
-        await self.send_due()
+        while await self.send_due() == BATCH:
+            pass  # a full batch: there may be more due now
 
     async def send_due(self) -> int:
-        """Send every due message this process can claim; returns how many were sent."""
-        now = utcnow()
-        due = [m.id for m in await SubscribeMessage.select(SubscribeMessage.id).where(
-            (SubscribeMessage.status == "pending") & (SubscribeMessage.next_attempt_at <= now)
-            & (SubscribeMessage.lease_until.is_null() | (SubscribeMessage.lease_until <= DB_NOW)))
-            .order_by(SubscribeMessage.next_attempt_at).limit(200).aio_execute()]
-        gate = asyncio.Semaphore(SEND_CONCURRENCY)
-
-        async def claim_and_send(message_pk):
-            async with gate:  # the claim is made when its turn comes, so its lease starts then (MySQL's clock)
-                lease = message_lease(message_pk, self.ctx.settings.notice_lease_seconds)
-                if not await lease.try_claim(where=(SubscribeMessage.status == "pending")):
-                    return 0
-                lease.start_heartbeat()
-                try:
-                    message = await SubscribeMessage.select().where(SubscribeMessage.id == message_pk).aio_get()
-                    return await self._send(message, lease)
-                finally:
-                    await lease.end()
-
-        # Each send is its own task with its own pooled connection (no transaction spans them).
-        return sum(await asyncio.gather(*[claim_and_send(pk) for pk in due]))
-
-    async def _send(self, message, lease) -> int:
-        attempts = message.attempts + 1
-        mine = (SubscribeMessage.id == message.id) & (SubscribeMessage.lease_owner == lease.token)
+        """Claim a batch of due messages (one statement) and send them, SEND_CONCURRENCY at a time; returns how
+        many were claimed."""
+        token = secrets.token_hex(16)
+        seconds = self.ctx.settings.notice_lease_seconds
+        claimed = await CLAIM_DUE.execute(token, int(seconds * 1_000_000), utcnow(), BATCH)
+        if not claimed:
+            return 0
+        lease = Lease(SubscribeMessage, SubscribeMessage.lease_owner, token, seconds)
+        lease.token = token  # the batch's rows carry this token: renewing and releasing act on all of them
+        lease.start_heartbeat()
         try:
-            await self.ctx.open_api.send_subscribe_message(message.openid, message.template_id,
-                                                          json.loads(message.payload), page=PAGE)
+            gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+            async def one(message):
+                async with gate:
+                    await self._send(message, token)
+
+            # Each send is its own task with its own pooled connection (no transaction spans them).
+            await asyncio.gather(*[one(m) for m in await CLAIMED.objects(token)])
+        finally:
+            await lease.end()  # anything not marked (a crash mid-batch) is free for the next round
+        return claimed
+
+    async def _send(self, message, token):
+        payload = compose(message)
+        text = json.dumps(payload, ensure_ascii=False)
+        attempts = message.attempts + 1
+        try:
+            await self.ctx.open_api.send_subscribe_message(message.openid, message.template_id, payload, page=PAGE)
         except OpenAPIError as e:
             final = attempts > len(BACKOFF_SECONDS) or e.errcode in (43101, 40003)  # refused / unknown user
             delay = BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS)) - 1]
-            await SubscribeMessage.update(
-                attempts=attempts, last_error=str(e)[:500], status="failed" if final else "pending",
-                next_attempt_at=utcnow() + dt.timedelta(seconds=delay)).where(mine).aio_execute()
+            await MARK_FAILED.execute("failed" if final else "pending", utcnow() + dt.timedelta(seconds=delay),
+                                      message.openid, text, str(e)[:500], message.id, token)
             log.warning("%s message for order %s failed (attempt %d): %s", message.kind, message.order_id,
                         attempts, e)
             self.ctx.count_message(message.kind, "failed" if final else "retry")
-            return 0
-        await SubscribeMessage.update(status="sent", attempts=attempts, sent_at=utcnow(),
-                                      last_error=None).where(mine).aio_execute()
+            return
+        await MARK_SENT.execute(utcnow(), message.openid, text, message.id, token)
         self.ctx.count_message(message.kind, "sent")
-        return 1

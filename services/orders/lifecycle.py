@@ -25,7 +25,8 @@ from .. import audit
 from ..messages.subscribe_messages import queue_booking_notice, queue_refund_notice
 from ..payments.transactions import check_transaction, record_transaction
 from ..timefmt import iso, yuan
-from .seats import lock_reservation, lock_schedule, seats_confirmed, seats_taken
+from . import statements
+from .seats import lock_reservation
 
 log = logging.getLogger("gym.lifecycle")
 
@@ -128,6 +129,10 @@ async def set_reservation_status(uow, reservation, new_status, actor, action, or
         (SeatReservation.id == reservation.id) & (SeatReservation.status == old)).aio_execute()
     if rows != 1:
         raise IllegalTransition(f"reservation {reservation.reservation_id} changed under us")
+    if old == "confirmed":
+        await statements.GIVE_BACK_SEAT.execute(order.course_schedule_id)
+    elif new_status == "confirmed" and await statements.CLAIM_SEAT.execute(order.course_schedule_id) != 1:
+        raise IllegalTransition(f"reservation {reservation.reservation_id}: no confirmed seat left")
     for key, value in changes.items():
         setattr(reservation, key, value)
     await audit.record(action, actor, order=order, entity="reservation", old_status=old, new_status=new_status,
@@ -149,8 +154,24 @@ async def end_order(uow, order, new_status, reason, actor, action, request=None,
     return reservation
 
 
-async def apply_payment(uow, settings, order, txn: dict, actor, source: str) -> str:
-    """Apply a WeChat Pay SUCCESS transaction to the locked order, exactly once.
+async def confirm_booking(uow, order, reservation, transaction_id, actor, source, txn, now):
+    """pending + temporary -> paid + confirmed, both rows in one statement (the seat already claimed)."""
+    if "paid" not in ORDER_TRANSITIONS[order.status] or "confirmed" not in RESERVATION_TRANSITIONS[reservation.status]:
+        raise IllegalTransition(f"order {order.order_id}: {order.status}/{reservation.status} -> paid/confirmed")
+    rows = await statements.CONFIRM_BOOKING.execute(transaction_id, now, now, now, now, order.id, reservation.id)
+    if rows != 2:
+        raise IllegalTransition(f"order {order.order_id} changed under us")
+    await audit.record("seat_confirmed", actor, order=order, entity="reservation", old_status=reservation.status,
+                       new_status="confirmed", detail=f"reservation {reservation.reservation_id}")
+    await audit.record("payment_succeeded", actor, order=order, old_status=order.status, new_status="paid",
+                       detail=f"source={source}", request=txn)
+    order.status, order.transaction_id, order.paid_at, order.updated_at = "paid", transaction_id, now, now
+    reservation.status, reservation.confirmed_at = "confirmed", now
+    uow.order_changed(order, reservation)
+
+
+async def apply_payment(uow, settings, order, reservation, txn: dict, actor, source: str) -> str:
+    """Apply a WeChat Pay SUCCESS transaction to the order and its reservation (both locked), exactly once.
 
     Returns 'applied', 'duplicate', 'no_seat' (order now refund_required) or 'anomaly' (nothing changed).
     """
@@ -165,26 +186,20 @@ async def apply_payment(uow, settings, order, txn: dict, actor, source: str) -> 
         await audit.record("payment_anomaly", actor, order=order, request=txn, error="second transaction_id",
                            old_status=order.status, new_status=order.status)
         return "anomaly"
-    transaction = await record_transaction(order, txn, source)
+    now = utcnow()
+    transaction = await record_transaction(order, txn, source, now)
     await audit.record("transaction_recorded", actor, order=order, transaction=transaction, entity="transaction",
                        new_status=transaction.trade_state, request=txn, detail=f"source={source}")
-    now = utcnow()
-    schedule = await lock_schedule(order.course_schedule_id)
-    reservation = await lock_reservation(order)
-    seat_ok = False
-    if reservation is not None and order.status == "pending":
-        if reservation.status == "temporary":
-            seat_ok = await seats_confirmed(schedule.id, exclude_reservation_pk=reservation.id) < schedule.capacity
-        else:  # the hold was released; a seat is free only if nobody else holds it now
-            seat_ok = await seats_taken(schedule.id, now, exclude_reservation_pk=reservation.id) < schedule.capacity
-    paid_fields = dict(transaction_id=txn["transaction_id"], paid_at=now)
     uow.payment_applied(source)
+    # The seat: a pending order's temporary hold claims one of the session's confirmed seats, if any is left (the
+    # counter's conditional UPDATE is the decision and the lock). Otherwise the payment has no seat to give.
+    seat_ok = (reservation is not None and order.status == "pending" and reservation.status == "temporary"
+               and await statements.CLAIM_SEAT.execute(order.course_schedule_id) == 1)
     if seat_ok:
-        await set_reservation_status(uow, reservation, "confirmed", actor, "seat_confirmed", order, confirmed_at=now)
-        await set_order_status(uow, order, "paid", actor, "payment_succeeded", reservation=reservation,
-                               detail=f"source={source}", request=txn, **paid_fields)
+        await confirm_booking(uow, order, reservation, txn["transaction_id"], actor, source, txn, now)
         await queue_booking_notice(settings, order)
         return "applied"
+    paid_fields = dict(transaction_id=txn["transaction_id"], paid_at=now)
     if reservation is not None and reservation.status == "temporary":
         await set_reservation_status(uow, reservation, "cancelled", actor, "seat_cancelled", order,
                                      detail="paid but no seat left")

@@ -17,6 +17,7 @@ from ..leases import LeaseLost, holding, order_lease
 from ..orders.booking import get_user_order, order_view
 from ..orders.lifecycle import apply_payment, end_order, extend_hold
 from ..orders.seats import hold_lapsed, lock_order, lock_reservation
+from ..orders.statements import LOCK_BY_PK, split
 from ..uow import run_in_transaction
 from ..wechat.pay_gateway import PaymentGatewayError
 
@@ -120,8 +121,8 @@ async def _in_lease(ctx, fn, *args):
 
 
 async def _apply_queried(uow, ctx, order_pk, txn, actor, source):
-    order = await lock_order(order_pk)
-    return await apply_payment(uow, ctx.settings, order, txn, actor, source)
+    order, reservation = split(await LOCK_BY_PK.first(order_pk))
+    return await apply_payment(uow, ctx.settings, order, reservation, txn, actor, source)
 
 
 async def settle_from_wechat(ctx, order_pk, actor, source="query"):

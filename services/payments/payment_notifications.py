@@ -6,14 +6,14 @@ from telemetry.context import bind_order
 from .. import audit
 from ..inbox import note_receipt, receive
 from ..orders.lifecycle import apply_payment
-from ..orders.seats import lock_order_by_out_trade_no
+from ..orders.statements import LOCK_BY_OUT_TRADE_NO, split
 
 
 async def _apply(uow, ctx, envelope, actor):
     txn = envelope["resource"]
     out_trade_no = str(txn.get("out_trade_no") or "")[:64]
     bind_order(out_trade_no or None)
-    order = await lock_order_by_out_trade_no(out_trade_no) if out_trade_no else None
+    order, reservation = split(await LOCK_BY_OUT_TRADE_NO.first(out_trade_no)) if out_trade_no else (None, None)
     if order is None:
         await audit.record("notification_unknown_order", actor, detail=f"out_trade_no {out_trade_no!r}",
                            request=txn, error="no such order")
@@ -23,7 +23,7 @@ async def _apply(uow, ctx, envelope, actor):
                            new_status=order.status, request=txn, detail=f"trade_state {txn.get('trade_state')}")
         outcome = "ignored"
     else:
-        outcome = await apply_payment(uow, ctx.settings, order, txn, actor, "notify")
+        outcome = await apply_payment(uow, ctx.settings, order, reservation, txn, actor, "notify")
         outcome = "applied" if outcome == "no_seat" else outcome  # applied: the order is now refund_required
     await note_receipt(envelope, outcome, out_trade_no, "payment")
     return outcome

@@ -1,7 +1,9 @@
 """WeChat Pay transactions: whether one belongs to an order, and its row in payment_transactions."""
 from __future__ import annotations
 
-from models import PaymentTransaction, utcnow
+from types import SimpleNamespace
+
+from ..orders.statements import INSERT_TRANSACTION
 
 
 def check_transaction(settings, order, txn: dict) -> str | None:
@@ -22,16 +24,13 @@ def check_transaction(settings, order, txn: dict) -> str | None:
     return None
 
 
-async def record_transaction(order, txn, source) -> PaymentTransaction:
-    """Insert the transaction (once: transaction_id is unique) and return its row."""
+async def record_transaction(order, txn, source, now) -> SimpleNamespace:
+    """Insert the transaction (once: transaction_id is unique, and the order shows no transaction yet)."""
     amount = txn.get("amount") or {}
-    await PaymentTransaction.insert(
-        transaction_id=txn["transaction_id"], order=order.id, out_trade_no=order.order_id,
-        trade_type=str(txn.get("trade_type") or order.trade_type or "JSAPI")[:32],
-        trade_state=str(txn.get("trade_state", "SUCCESS"))[:32], bank_type=str(txn.get("bank_type") or "")[:32] or None,
-        total_fee=amount.get("total"), payer_total=amount.get("payer_total"),
-        fee_type=str(amount.get("currency", "CNY"))[:8], openid=str((txn.get("payer") or {}).get("openid") or "")[:128]
-        or None, success_time=str(txn.get("success_time") or "")[:40] or None, source=source,
-    ).on_conflict(update={PaymentTransaction.updated_at: utcnow()}).aio_execute()
-    return await PaymentTransaction.select().where(
-        PaymentTransaction.transaction_id == txn["transaction_id"]).aio_get()
+    trade_state = str(txn.get("trade_state", "SUCCESS"))[:32]
+    row_id = await INSERT_TRANSACTION.insert(
+        txn["transaction_id"], order.id, order.order_id, str(txn.get("trade_type") or order.trade_type or "JSAPI")[:32],
+        trade_state, str(txn.get("bank_type") or "")[:32] or None, amount.get("total"), amount.get("payer_total"),
+        str(amount.get("currency", "CNY"))[:8], str((txn.get("payer") or {}).get("openid") or "")[:128] or None,
+        str(txn.get("success_time") or "")[:40] or None, source, now, now)
+    return SimpleNamespace(id=row_id, trade_state=trade_state)

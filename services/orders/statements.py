@@ -1,0 +1,78 @@
+"""The hot statements of the booking and payment paths, built once (models.prepared).
+
+Each replaces several peewee round trips on a path that runs for every parent: one locking read of an order with
+its reservation, one conditional UPDATE that claims a confirmed seat (the session's counter), one UPDATE that moves
+an order and its reservation together.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from models import PaymentOrder, SeatReservation, User
+from models.prepared import Prepared
+
+_O, _R = PaymentOrder, SeatReservation
+ORDER_COLUMNS = ("id", "order_id", "user_id", "course_schedule_id", "amount_fen", "currency", "status",
+                 "trade_type", "transaction_id", "prepay_id", "code_url", "description", "expires_at", "updated_at",
+                 "lease_owner", "refunded_fen", "failure_reason", "created_at", "paid_at")
+RESERVATION_COLUMNS = ("r_id", "reservation_id", "r_status", "payment_started", "r_expires_at", "confirmed_at")
+_ORDER_FIELDS = [getattr(_O, c if not c.endswith("_id") or c in ("order_id", "transaction_id", "prepay_id")
+                         else c[:-3]) for c in ORDER_COLUMNS]
+_RES_FIELDS = [_R.id, _R.reservation_id, _R.status, _R.payment_started, _R.expires_at, _R.confirmed_at]
+
+
+def _with_reservation(where_value_field):
+    return (PaymentOrder.select(*_ORDER_FIELDS, *_RES_FIELDS)
+            .join(SeatReservation, join_type="LEFT OUTER JOIN", on=(SeatReservation.order == PaymentOrder.id))
+            .where(where_value_field == "?"))
+
+
+# The order and its reservation, both locked (lock order: these two rows, then the session's counter).
+LOCK_BY_OUT_TRADE_NO = Prepared.of(_with_reservation(PaymentOrder.order_id).for_update(),
+                                   ORDER_COLUMNS + RESERVATION_COLUMNS)
+LOCK_BY_PK = Prepared.of(_with_reservation(PaymentOrder.id).for_update(), ORDER_COLUMNS + RESERVATION_COLUMNS)
+
+# The parent's own order with its reservation and the parent's openid (no lock): the prepay's and the socket's read.
+USER_ORDER = Prepared.of(
+    PaymentOrder.select(*_ORDER_FIELDS, *_RES_FIELDS, User.openid)
+    .join(SeatReservation, join_type="LEFT OUTER JOIN", on=(SeatReservation.order == PaymentOrder.id))
+    .switch(PaymentOrder).join(User, on=(User.id == PaymentOrder.user))
+    .where((PaymentOrder.order_id == "?") & (PaymentOrder.user == 0)),
+    ORDER_COLUMNS + RESERVATION_COLUMNS + ("openid",))
+
+# A confirmed seat for a payment: the session's counter goes up only while it is under the capacity.
+CLAIM_SEAT = Prepared("UPDATE `course_schedules` SET `confirmed_seats` = `confirmed_seats` + 1 "
+                      "WHERE `id` = %s AND `confirmed_seats` < `capacity`")
+GIVE_BACK_SEAT = Prepared("UPDATE `course_schedules` SET `confirmed_seats` = `confirmed_seats` - 1 "
+                          "WHERE `id` = %s AND `confirmed_seats` > 0")
+
+# pending order + temporary hold -> paid + confirmed, in one statement (2 rows when both moved).
+CONFIRM_BOOKING = Prepared(
+    "UPDATE `payment_orders` o JOIN `seat_reservations` r ON r.`order_id` = o.`id` "
+    "SET o.`status` = 'paid', o.`trial_slot` = o.`user_id`, o.`transaction_id` = %s, o.`paid_at` = %s, "
+    "o.`updated_at` = %s, r.`status` = 'confirmed', r.`confirmed_at` = %s, r.`updated_at` = %s "
+    "WHERE o.`id` = %s AND o.`status` = 'pending' AND r.`id` = %s AND r.`status` = 'temporary'")
+
+# Payment starts: the hold lasts to the order's end and no longer lapses by time (both rows in one statement).
+EXTEND_HOLD = Prepared(
+    "UPDATE `payment_orders` o JOIN `seat_reservations` r ON r.`order_id` = o.`id` "
+    "SET o.`trade_type` = %s, o.`payment_started_at` = %s, o.`updated_at` = %s, "
+    "r.`payment_started` = 1, r.`expires_at` = o.`expires_at`, r.`updated_at` = %s "
+    "WHERE o.`id` = %s AND o.`status` = 'pending' AND r.`id` = %s AND r.`status` = 'temporary'")
+
+INSERT_TRANSACTION = Prepared(
+    "INSERT INTO `payment_transactions` (`transaction_id`, `order_id`, `out_trade_no`, `trade_type`, `trade_state`, "
+    "`bank_type`, `total_fee`, `payer_total`, `fee_type`, `openid`, `success_time`, `source`, `created_at`, "
+    "`updated_at`) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+
+
+def split(row):
+    """(order, reservation) objects from a row of ORDER_COLUMNS + RESERVATION_COLUMNS (reservation None if none)."""
+    if row is None:
+        return None, None
+    reservation = None
+    if row.r_id is not None:
+        reservation = SimpleNamespace(id=row.r_id, reservation_id=row.reservation_id, status=row.r_status,
+                                      payment_started=bool(row.payment_started), expires_at=row.r_expires_at,
+                                      confirmed_at=row.confirmed_at, order_id=row.id)
+    return row, reservation
