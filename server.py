@@ -18,8 +18,8 @@ from handlers.backoffice import backoffice_routes
 from handlers.base import NotFoundHandler
 from handlers.bodylimit import DISCARD_LIMIT, BodyLimit
 from realtime.hub import Hub
-from realtime.ws import OrderStatusSocket, order_snapshot
-from models import PaymentOrder, close_database, open_database
+from realtime.ws import OrderStatusSocket, snapshot_by_order_id
+from models import close_database, open_database
 from services.context import AppContext
 from services.jobs.reconcile import Reconciler
 from services.messages.subscribe_messages import MessageSender
@@ -105,7 +105,7 @@ async def open_context(settings, run_jobs=None) -> AppContext:
         log.warning("WeChat Pay not reachable at start; the client opens on first use")
     ctx.verifier = NotificationVerifier(settings, ctx.gateway)
     ctx.open_api = WeChatOpenAPI(settings)
-    ctx.hub = Hub(ctx.redis, _snapshot_by_order_id)
+    ctx.hub = Hub(ctx.redis, snapshot_by_order_id)
     ctx.publisher = ctx.hub
     ctx.hub.start()
     ctx.messages = MessageSender(ctx)
@@ -115,10 +115,6 @@ async def open_context(settings, run_jobs=None) -> AppContext:
         ctx.reconciler = Reconciler(ctx)
         ctx.reconciler.start()
     return ctx
-
-
-async def _snapshot_by_order_id(order_id):
-    return await order_snapshot(await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_get())
 
 
 async def close_context(ctx: AppContext):

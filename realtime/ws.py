@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import tornado.websocket
 
 import errors
-from models import PaymentOrder
 from services.accounts import tokens
-from services.orders.booking import get_user_order, reservation_of
+from services.orders.statements import SNAPSHOT, USER_SNAPSHOT
 from services.timefmt import iso
-
 from telemetry.context import bind_request, request_id_for
 
 from .hub import status_message
@@ -19,13 +18,17 @@ from .hub import status_message
 log = logging.getLogger("gym.ws")
 
 CLOSE_UNAUTHENTICATED = 4401
+_ORDER_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-async def order_snapshot(order) -> dict:
-    """The push frame for an order as it stands now."""
-    reservation = await reservation_of(order)
-    return status_message(order.order_id, order.status, reservation.status if reservation else None,
-                          iso(order.updated_at))
+def snapshot_frame(row) -> dict:
+    """The push frame for an order as it stands now (a row of statements.SNAPSHOT)."""
+    return status_message(row.order_id, row.status, row.reservation_status, iso(row.updated_at))
+
+
+async def snapshot_by_order_id(order_id) -> dict:
+    """The push frame for any order by its public id (the Hub re-sends these after a Redis outage)."""
+    return snapshot_frame(await SNAPSHOT.first(order_id))
 
 
 class OrderStatusSocket(tornado.websocket.WebSocketHandler):
@@ -78,16 +81,23 @@ class OrderStatusSocket(tornado.websocket.WebSocketHandler):
             self.push({"type": "error", "code": "INVALID_REQUEST", "message": "未知的操作"})
 
     async def _subscribe(self, order_id):
-        try:
-            order = await get_user_order(self.user_id, order_id)
-        except errors.ServiceError as e:
-            self.push({"type": "error", "code": e.code, "message": e.message, "order_id": order_id})
+        if not isinstance(order_id, str) or not _ORDER_ID.match(order_id):
+            self._not_found(order_id)
             return
-        # Register before reading, so a change committed in between is pushed rather than lost.
-        self.ctx.hub.subscribe(order.order_id, self)
-        self.orders.add(order.order_id)
-        order = await PaymentOrder.select().where(PaymentOrder.id == order.id).aio_get()
-        self.push(await order_snapshot(order))
+        # Register before reading, so a change committed in between is pushed rather than lost; one read decides
+        # both whether the order is the caller's and what it says now.
+        self.ctx.hub.subscribe(order_id, self)
+        row = await USER_SNAPSHOT.first(order_id, self.user_id)
+        if row is None:
+            self.ctx.hub.unsubscribe(self, order_id)
+            self._not_found(order_id)
+            return
+        self.orders.add(order_id)
+        self.push(snapshot_frame(row))
+
+    def _not_found(self, order_id):
+        self.push({"type": "error", "code": "NOT_FOUND", "message": "订单不存在",
+                   "order_id": order_id if isinstance(order_id, str) else None})
 
     def push(self, message: dict):
         """Send a frame; a closed connection is dropped from the Hub."""

@@ -45,6 +45,7 @@ class Lease:
         self.until_field = until_field or model.lease_until
         self.token = secrets.token_hex(16)
         self.lost = False
+        self.given_back = False  # released by the holder's own last statement (nothing left to release)
         self._heartbeat = None
 
     def _row(self):
@@ -115,6 +116,8 @@ class Lease:
         trying in the background until the lease would have run out anyway, so the row is free as soon as the
         database answers again (rather than when the lease ends)."""
         await self.stop_heartbeat()
+        if self.given_back:
+            return
         try:
             await self.release()
         except Exception as e:  # noqa: BLE001

@@ -5,16 +5,19 @@ import hashlib
 import json
 from decimal import Decimal, InvalidOperation
 
+import peewee
+
 import errors
-from models import IdempotencyKey, PaymentOrder, SeatReservation, User, utcnow
+from models import IdempotencyKey, PaymentOrder, SeatReservation, utcnow
 
 from telemetry.context import bind_order
 
 from .. import audit
 from ..timefmt import iso, yuan
 from ..uow import run_in_transaction
+from . import statements
 from .lifecycle import end_order, open_order
-from .seats import lapsed_hold_condition, lock_schedule, seats_taken
+from .seats import hold_lapsed, lock_order
 
 
 def serialize(order, reservation) -> dict:
@@ -126,22 +129,23 @@ async def list_user_orders(user_id: int) -> list[dict]:
     return [serialize(o, reservations.get(o.id)) for o in orders]
 
 
-async def _expire_lapsed_holds(uow, user_id, now):
-    """The user's pending orders whose hold lapsed before any WeChat Pay order: they can never be paid."""
-    lapsed = list(await PaymentOrder.select().join(SeatReservation, on=(SeatReservation.order == PaymentOrder.id))
-                  .where((PaymentOrder.user == user_id) & (PaymentOrder.status == "pending")
-                         & lapsed_hold_condition(now))
-                  .for_update().aio_execute())
-    for order in lapsed:
-        await end_order(uow, order, "expired", "seat_hold_lapsed", audit.SYSTEM, "order_expired")
+async def _live_orders(uow, user_id, now):
+    """The user's pending and paid orders (locked); a pending one whose hold lapsed before any WeChat Pay order is
+    ended first: it can never be paid."""
+    live = []
+    for row in await statements.LIVE_ORDERS.objects(user_id, "pending", "paid"):
+        order, reservation = statements.split(row)
+        if order.status == "pending" and hold_lapsed(reservation, now):
+            await end_order(uow, await lock_order(order.id), "expired", "seat_hold_lapsed", audit.SYSTEM,
+                            "order_expired")
+            continue
+        live.append(order)
+    return live
 
 
 async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor, request_snapshot):
     settings = ctx.settings
     now = utcnow()
-    user = await User.select().where(User.id == user_id).for_update().aio_first()
-    if user is None:
-        raise errors.unauthenticated("用户不存在，请重新登录")
     if idem_key:
         seen = await IdempotencyKey.select().where(
             (IdempotencyKey.user == user_id) & (IdempotencyKey.idem_key == idem_key)).aio_first()
@@ -149,28 +153,26 @@ async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor,
             if seen.request_hash != request_hash:
                 raise errors.ServiceError(422, "IDEMPOTENCY_KEY_REUSED", "该 Idempotency-Key 已用于另一个请求")
             order = await PaymentOrder.select().where(PaymentOrder.id == seen.order_id).aio_get()
-            return seen.status_code, order
-    await _expire_lapsed_holds(uow, user_id, now)
-    live = list(await PaymentOrder.select().where(
-        (PaymentOrder.user == user_id) & PaymentOrder.status.in_(["pending", "paid"])).for_update().aio_execute())
+            return seen.status_code, order, None
+    live = await _live_orders(uow, user_id, now)
     if any(o.status == "paid" for o in live):
         raise errors.trial_already_booked()
     for order in live:
         if order.course_schedule_id == schedule_id:
-            return 200, order
+            return 200, order, None
         raise errors.pending_order_exists(order.order_id)
-    schedule = await lock_schedule(schedule_id)
+    schedule = await statements.LOCK_SCHEDULE.first(schedule_id)
     if schedule is None:
         raise errors.not_found("课程不存在")
     if schedule.starts_at <= now:
         raise errors.ServiceError(409, "SCHEDULE_CLOSED", "该课程已开始，无法预约")
-    if await seats_taken(schedule.id, now) >= schedule.capacity:
+    if (await statements.SEATS_TAKEN.rows(schedule.id, now))[0][0] >= schedule.capacity:
         raise errors.sold_out()
-    order, _ = await open_order(uow, settings, user_id, schedule, actor, request_snapshot, now)
+    order, reservation = await open_order(uow, settings, user_id, schedule, actor, request_snapshot, now)
     if idem_key:
         await IdempotencyKey.insert(user=user_id, idem_key=idem_key, request_hash=request_hash, order=order.id,
                                     status_code=201).aio_execute()
-    return 201, order
+    return 201, order, reservation
 
 
 async def _record_amount_mismatch(uow, user_id, actor, request_snapshot, sent_fen, price):
@@ -190,6 +192,16 @@ async def create_order(ctx, user_id: int, body: dict, idem_key: str | None, acto
     if idem_key is not None and not (1 <= len(idem_key) <= 128):
         raise errors.invalid_request("Idempotency-Key 长度必须在 1 到 128 之间")
     request_hash = hashlib.sha256(json.dumps([schedule_id, sent_fen]).encode()).hexdigest()
-    status, order = await run_in_transaction(ctx, _create, ctx, user_id, schedule_id, idem_key, request_hash,
-                                             actor, snapshot)
+    for attempt in range(2):
+        try:
+            status, order, reservation = await run_in_transaction(ctx, _create, ctx, user_id, schedule_id, idem_key,
+                                                                  request_hash, actor, snapshot)
+            break
+        except peewee.IntegrityError:
+            # The same parent's other request inserted first (one live order per parent: trial_slot is unique).
+            # Once more: it now finds that order (or the Idempotency-Key it stored) and answers from it.
+            if attempt:
+                raise
+    if reservation is not None:
+        return status, serialize(order, reservation)
     return status, await order_view(order)

@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import uuid
 from decimal import Decimal
+from types import SimpleNamespace
 
 from peewee import fn
 
@@ -65,17 +66,19 @@ class IllegalTransition(Exception):
 async def open_order(uow, settings, user_id, schedule, actor, request_snapshot, now):
     """The first state: a pending order for one trial seat and its temporary hold (SEAT_HOLD_SECONDS)."""
     price = settings.trial_price_fen
-    order = PaymentOrder(
-        order_id=uuid.uuid4().hex, user=user_id, course_schedule=schedule.id, amount=Decimal(price) / 100,
-        amount_fen=price, currency="CNY", status="pending", description=f"体验课 {schedule.title}"[:127],
-        trial_slot=user_id, created_at=now, updated_at=now,
-        expires_at=now + dt.timedelta(seconds=settings.order_expire_seconds))
-    await order.aio_save(force_insert=True)
-    reservation = SeatReservation(
-        reservation_id=uuid.uuid4().hex, order=order.id, course_schedule=schedule.id, user=user_id,
-        status="temporary", expires_at=now + dt.timedelta(seconds=settings.seat_hold_seconds),
-        created_at=now, updated_at=now)
-    await reservation.aio_save(force_insert=True)
+    order = SimpleNamespace(
+        order_id=uuid.uuid4().hex, user_id=user_id, course_schedule_id=schedule.id, amount_fen=price, currency="CNY",
+        status="pending", description=f"体验课 {schedule.title}"[:127], trade_type=None, transaction_id=None,
+        prepay_id=None, code_url=None, refunded_fen=0, failure_reason=None, paid_at=None, created_at=now,
+        updated_at=now, expires_at=now + dt.timedelta(seconds=settings.order_expire_seconds))
+    order.id = await statements.INSERT_ORDER.insert(
+        order.order_id, user_id, schedule.id, Decimal(price) / 100, price, order.description, user_id, now, now,
+        order.expires_at)
+    reservation = SimpleNamespace(
+        reservation_id=uuid.uuid4().hex, order_id=order.id, status="temporary", payment_started=False,
+        expires_at=now + dt.timedelta(seconds=settings.seat_hold_seconds), confirmed_at=None)
+    reservation.id = await statements.INSERT_RESERVATION.insert(
+        reservation.reservation_id, order.id, schedule.id, user_id, reservation.expires_at, now, now)
     await audit.record("order_created", actor, order=order, new_status="pending", request=request_snapshot,
                        detail=f"schedule {schedule.id}, {yuan(price)} CNY")
     await audit.record("seat_held", actor, order=order, entity="reservation", new_status="temporary",
@@ -85,11 +88,10 @@ async def open_order(uow, settings, user_id, schedule, actor, request_snapshot, 
 
 
 async def extend_hold(uow, order, reservation, trade_type, actor, now):
-    """Payment starts: the hold lasts until the order's end and no longer lapses by time alone."""
-    await SeatReservation.update(payment_started=True, expires_at=order.expires_at, updated_at=now).where(
-        SeatReservation.id == reservation.id).aio_execute()
-    await PaymentOrder.update(trade_type=trade_type, payment_started_at=now, updated_at=now).where(
-        PaymentOrder.id == order.id).aio_execute()
+    """Payment starts: the hold lasts until the order's end and no longer lapses by time alone (both rows in one
+    statement; the caller holds them locked)."""
+    if await statements.EXTEND_HOLD.execute(trade_type, now, now, now, order.id, reservation.id) != 2:
+        raise IllegalTransition(f"order {order.order_id} changed under us")
     reservation.payment_started, reservation.expires_at = True, order.expires_at
     order.trade_type, order.payment_started_at = trade_type, now
     await audit.record("payment_started", actor, order=order, entity="reservation", old_status="temporary",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from models import PaymentOrder, SeatReservation, User
+from models import CourseSchedule, PaymentOrder, SeatReservation, User
 from models.prepared import Prepared
 
 _O, _R = PaymentOrder, SeatReservation
@@ -31,6 +31,15 @@ def _with_reservation(where_value_field):
 LOCK_BY_OUT_TRADE_NO = Prepared.of(_with_reservation(PaymentOrder.order_id).for_update(),
                                    ORDER_COLUMNS + RESERVATION_COLUMNS)
 LOCK_BY_PK = Prepared.of(_with_reservation(PaymentOrder.id).for_update(), ORDER_COLUMNS + RESERVATION_COLUMNS)
+# The same, only while the given lease token still holds the order (the fencing check of leases.Lease.held).
+LOCK_BY_PK_LEASED = Prepared(LOCK_BY_PK.sql.replace(
+    " FOR UPDATE", " AND (`t1`.`lease_owner` = %s) AND (`t1`.`lease_until` > UTC_TIMESTAMP(6)) FOR UPDATE"),
+    ORDER_COLUMNS + RESERVATION_COLUMNS)
+# The prepay id (or Native code URL) kept, and the lease given back, in one statement — if still pending and ours.
+SAVE_PREPAY = {column: Prepared(
+    f"UPDATE `payment_orders` SET `{column}` = %s, `updated_at` = %s, `lease_owner` = NULL, `lease_until` = NULL "
+    "WHERE `id` = %s AND `status` = 'pending' AND `lease_owner` = %s AND `lease_until` > UTC_TIMESTAMP(6)")
+    for column in ("prepay_id", "code_url")}
 
 # The parent's own order with its reservation and the parent's openid (no lock): the prepay's and the socket's read.
 USER_ORDER = Prepared.of(
@@ -64,6 +73,35 @@ INSERT_TRANSACTION = Prepared(
     "INSERT INTO `payment_transactions` (`transaction_id`, `order_id`, `out_trade_no`, `trade_type`, `trade_state`, "
     "`bank_type`, `total_fee`, `payer_total`, `fee_type`, `openid`, `success_time`, `source`, `created_at`, "
     "`updated_at`) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+
+
+# The parent's live orders with their holds, locked: one trial, one open order. Parameters: user, "pending", "paid".
+LIVE_ORDERS = Prepared.of(_with_reservation(PaymentOrder.user).where(
+    PaymentOrder.status.in_(["pending", "paid"])).for_update(), ORDER_COLUMNS + RESERVATION_COLUMNS)
+
+LOCK_SCHEDULE = Prepared.of(
+    CourseSchedule.select(CourseSchedule.id, CourseSchedule.title, CourseSchedule.starts_at, CourseSchedule.capacity)
+    .where(CourseSchedule.id == 0).for_update(), ("id", "title", "starts_at", "capacity"))
+# Seats taken now (read after the session's lock): confirmed, or held and not lapsed (see seats.seat_taking_condition).
+SEATS_TAKEN = Prepared(
+    "SELECT COUNT(*) FROM `seat_reservations` WHERE `course_schedule_id` = %s AND (`status` = 'confirmed' "
+    "OR (`status` = 'temporary' AND (`payment_started` = 1 OR `expires_at` > %s)))")
+
+INSERT_ORDER = Prepared(
+    "INSERT INTO `payment_orders` (`order_id`, `user_id`, `course_schedule_id`, `amount`, `amount_fen`, `currency`, "
+    "`status`, `payment_method`, `description`, `trial_slot`, `refunded_fen`, `check_failures`, `created_at`, "
+    "`updated_at`, `expires_at`) VALUES (%s, %s, %s, %s, %s, 'CNY', 'pending', 'wechat_pay', %s, %s, 0, 0, %s, %s, %s)")
+INSERT_RESERVATION = Prepared(
+    "INSERT INTO `seat_reservations` (`reservation_id`, `order_id`, `course_schedule_id`, `user_id`, `seat_count`, "
+    "`status`, `payment_started`, `expires_at`, `created_at`, `updated_at`) "
+    "VALUES (%s, %s, %s, %s, 1, 'temporary', 0, %s, %s, %s)")
+
+
+# What a live-status frame says about an order (one read; the user's own order when the user is given).
+_SNAPSHOT = ("SELECT o.`order_id`, o.`status`, o.`updated_at`, r.`status` FROM `payment_orders` o "
+             "LEFT JOIN `seat_reservations` r ON r.`order_id` = o.`id` WHERE o.`order_id` = %s")
+SNAPSHOT = Prepared(_SNAPSHOT, ("order_id", "status", "updated_at", "reservation_status"))
+USER_SNAPSHOT = Prepared(_SNAPSHOT + " AND o.`user_id` = %s", SNAPSHOT.columns)
 
 
 def split(row):

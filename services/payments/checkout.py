@@ -9,15 +9,16 @@ import qrcode
 from qrcode.image.pure import PyPNGImage
 
 import errors
-from models import PaymentOrder, User, utcnow
+from models import PaymentOrder, utcnow
 from telemetry import metrics
+from telemetry.context import bind_order
 
 from .. import audit
 from ..leases import LeaseLost, holding, order_lease
 from ..orders.booking import get_user_order, order_view
 from ..orders.lifecycle import apply_payment, end_order, extend_hold
-from ..orders.seats import hold_lapsed, lock_order, lock_reservation
-from ..orders.statements import LOCK_BY_PK, split
+from ..orders.seats import hold_lapsed, lock_order
+from ..orders.statements import LOCK_BY_PK, LOCK_BY_PK_LEASED, SAVE_PREPAY, USER_ORDER, split
 from ..uow import run_in_transaction
 from ..wechat.pay_gateway import PaymentGatewayError
 
@@ -28,7 +29,10 @@ CANCEL_REASONS = {"user_cancelled": "cancelled", "payment_failed": "failed"}
 
 async def _begin_payment(uow, order_pk, trade_type, actor, lease):
     """Mark the payment started: the hold now lasts until the order's end and no longer lapses by time alone."""
-    order = await lock_order(order_pk, lease)
+    order, reservation = split(await (LOCK_BY_PK_LEASED.first(order_pk, lease.token) if lease is not None
+                                      else LOCK_BY_PK.first(order_pk)))
+    if order is None:
+        raise LeaseLost(f"order {order_pk}: lease lost")
     now = utcnow()
     if order.status != "pending":
         raise errors.order_not_payable("订单已不是待支付状态")
@@ -36,7 +40,6 @@ async def _begin_payment(uow, order_pk, trade_type, actor, lease):
         raise errors.order_not_payable("该订单已选择另一种支付方式")
     if order.expires_at <= now:
         raise errors.order_not_payable("订单已过期")
-    reservation = await lock_reservation(order)
     if reservation is None or reservation.status != "temporary":
         raise errors.order_not_payable("座位保留已失效")
     if hold_lapsed(reservation, now):
@@ -46,17 +49,13 @@ async def _begin_payment(uow, order_pk, trade_type, actor, lease):
     return order
 
 
-async def _save_prepay(uow, order_pk, column, value, actor, lease) -> bool:
-    """Keep the prepay id (or code URL) if the order is still pending under our lease; False otherwise."""
-    try:
-        order = await lock_order(order_pk, lease)
-    except LeaseLost:
+async def _save_prepay(uow, order, column, value, actor, lease) -> bool:
+    """Keep the prepay id (or code URL) and give the lease back, if the order is still pending under our lease;
+    False otherwise."""
+    if await SAVE_PREPAY[column].execute(value, utcnow(), order.id, lease.token) != 1:
         return False
-    if order.status != "pending":
-        return False
-    await PaymentOrder.update(**{column: value, "updated_at": utcnow()}).where(
-        PaymentOrder.id == order_pk).aio_execute()
-    await audit.record("prepay_created", actor, order=order, old_status=order.status, new_status=order.status,
+    lease.given_back = True
+    await audit.record("prepay_created", actor, order=order, old_status="pending", new_status="pending",
                        detail=f"{order.trade_type} {column} obtained")
     return True
 
@@ -81,11 +80,16 @@ async def start_payment(ctx, user_id, order_id, trade_type, actor):
     The order's lease is held from the check to the saved prepay, so a cancel or an expiry of the same order
     waits for it and then finds the WeChat Pay order to close.
     """
-    order = await get_user_order(user_id, order_id)
-    user_openid = None
-    if trade_type == "JSAPI":
-        user_openid = (await User.select().where(User.id == user_id).aio_get()).openid
     column = "prepay_id" if trade_type == "JSAPI" else "code_url"
+    row = await USER_ORDER.first(order_id, user_id) if isinstance(order_id, str) and len(order_id) == 32 else None
+    if row is None:
+        raise errors.not_found("订单不存在")
+    bind_order(row.order_id)
+    order, reservation = split(row)
+    if getattr(order, column) and order.status == "pending" and order.trade_type == trade_type \
+            and reservation is not None and reservation.status == "temporary" and order.expires_at > utcnow():
+        return order  # asked again: the same prepay, nothing to change (WeChat Pay keeps it 2 hours)
+    user_openid = row.openid if trade_type == "JSAPI" else None
     async with holding(order_lease(order.id)) as lease:
         order = await _in_lease(ctx, _begin_payment, order.id, trade_type, actor, lease)
         if getattr(order, column):
@@ -99,7 +103,7 @@ async def start_payment(ctx, user_id, order_id, trade_type, actor):
             if e.code == "ORDER_PAID":
                 await settle_from_wechat(ctx, order.id, actor, source="query")
             raise _gateway_error_to_service(e) from e
-        if not await run_in_transaction(ctx, _save_prepay, order.id, column, value, actor, lease):
+        if not await run_in_transaction(ctx, _save_prepay, order, column, value, actor, lease):
             # Never hand out a prepay for an order that ended meanwhile: close what WeChat Pay just opened.
             log.error("order %s ended while its prepay was in flight; closing the WeChat Pay order", order.order_id)
             try:
