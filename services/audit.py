@@ -5,7 +5,8 @@ import contextvars
 import json
 from dataclasses import dataclass
 
-from models import PaymentAuditLog
+from models import utcnow
+from models.prepared import Prepared
 from telemetry.context import current_request_id
 
 _SECRET_KEYS = {"openid", "sub_openid", "session_key", "password", "secret", "token", "access_token",
@@ -70,39 +71,45 @@ def discard(rows):
         pending_rows.set(None)
 
 
+_COLUMNS = ("order_id", "transaction_id", "refund_id", "user_id", "operator_id", "actor", "action_type",
+            "action_detail", "entity", "old_status", "new_status", "ip_address", "user_agent", "request_data",
+            "response_data", "error_message", "request_id", "created_at")
+_INSERT = {}  # number of rows -> the INSERT for them, built once
+
+
+def _insert_for(count: int) -> Prepared:
+    statement = _INSERT.get(count)
+    if statement is None:
+        row = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+        statement = _INSERT[count] = Prepared(
+            f"INSERT INTO `payment_audit_log` ({', '.join(f'`{c}`' for c in _COLUMNS)}) VALUES "
+            + ", ".join([row] * count))
+    return statement
+
+
 async def flush(rows):
     """Write the collected rows in one INSERT (inside the transaction, before it commits)."""
     if rows is None:
         return
     pending_rows.set(None)
     if rows:
-        await PaymentAuditLog.insert_many(rows).aio_execute()
+        await _insert_for(len(rows)).execute(*(value for row in rows for value in row))
 
 
 async def record(action, actor: Actor, *, order=None, transaction=None, refund=None, entity="order",
                  old_status=None, new_status=None, detail=None, request=None, response=None, error=None):
     """One audit row, written in the transaction that makes the change (batched with the transaction's others)."""
-    row = dict(
-        order=order.id if order is not None else None,
-        transaction=transaction.id if transaction is not None else None,
-        refund=refund.id if refund is not None else None,
-        user=actor.user_id if actor.user_id is not None else (order.user_id if order is not None else None),
-        operator=actor.operator_id,
-        actor=actor.kind,
-        action_type=action,
-        action_detail=detail,
-        entity=entity,
-        old_status=old_status,
-        new_status=new_status,
-        ip_address=actor.ip,
-        user_agent=(actor.user_agent or None) and actor.user_agent[:1000],
-        request_data=_snapshot(request),
-        response_data=_snapshot(response),
-        error_message=error,
-        request_id=current_request_id(),
+    row = (
+        order.id if order is not None else None,
+        transaction.id if transaction is not None else None,
+        refund.id if refund is not None else None,
+        actor.user_id if actor.user_id is not None else (order.user_id if order is not None else None),
+        actor.operator_id, actor.kind, action, detail, entity, old_status, new_status, actor.ip,
+        (actor.user_agent or None) and actor.user_agent[:1000], _snapshot(request), _snapshot(response), error,
+        current_request_id(), utcnow(),
     )
     rows = pending_rows.get()
     if rows is not None:
         rows.append(row)
     else:
-        await PaymentAuditLog.insert(**row).aio_execute()
+        await _insert_for(1).execute(*row)

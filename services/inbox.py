@@ -12,6 +12,7 @@ import peewee
 import pymysql
 
 from models import NotificationReceipt, utcnow
+from models.prepared import Prepared
 
 from .uow import run_in_transaction
 from .wechat.notification_verifier import NotificationRejected
@@ -19,16 +20,18 @@ from .wechat.notification_verifier import NotificationRejected
 log = logging.getLogger("gym.inbox")
 
 
+NOTE_RECEIPT = Prepared(
+    "INSERT INTO `notification_receipts` (`event_id`, `event_type`, `kind`, `out_trade_no`, `outcome`, "
+    "`http_status`, `deliveries`, `first_seen_at`, `last_seen_at`) VALUES (%s, %s, %s, %s, %s, 204, 1, %s, %s) "
+    "ON DUPLICATE KEY UPDATE `deliveries` = `deliveries` + 1, `last_seen_at` = %s, `outcome` = %s")
+
+
 async def note_receipt(envelope, outcome, out_trade_no, kind):
     """Record a verified notification (one row per event id; a redelivery counts up and keeps the last outcome)."""
     now = utcnow()
-    await NotificationReceipt.insert(
-        event_id=str(envelope.get("id") or "")[:64] or "unknown", event_type=str(envelope.get("event_type", ""))[:32],
-        kind=kind, out_trade_no=(str(out_trade_no)[:64] if out_trade_no else None), outcome=outcome, http_status=204,
-        first_seen_at=now, last_seen_at=now,
-    ).on_conflict(update={NotificationReceipt.deliveries: NotificationReceipt.deliveries + 1,
-                          NotificationReceipt.last_seen_at: now,
-                          NotificationReceipt.outcome: outcome}).aio_execute()
+    await NOTE_RECEIPT.execute(str(envelope.get("id") or "")[:64] or "unknown",
+                               str(envelope.get("event_type", ""))[:32], kind,
+                               str(out_trade_no)[:64] if out_trade_no else None, outcome, now, now, now, outcome)
 
 
 async def record_refusal(kind, rejection):
