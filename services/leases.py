@@ -17,8 +17,10 @@ from peewee import SQL
 
 import errors
 from models import JobLease, PaymentOrder, Refund
+from models.prepared import Prepared
 
 log = logging.getLogger("gym.leases")
+_STATEMENTS = {}  # (model, key, owner, until) -> the built-once claim, renew and release
 _background = set()  # releases retried after a failure (kept referenced until done)
 
 DB_NOW = SQL("UTC_TIMESTAMP(6)")
@@ -55,27 +57,38 @@ class Lease:
         """SQL condition: the row is still under this lease (for fencing in a locking SELECT or an UPDATE)."""
         return (self.owner_field == self.token) & (self.until_field > DB_NOW)
 
-    async def try_claim(self, where=None) -> bool:
-        """Claim the row if no live lease is on it (and it meets `where`); True when claimed."""
-        condition = self._row() & (self.until_field.is_null() | (self.until_field <= DB_NOW))
-        if where is not None:
-            condition &= where
-        rows = await self.model.update({self.owner_field: self.token, self.until_field: db_now_plus(self.seconds)}) \
-            .where(condition).aio_execute()
-        return rows == 1
+    def _statements(self):
+        """(claim, renew, release) for this kind of lease, built once."""
+        kind = (self.model, self.key_field.name, self.owner_field.name, self.until_field.name)
+        built = _STATEMENTS.get(kind)
+        if built is None:
+            table, key = self.model._meta.table_name, self.key_field.column_name
+            owner, until = self.owner_field.column_name, self.until_field.column_name
+            built = _STATEMENTS[kind] = (
+                Prepared(f"UPDATE `{table}` SET `{owner}` = %s, `{until}` = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND "
+                         f"WHERE `{key}` = %s AND (`{until}` IS NULL OR `{until}` <= UTC_TIMESTAMP(6))"),
+                Prepared(f"UPDATE `{table}` SET `{until}` = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND "
+                         f"WHERE `{key}` = %s AND `{owner}` = %s"),
+                Prepared(f"UPDATE `{table}` SET `{owner}` = NULL, `{until}` = NULL WHERE `{key}` = %s AND `{owner}` = %s"))
+        return built
+
+    async def try_claim(self) -> bool:
+        """Claim the row if no live lease is on it; True when claimed."""
+        claim, _, _ = self._statements()
+        return await claim.execute(self.token, int(self.seconds * 1_000_000), self.key) == 1
 
     async def renew(self) -> bool:
-        """Push the end out again; False when another holder has taken the row meanwhile."""
-        rows = await self.model.update({self.until_field: db_now_plus(self.seconds)}).where(
-            self._row() & (self.owner_field == self.token)).aio_execute()
-        if rows != 1:
+        """Push the end out again; False when another holder has taken the row (every row) meanwhile."""
+        _, renew, _ = self._statements()
+        rows = await renew.execute(int(self.seconds * 1_000_000), self.key, self.token)
+        if rows == 0:
             self.lost = True
-        return rows == 1
+        return rows > 0
 
     async def release(self):
         """Give the row back (only if this holder still has it)."""
-        await self.model.update({self.owner_field: None, self.until_field: None}).where(
-            self._row() & (self.owner_field == self.token)).aio_execute()
+        _, _, release = self._statements()
+        await release.execute(self.key, self.token)
 
     def start_heartbeat(self):
         """Renew every third of the lease while the work runs."""
