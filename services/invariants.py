@@ -63,11 +63,15 @@ async def _count_by_schedule(condition) -> dict:
 
 async def _capacity(now) -> list[Violation]:
     """Confirmed seats never above capacity; live holds above it (a capacity cut) only warn."""
-    capacity = {s.id: s.capacity for s in await CourseSchedule.select(CourseSchedule.id, CourseSchedule.capacity)
-                .aio_execute()}
+    schedules = list(await CourseSchedule.select(CourseSchedule.id, CourseSchedule.capacity,
+                                                  CourseSchedule.confirmed_seats).aio_execute())
+    capacity = {s.id: s.capacity for s in schedules}
     confirmed = await _count_by_schedule(SeatReservation.status == "confirmed")
     taken = await _count_by_schedule(seat_taking_condition(now))
-    found = []
+    # The counter a payment claims its seat with must equal the confirmed reservations it stands for.
+    found = [Violation("seat_counter", None, f"schedule={s.id} confirmed_seats={s.confirmed_seats} "
+                       f"confirmed reservations={confirmed.get(s.id, 0)}")
+             for s in schedules if s.confirmed_seats != confirmed.get(s.id, 0)]
     for sid, n in sorted(confirmed.items()):
         if n > capacity[sid]:
             # The seats confirmed after the last one that fitted are the oversold ones.

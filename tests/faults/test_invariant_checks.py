@@ -95,7 +95,8 @@ async def test_no_seat_held_by_an_ended_order_and_a_paid_one_has_its_seat(api):
     assert _broken(await check_invariants(60)) == {("seats", o["c"].order_id), ("audit", o["c"].order_id)}
     await _set_seat(o["c"], "cancelled")
     await _set_seat(o["a"], "cancelled")
-    assert _broken(await check_invariants(60)) == {("seats", o["a"].order_id), ("audit", o["a"].order_id)}
+    assert _broken(await check_invariants(60)) == {("seats", o["a"].order_id), ("audit", o["a"].order_id),
+                                                   ("seat_counter", None)}  # and the session's counter disagrees
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -171,3 +172,18 @@ async def test_refunds_sum_to_refunded_fen_stay_within_the_payment_and_all_of_it
 
 async def _refunded_fen_is(order, fen):
     return (await PaymentOrder.select().where(PaymentOrder.id == order.id).aio_get()).refunded_fen == fen
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_seat_counter_out_of_step_with_the_confirmed_seats(api):
+    """The session's confirmed-seat counter (what a payment claims its seat with) must match the reservations."""
+    from models import CourseSchedule
+    from services.invariants import check_invariants
+
+    _, _, _, order = await api.paid_order()
+    schedule = await CourseSchedule.select().where(CourseSchedule.id == order["course_schedule_id"]).aio_get()
+    assert schedule.confirmed_seats == 1
+    assert not [v for v in await check_invariants(60) if v.check == "seat_counter"]
+    await CourseSchedule.update(confirmed_seats=0).where(CourseSchedule.id == schedule.id).aio_execute()
+    found = [v for v in await check_invariants(60) if v.check == "seat_counter"]
+    assert len(found) == 1 and f"schedule={schedule.id}" in found[0].detail
