@@ -4,7 +4,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import peewee
+import pymysql
+
 log = logging.getLogger("gym.worker")
+_UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError, pymysql.err.OperationalError,
+                pymysql.err.InterfaceError, ConnectionError, OSError, asyncio.TimeoutError)
 
 
 class BackgroundWorker:
@@ -61,7 +66,9 @@ class BackgroundWorker:
         while not self._stopping:
             try:
                 await self.run_once()
-            except Exception:  # noqa: BLE001 - the database may be down; try again next round
+            except _UNAVAILABLE as e:  # the database or a network peer is away: one line, not a traceback
+                log.warning("%s: round failed, dependency unavailable: %s", self.name, e)
+            except Exception:  # noqa: BLE001 - never dies; try again next round
                 log.exception("%s: round failed", self.name)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.next_wait())

@@ -476,6 +476,9 @@ async def test_home_page_tells_the_money_desk_what_waits(api, base_url):
     day = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
     assert home.status == 200 and day in home.text and 'id="fig-abnormal"' in home.text
     assert re.search(r'id="fig-booked">[1-9]', home.text) and re.search(r'id="fig-paid">¥[1-9]', home.text)
+    # The seeds' figures from the metrics (a payment was just applied, so the success rate is a number).
+    figures = home.text[home.text.index('id="business-figures"'):]
+    assert re.search(r"支付成功率</span><strong>\d+\.\d\d%", figures) and "掉单率" in figures
     staff, _ = await logged_in(base_url, "staff")
     staff_home = await staff.get("/admin/")
     assert 'id="fig-booked"' in staff_home.text and 'id="fig-paid"' not in staff_home.text

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from services.backoffice import figures
+from telemetry import metrics
 
 from .base import PageHandler
 
@@ -12,4 +13,4 @@ class HomeHandler(PageHandler):
     rights = {"GET": "home"}
 
     async def get(self):
-        self.render("home.html", today=await figures.today())
+        self.render("home.html", today=await figures.today(), health=metrics.business_figures())
