@@ -175,6 +175,22 @@ async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor,
     return 201, order, reservation
 
 
+async def _precheck(user_id, schedule_id):
+    """Answer the plain refusals from one unlocked read: an unknown session, one that started, or a full one asked
+    for by a parent with nothing open (a stale "full" is only as stale as arriving a moment earlier; a seat is
+    granted only under the session's lock, in _create)."""
+    now = utcnow()
+    seen = await statements.PRECHECK.first(now, user_id, schedule_id)
+    if seen is None:
+        raise errors.not_found("课程不存在")
+    if seen.live:
+        return  # their own order decides the answer (200 / 409): the locked path
+    if seen.starts_at <= now:
+        raise errors.ServiceError(409, "SCHEDULE_CLOSED", "该课程已开始，无法预约")
+    if seen.taken >= seen.capacity:
+        raise errors.sold_out()
+
+
 async def _record_amount_mismatch(uow, user_id, actor, request_snapshot, sent_fen, price):
     await audit.record("amount_mismatch", actor, detail=f"client sent {sent_fen} fen, price is {price} fen",
                        request=request_snapshot, error="AMOUNT_MISMATCH")
@@ -192,6 +208,8 @@ async def create_order(ctx, user_id: int, body: dict, idem_key: str | None, acto
     if idem_key is not None and not (1 <= len(idem_key) <= 128):
         raise errors.invalid_request("Idempotency-Key 长度必须在 1 到 128 之间")
     request_hash = hashlib.sha256(json.dumps([schedule_id, sent_fen]).encode()).hexdigest()
+    if not idem_key:
+        await _precheck(user_id, schedule_id)
     for attempt in range(2):
         try:
             status, order, reservation = await run_in_transaction(ctx, _create, ctx, user_id, schedule_id, idem_key,

@@ -87,6 +87,16 @@ SEATS_TAKEN = Prepared(
     "SELECT COUNT(*) FROM `seat_reservations` WHERE `course_schedule_id` = %s AND (`status` = 'confirmed' "
     "OR (`status` = 'temporary' AND (`payment_started` = 1 OR `expires_at` > %s)))")
 
+# Before any lock or transaction: is the session there, still open, and full, and has the parent no live order?
+# A parent with nothing open who asks for a full session is answered SOLD_OUT from this one read (the many losers
+# of a rush never queue on the session's lock); anything else goes through the locked path, which alone decides.
+PRECHECK = Prepared(
+    "SELECT s.`capacity`, s.`starts_at`, (SELECT COUNT(*) FROM `seat_reservations` r WHERE r.`course_schedule_id` "
+    "= s.`id` AND (r.`status` = 'confirmed' OR (r.`status` = 'temporary' AND (r.`payment_started` = 1 "
+    "OR r.`expires_at` > %s)))), (SELECT COUNT(*) FROM `payment_orders` o WHERE o.`user_id` = %s "
+    "AND o.`status` IN ('pending', 'paid')) FROM `course_schedules` s WHERE s.`id` = %s",
+    ("capacity", "starts_at", "taken", "live"))
+
 INSERT_ORDER = Prepared(
     "INSERT INTO `payment_orders` (`order_id`, `user_id`, `course_schedule_id`, `amount`, `amount_fen`, `currency`, "
     "`status`, `payment_method`, `description`, `trial_slot`, `refunded_fen`, `check_failures`, `created_at`, "
