@@ -4,19 +4,25 @@ Run by bench/ws_fanout.py, not by hand. It reads `{"url", "orders": [[token, ord
 prints one JSON line per stage on stdout (`ready`, then `done`), and writes the arrival times
 (`time.monotonic_ns()`, the same clock in every process of the machine) to the result file.
 It reports `done` when every order has its "paid" frame or the parent writes a line (or closes) stdin, then closes
-its sockets when the parent writes (another) line, or at --deadline.
+its sockets when the parent writes (another) line, or at --deadline. With --wait-go it prints `loaded` first and
+connects only after a line on stdin (the reconnect storm reads the CPU counters in between).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import resource
 import sys
 import threading
 import time
 
 from tornado.websocket import websocket_connect
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.fanout_report import spread  # noqa: E402
 
 
 def say(**event):
@@ -78,21 +84,28 @@ async def run(args):
 
     subs = [Subscriber(order_id, one_paid) for _, order_id in job["orders"]]
     gate = asyncio.Semaphore(args.connect_concurrency)
-    failures = []
+    failures, open_ms, snapshot_at_ms = [], [], []
+    if args.wait_go:
+        say(event="loaded", sockets=len(subs))
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
     async def open_one(sub, token):
         async with gate:
+            t0 = time.monotonic()
             try:
                 status = await sub.open(job["url"], token, args.timeout)
                 if status != "pending":
                     failures.append(f"{sub.order_id}: snapshot says {status}")
+                now = time.monotonic()
+                open_ms.append(1000 * (now - t0))
+                snapshot_at_ms.append(1000 * (now - started))
             except Exception as e:  # noqa: BLE001 - counted and reported, the bench decides
                 failures.append(f"{sub.order_id}: {type(e).__name__}: {e}")
 
     started = time.monotonic()
     await asyncio.gather(*(open_one(sub, token) for sub, (token, _) in zip(subs, job["orders"])))
     say(event="ready", subscribed=len(subs) - len(failures), failed=len(failures), failures=failures[:5],
-        seconds=round(time.monotonic() - started, 3))
+        seconds=round(time.monotonic() - started, 3), open_ms=spread(open_ms), snapshot_at_ms=spread(snapshot_at_ms))
 
     loop = asyncio.get_running_loop()
     told = asyncio.Event()
@@ -126,6 +139,7 @@ def main():
     parser.add_argument("--connect-concurrency", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=30.0, help="per connection and subscribe")
     parser.add_argument("--deadline", type=float, default=600.0, help="longest wait for the paid frames")
+    parser.add_argument("--wait-go", action="store_true", help="connect only after a line on stdin")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
