@@ -50,6 +50,8 @@ def common_parser(description):
     g.add_argument("--phase-timeout", type=float, default=600.0, help="longest any one phase may take")
     g.add_argument("--keep-database", action="store_true", help="leave the bench databases for inspection")
     g.add_argument("--out", help="figures file (default var/bench/<name>-<time>.json)")
+    g.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="first wait up to this long for the 1-minute load average to fall below 1")
     return p
 
 
@@ -177,7 +179,7 @@ class Profiler:
         if not os.path.exists(py_spy):
             raise SystemExit("--profile needs py-spy in the bench's venv: .venv/bin/pip install py-spy")
         self.proc = subprocess.Popen([py_spy, "record", "--pid", str(world.service.pid), "--rate", "250",
-                                      "--format", "raw", "--subprocesses", "--nonblocking", "--output", self.path],
+                                      "--format", "raw", "--subprocesses", "--output", self.path],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         world.children.append(self.proc.pid)
         time.sleep(1.0)  # attached before the clock starts
@@ -290,6 +292,10 @@ def run_scenarios(args, scenarios, suite_name):
            "service_root": root.describe(), "workers": args.workers, "env": args.env or [],
            "count_sql": args.count_sql, "profile": args.profile, "loadavg_at_start": os.getloadavg(),
            "ceiling": None, "scenarios": {}, "errors": []}
+    deadline = time.monotonic() + args.wait_quiet
+    while os.getloadavg()[0] >= 1.0 and time.monotonic() < deadline:
+        time.sleep(5)
+    run["loadavg_at_start"] = os.getloadavg()
     out = args.out or os.path.join(BENCH_VAR, f"{suite_name}-{time.strftime('%Y%m%d-%H%M%S')}.json")
     try:
         if not args.no_ceiling:
