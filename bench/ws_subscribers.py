@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -62,11 +63,14 @@ class Subscriber:
             self.all_paid()
 
     async def open(self, url, token, timeout):
-        """Connect, subscribe, and wait for the immediate snapshot; returns its status."""
-        self.conn = await websocket_connect(f"{url}?token={token}", connect_timeout=timeout,
-                                            on_message_callback=self.on_message)
+        """Connect, subscribe, and wait for the immediate snapshot, all within `timeout`; returns its status."""
+        return await asyncio.wait_for(self._open(url, token, timeout), timeout)
+
+    async def _open(self, url, token, timeout):
+        request = HTTPRequest(f"{url}?token={token}", connect_timeout=timeout, request_timeout=timeout)
+        self.conn = await websocket_connect(request, on_message_callback=self.on_message)
         await self.conn.write_message(json.dumps({"op": "subscribe", "order_id": self.order_id}))
-        frame = await asyncio.wait_for(asyncio.shield(self.snapshot), timeout)
+        frame = await asyncio.shield(self.snapshot)
         return frame["status"]
 
 
@@ -84,7 +88,7 @@ async def run(args):
 
     subs = [Subscriber(order_id, one_paid) for _, order_id in job["orders"]]
     gate = asyncio.Semaphore(args.connect_concurrency)
-    failures, open_ms, snapshot_at_ms = [], [], []
+    failures, open_ms, snapshot_at_ms, timed_out = [], [], [], []
     if args.wait_go:
         say(event="loaded", sockets=len(subs))
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -99,12 +103,19 @@ async def run(args):
                 now = time.monotonic()
                 open_ms.append(1000 * (now - t0))
                 snapshot_at_ms.append(1000 * (now - started))
+            except (asyncio.TimeoutError, HTTPClientError) as e:
+                if isinstance(e, HTTPClientError) and e.code != 599:  # 599: tornado's own timeout
+                    failures.append(f"{sub.order_id}: {type(e).__name__}: {e}")
+                else:
+                    timed_out.append(sub.order_id)
+                if sub.conn is not None:
+                    sub.conn.close()
             except Exception as e:  # noqa: BLE001 - counted and reported, the bench decides
                 failures.append(f"{sub.order_id}: {type(e).__name__}: {e}")
 
     started = time.monotonic()
     await asyncio.gather(*(open_one(sub, token) for sub, (token, _) in zip(subs, job["orders"])))
-    say(event="ready", subscribed=len(subs) - len(failures), failed=len(failures), failures=failures[:5],
+    say(event="ready", subscribed=len(open_ms), failed=len(failures), failures=failures[:5], timed_out=len(timed_out),
         seconds=round(time.monotonic() - started, 3), open_ms=spread(open_ms), snapshot_at_ms=spread(snapshot_at_ms))
 
     loop = asyncio.get_running_loop()
@@ -137,7 +148,7 @@ def main():
     parser.add_argument("--orders", required=True, help="JSON file: url and [token, order_id] pairs")
     parser.add_argument("--result", required=True, help="where to write the arrival times")
     parser.add_argument("--connect-concurrency", type=int, default=100)
-    parser.add_argument("--timeout", type=float, default=30.0, help="per connection and subscribe")
+    parser.add_argument("--timeout", type=float, default=30.0, help="per socket: connect, subscribe and snapshot")
     parser.add_argument("--deadline", type=float, default=600.0, help="longest wait for the paid frames")
     parser.add_argument("--wait-go", action="store_true", help="connect only after a line on stdin")
     args = parser.parse_args()
