@@ -132,7 +132,7 @@ class Window:
     def _snap(self):
         cpu = {name: (tree_cpu_seconds(pid) if tree else cpu_seconds(pid)) if pid else None
                for name, (pid, tree) in self.pids.items()}
-        return {"t": time.monotonic(), "cpu": cpu, "machine": machine_busy_seconds(),
+        return {"t": time.monotonic(), "cpu": cpu, "machine": machine_busy_seconds(), "tcp": listen_counters(),
                 "global": global_status(self.db_url) if self.db_url else None,
                 "sql": self.world.sql_counts() if self.world else None}
 
@@ -150,12 +150,25 @@ class Window:
         machine_busy = last["machine"] - a["machine"]
         out = {"seconds": last["t"] - a["t"], "cpu_seconds": cpu, "machine_busy_seconds": round(machine_busy, 2),
                "others_cpu_seconds": round(machine_busy - sum(cpu.values()), 2)}
+        out["tcp_listen_queue (machine-wide)"] = {k: last["tcp"][k] - a["tcp"][k] for k in a["tcp"]}
         if a["global"] is not None:
             out["mariadb_global_counters"] = {k: last["global"][k] - a["global"][k] for k in a["global"]}
         if a["sql"] is not None:
             keys = set(a["sql"]) | set(last["sql"])
             out["sql"] = {k: last["sql"].get(k, 0) - a["sql"].get(k, 0) for k in sorted(keys)}
         return out
+
+
+def listen_counters():
+    """The kernel's TcpExt ListenOverflows / ListenDrops / SyncookiesSent (every listening socket of the machine)."""
+    wanted = ("ListenOverflows", "ListenDrops", "SyncookiesSent")
+    with open("/proc/net/netstat", encoding="ascii") as fh:
+        lines = fh.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            pairs = dict(zip(names.split()[1:], values.split()[1:]))
+            return {k: int(pairs.get(k, 0)) for k in wanted}
+    return {k: 0 for k in wanted}
 
 
 def per_op(window, operations):

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import sys
+from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -101,12 +102,17 @@ async def measure(world, args):
                     os.remove(path)
     subscribed = sum(r["subscribed"] for r in ready)
     failed = sum(r["failed"] for r in ready)
-    timed_out = sum(r.get("timed_out", 0) for r in ready)
+    timed_out = sum(r["timed_out"] for r in ready)
+    lost = sum(r["lost"] for r in ready)
+    lost_reasons = Counter()
+    for r in ready:
+        lost_reasons.update(r["lost_reasons"])
     worst = max(ready, key=lambda r: r["snapshot_at_ms"]["p99"])
     last_snapshot = max(r["snapshot_at_ms"]["max"] for r in ready) / 1000  # from each client's go
     service_cpu = opened["cpu_seconds"]["service"]
     figures = {"sockets": s, "orders": k, "client_procs": procs, "subscribed": subscribed, "failed": failed,
-               "timed_out": timed_out, "ws_timeout_s": args.ws_timeout,
+               "timed_out": timed_out, "ws_timeout_s": args.ws_timeout, "lost": lost,
+               "lost_reasons": dict(lost_reasons),
                "failures": [f for r in ready for f in r["failures"]][:5],
                "last_snapshot_s": round(last_snapshot, 3), "all_clients_ready_s": round(all_ready, 3),
                "snapshot_at_ms (worst client)": worst["snapshot_at_ms"],
@@ -124,6 +130,9 @@ async def measure(world, args):
                  "/s", "rate"),
         headline("p50_ms", "snapshot p50 from the go", worst["snapshot_at_ms"]["p50"], "ms"),
         headline("timed_out", f"sockets given up after {args.ws_timeout:g} s without their snapshot", timed_out, ""),
+        headline("lost", "sockets whose connection broke (reset) before the snapshot", lost, ""),
+        headline("listen_overflows", "kernel listen-queue overflows meanwhile (TcpExt, machine-wide)",
+                 opened["tcp_listen_queue (machine-wide)"]["ListenOverflows"], ""),
         headline("service_cpu_ms", "service CPU per open + subscribe", 1000 * service_cpu / max(1, subscribed), "ms",
                  "cpu"),
         headline("client_cpu_ms", "WebSocket client CPU per open + subscribe",
@@ -131,10 +140,12 @@ async def measure(world, args):
         headline("kib_per_socket", "service memory per socket", figures["kib_per_socket"], "KiB"),
     ]
     figures["checks"] = [check("every socket answered got its 'pending' snapshot, no error and no refusal",
-                               not failed and subscribed + timed_out == s,
-                               f"{subscribed} subscribed, {timed_out} timed out, {failed} failed: {figures['failures']}")]
+                               not failed and subscribed + timed_out + lost == s,
+                               f"{subscribed} subscribed, {timed_out} timed out, {lost} lost, {failed} failed: "
+                               f"{figures['failures']}")]
     log(f"reconnect_storm: last snapshot after {last_snapshot:.1f}s, service "
-        f"{1000 * service_cpu / max(1, subscribed):.2f} ms CPU per subscribe, {timed_out} timed out, {failed} failed")
+        f"{1000 * service_cpu / max(1, subscribed):.2f} ms CPU per subscribe, {timed_out} timed out, {lost} lost, "
+        f"{failed} failed")
     return figures
 
 

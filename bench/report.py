@@ -32,7 +32,11 @@ def fmt(v, unit=""):
     if v is None:
         return "–"
     if isinstance(v, float) and math.isinf(v):
-        return "never"
+        return "not answered"
+    if isinstance(v, float) and v.is_integer() and not unit:
+        v = int(v)
+    if unit == "cores":
+        return f"{v:.2f} {unit}"
     if isinstance(v, int):
         text = f"{v:,}"
     elif isinstance(v, float):
@@ -50,11 +54,22 @@ def fmt_ratio(r, kind):
     return f"{100 * r:.2f} % of hello req/s" if kind == "rate" else f"{r:.1f}× hello CPU/req"
 
 
+def noise(window):
+    """How many cores something other than the bench's processes kept busy during a measured window."""
+    return {"key": "others_cores", "label": "others on the machine meanwhile (cores busy)", "unit": "cores",
+            "value": round(window["others_cpu_seconds"] / window["seconds"], 2), "ratio": None}
+
+
 def rows(run):
-    """(scenario, headline) pairs of a run, the ceiling first."""
-    out = [("ceiling", h) for h in (run.get("ceiling") or {}).get("headline", [])]
+    """(scenario, headline) pairs of a run, the ceiling first, each scenario ending with its noise."""
+    ceiling = run.get("ceiling") or {}
+    out = [("ceiling", h) for h in ceiling.get("headline", [])]
+    if ceiling:
+        out.append(("ceiling", noise(ceiling["hello"]["window"])))
     for name, f in run.get("scenarios", {}).items():
         out += [(name, h) for h in f.get("headline", [])]
+        if f.get("window"):
+            out.append((name, noise(f["window"])))
     return out
 
 
@@ -131,9 +146,9 @@ def _med(values):
 
 
 def _range(values, unit):
-    if len(values) < 2:
+    if len(values) < 2 or min(values) == max(values):
         return ""
-    return f"{fmt(min(values))} – {fmt(max(values))}"
+    return f"{fmt(min(values), unit if unit == 'cores' else '')} – {fmt(max(values))}".replace(" cores", "")
 
 
 def render_medians(sets):

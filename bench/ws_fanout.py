@@ -194,7 +194,7 @@ async def measure(world, args):
         ready = [await next_event(c, args.phase_timeout) for c in clients]
         figures["open_seconds"] = time.monotonic() - t
         subscribed = sum(r["subscribed"] for r in ready)
-        failed = sum(r["failed"] + r.get("timed_out", 0) for r in ready)
+        failed = sum(r["failed"] + r["timed_out"] + r["lost"] for r in ready)
         log(f"{subscribed} sockets open and subscribed ({failed} failed) in {figures['open_seconds']:.1f}s")
         if failed:
             raise RuntimeError(f"{failed} subscriptions failed, e.g. {[r['failures'] for r in ready]}")

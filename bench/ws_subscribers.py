@@ -17,13 +17,19 @@ import resource
 import sys
 import threading
 import time
+from collections import Counter
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.iostream import StreamClosedError
 from tornado.websocket import websocket_connect
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.fanout_report import spread  # noqa: E402
+
+
+class ClosedBeforeSnapshot(Exception):
+    """The service closed the socket before it sent the snapshot (a refusal, e.g. 4401)."""
 
 
 def say(**event):
@@ -48,7 +54,8 @@ class Subscriber:
         if message is None:
             self.closed = True
             if not self.snapshot.done():
-                self.snapshot.set_exception(ConnectionError("closed before the snapshot"))
+                self.snapshot.set_exception(ClosedBeforeSnapshot(
+                    f"closed before the snapshot: {self.conn.close_code if self.conn else None}"))
             return
         frame = json.loads(message)
         if frame.get("type") != "order.status":
@@ -88,7 +95,7 @@ async def run(args):
 
     subs = [Subscriber(order_id, one_paid) for _, order_id in job["orders"]]
     gate = asyncio.Semaphore(args.connect_concurrency)
-    failures, open_ms, snapshot_at_ms, timed_out = [], [], [], []
+    failures, open_ms, snapshot_at_ms, timed_out, lost = [], [], [], [], Counter()
     if args.wait_go:
         say(event="loaded", sockets=len(subs))
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -103,19 +110,24 @@ async def run(args):
                 now = time.monotonic()
                 open_ms.append(1000 * (now - t0))
                 snapshot_at_ms.append(1000 * (now - started))
-            except (asyncio.TimeoutError, HTTPClientError) as e:
-                if isinstance(e, HTTPClientError) and e.code != 599:  # 599: tornado's own timeout
-                    failures.append(f"{sub.order_id}: {type(e).__name__}: {e}")
-                else:
-                    timed_out.append(sub.order_id)
+            except asyncio.TimeoutError:
+                timed_out.append(sub.order_id)
                 if sub.conn is not None:
                     sub.conn.close()
+            except (HTTPClientError, StreamClosedError, OSError) as e:
+                if isinstance(e, HTTPClientError) and e.code != 599:  # 599: tornado's timeouts and broken streams
+                    failures.append(f"{sub.order_id}: {type(e).__name__}: {e}")
+                elif isinstance(e, HTTPClientError) and "Timeout" in str(e):
+                    timed_out.append(sub.order_id)
+                else:  # the connection broke (reset by the service's kernel: e.g. its listen queue overflowed)
+                    lost[f"{type(e).__name__}: {e}"[:80]] += 1
             except Exception as e:  # noqa: BLE001 - counted and reported, the bench decides
                 failures.append(f"{sub.order_id}: {type(e).__name__}: {e}")
 
     started = time.monotonic()
     await asyncio.gather(*(open_one(sub, token) for sub, (token, _) in zip(subs, job["orders"])))
     say(event="ready", subscribed=len(open_ms), failed=len(failures), failures=failures[:5], timed_out=len(timed_out),
+        lost=sum(lost.values()), lost_reasons=dict(lost),
         seconds=round(time.monotonic() - started, 3), open_ms=spread(open_ms), snapshot_at_ms=spread(snapshot_at_ms))
 
     loop = asyncio.get_running_loop()
