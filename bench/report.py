@@ -148,7 +148,9 @@ def _med(values):
 def _range(values, unit):
     if len(values) < 2 or min(values) == max(values):
         return ""
-    return f"{fmt(min(values), unit if unit == 'cores' else '')} – {fmt(max(values))}".replace(" cores", "")
+    if unit == "cores":
+        return f"{min(values):.2f} – {max(values):.2f}"
+    return f"{fmt(min(values))} – {fmt(max(values))}"
 
 
 def render_medians(sets):
