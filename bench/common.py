@@ -234,14 +234,15 @@ async def run_loadgen(world, name, job, args, url=None, extra_pids=None):
             figures["profile"] = os.path.relpath(profiler.stop(), BENCH_ROOT)
         assert done["event"] == "done", done
         await asyncio.wait_for(proc.wait(), 30)
+        with open(result_path, encoding="utf-8") as fh:
+            result = json.load(fh)
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    with open(result_path, encoding="utf-8") as fh:
-        result = json.load(fh)
-    for path in (job_path, result_path):
-        os.remove(path)
+        for path in (job_path, result_path):
+            if os.path.exists(path):
+                os.remove(path)
     return result, figures
 
 
@@ -304,7 +305,7 @@ def run_scenarios(args, scenarios, suite_name):
            "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine(),
            "service_root": root.describe(), "workers": args.workers, "env": args.env or [],
            "count_sql": args.count_sql, "profile": args.profile, "loadavg_at_start": os.getloadavg(),
-           "ceiling": None, "scenarios": {}, "errors": []}
+           "ceiling": None, "scenarios": {}, "errors": [], "complete": False}
     deadline = time.monotonic() + args.wait_quiet
     while os.getloadavg()[0] >= 1.0 and time.monotonic() < deadline:
         time.sleep(5)
@@ -328,6 +329,7 @@ def run_scenarios(args, scenarios, suite_name):
             figures["wall_seconds"] = round(time.monotonic() - started, 1)
             run["scenarios"][name] = figures
             log(f"{name} done in {figures['wall_seconds']:.0f}s")
+        run["complete"] = True
     finally:
         run["loadavg_at_end"] = os.getloadavg()
         with open(out, "w", encoding="utf-8") as fh:
