@@ -1,5 +1,7 @@
-"""The ceiling every figure is divided by: a one-process Tornado hello-world under the same load generator, and
-the RSA-2048 signing rate on one core (a prepay costs two signatures: the request to WeChat Pay and the paySign).
+"""The ceiling: a one-process Tornado hello-world under the bench's load generator, and RSA-2048 signatures/s.
+
+Every figure of the suite is also given as a ratio to the hello-world measured in the same run. The signing rate
+bounds the prepay rate: a prepay costs two signatures (the request to WeChat Pay and the paySign).
 
     .venv/bin/python bench/ceiling.py [--hello-seconds 10] [--rsa-seconds 3]
 """

@@ -1,5 +1,6 @@
-"""Order flow: a parent's order create + prepay (`POST /api/v1/payment/orders/create`, then
-`POST /api/v1/payment/wxpay/create`), closed loop with 50 workers and open loop at a fixed offered rate.
+"""Order flow: order create + prepay per parent, closed loop (50 workers) and open loop (a fixed offered rate).
+
+Each flow is `POST /api/v1/payment/orders/create`, then `POST /api/v1/payment/wxpay/create`.
 
     .venv/bin/python bench/order_flow.py [--mode both|closed|open] [--flows 1000] [--rate 100 --open-seconds 20]
 

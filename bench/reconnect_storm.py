@@ -1,5 +1,6 @@
-"""Reconnect storm: 5,000 WebSockets opened all at once (as after a deploy), each subscribing to an existing order
-and waiting for its snapshot; time to the last snapshot and service CPU per subscribe.
+"""Reconnect storm: 5,000 WebSockets opened at once, each subscribing to an order and waiting for its snapshot.
+
+As after a deploy or a network blip: time to the last snapshot and service CPU per open + subscribe.
 
     .venv/bin/python bench/reconnect_storm.py [--sockets 5000] [--orders 1000] [--ws-client-procs 2]
 

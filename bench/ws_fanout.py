@@ -1,6 +1,8 @@
 """Load check of live order status: N WebSocket subscribers on ONE service process, one payment notification each.
 
-    .venv/bin/python bench/ws_fanout.py [--subscribers 5000] [--concurrency 200]      (or `make bench`)
+    .venv/bin/python bench/ws_fanout.py [--subscribers 5000] [--concurrency 200] [--no-ceiling]
+
+The suite (bench/run_all.py, `make bench`) runs it with 1,000 subscribers unless --fanout-full.
 
 Starts its own Redis, WeChat Pay sandbox and service process (on a database of its own), creates the users and
 orders through the API, opens one WebSocket per order from separate client processes, then posts one signed
