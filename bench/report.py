@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/report.py var/bench/suite-A.json var/bench/suite-B.json ...      # median of the runs
     .venv/bin/python bench/report.py --before before-*.json --after after-*.json           # two columns
+    .venv/bin/python bench/report.py --max-noise 0.25 var/bench/suite-*.json     # quiet windows only
 
 Every figure is also shown as a ratio to the hello-world ceiling of the same run: a rate divided by the
 hello-world's requests/s, a CPU time per operation divided by the hello-world's CPU per request. A median of
@@ -127,11 +128,26 @@ def render_run(run):
     return "\n".join(lines)
 
 
-def median_table(runs):
-    """{(scenario, key): (label, unit, ratio kind, [values], [ratios])} over several runs."""
+def window_noise(run, name):
+    """Cores the rest of the machine kept busy during a scenario's window (the ceiling's for "ceiling")."""
+    if name == "ceiling":
+        w = run["ceiling"]["hello"]["window"]
+    else:
+        w = run["scenarios"][name].get("window")
+    return w["others_cpu_seconds"] / w["seconds"] if w else 0.0
+
+
+def median_table(runs, max_noise=None):
+    """{(scenario, key): (label, unit, ratio kind, [values], [ratios])} over several runs.
+
+    With max_noise, a scenario's figures from a window in which the rest of the machine kept more than that many
+    cores busy are left out (the scenario's noise row itself is kept, to show what was left out).
+    """
     table = {}
     for run in runs:
         for name, h in rows(run):
+            if max_noise is not None and h["key"] != "others_cores" and window_noise(run, name) > max_noise:
+                continue
             entry = table.setdefault((name, h["key"]), (h["label"], h["unit"], h.get("ratio"), [], []))
             if h.get("value") is not None:
                 entry[3].append(h["value"])
@@ -153,9 +169,9 @@ def _range(values, unit):
     return f"{fmt(min(values))} – {fmt(max(values))}"
 
 
-def render_medians(sets):
-    """A Markdown table: per set (name -> runs) the median value, its range and the median ratio."""
-    tables = {name: median_table(runs) for name, runs in sets.items()}
+def render_medians(sets, max_noise=None):
+    """A Markdown table: per set (name -> runs) the median value, its range, the runs used and the median ratio."""
+    tables = {name: median_table(runs, max_noise) for name, runs in sets.items()}
     keys = []
     for t in tables.values():
         keys += [k for k in t if k not in keys]
@@ -171,7 +187,9 @@ def render_medians(sets):
                 continue
             values, ratios = entry[3], entry[4]
             rng = _range(values, unit)
-            cells += f" {fmt(_med(values), unit)}{f' ({rng})' if rng else ''} | {fmt_ratio(_med(ratios), kind)} |"
+            n = f"n={len(values)}" if len(values) > 1 else ""
+            extra = "; ".join(x for x in (rng, n) if x)
+            cells += f" {fmt(_med(values), unit)}{f' ({extra})' if extra else ''} | {fmt_ratio(_med(ratios), kind)} |"
         lines.append(f"| {key[0]} | {label} |{cells}")
     for name, runs in sets.items():
         loads = ", ".join(f"{r['loadavg_at_start'][0]:.2f}" for r in runs)
@@ -187,6 +205,8 @@ def main():
     p.add_argument("files", nargs="*", help="figures files of one set")
     p.add_argument("--before", nargs="*", default=[])
     p.add_argument("--after", nargs="*", default=[])
+    p.add_argument("--max-noise", type=float, metavar="CORES",
+                   help="leave out a scenario's figures from windows in which others kept more cores busy")
     args = p.parse_args()
 
     def load(paths):
@@ -201,7 +221,7 @@ def main():
         sets["after"] = load(args.after)
     if not sets:
         p.error("no figures files")
-    print(render_medians(sets))
+    print(render_medians(sets, args.max_noise))
 
 
 if __name__ == "__main__":
