@@ -152,7 +152,8 @@ def median_table(runs, max_noise=None):
             if h.get("value") is not None:
                 entry[3].append(h["value"])
             r = ratio(run, h)
-            if r is not None:
+            ceiling_quiet = max_noise is None or not run.get("ceiling") or window_noise(run, "ceiling") <= max_noise
+            if r is not None and ceiling_quiet:  # a ratio to a disturbed ceiling would mislead
                 entry[4].append(r)
     return table
 
@@ -175,6 +176,8 @@ def render_medians(sets, max_noise=None):
     keys = []
     for t in tables.values():
         keys += [k for k in t if k not in keys]
+    scenarios = list(dict.fromkeys(k[0] for k in keys))
+    keys.sort(key=lambda k: (scenarios.index(k[0]), k[1] == "others_cores"))  # each scenario's noise last
     head = "| scenario | figure |" + "".join(f" {n}: median (range) | {n}: ratio |" for n in sets)
     lines = [head, "|---|---|" + "---|---|" * len(sets)]
     for key in keys:
