@@ -27,8 +27,10 @@ stop:
 	@bash scripts/run.sh stop || true
 	@bash scripts/servers.sh stop
 
+# The benchmark suite (bench/run_all.py, about 8 minutes): BENCH_ARGS for its options, e.g.
+#   make bench BENCH_ARGS="--service-root /work/wt/before --workers 2 --repeat 2"
 bench: servers
-	@$(PY) bench/ws_fanout.py
+	@$(PY) bench/run_all.py $(BENCH_ARGS)
 
 prod-local:
 	@bash scripts/prod-local.sh up

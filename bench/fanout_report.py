@@ -55,8 +55,8 @@ def print_summary(f):
         f"{'service CPU per open+subscribe':<48}{f['service_cpu_ms_per_subscribe']:>9.2f} ms",
         f"{'closing all sockets at once':<48}{f['close_seconds']:>9.1f}s  "
         f"(service CPU {f['service_cpu_close_seconds']:.1f}s, {f['fds_after_close']} fds left)",
-        f"{'service RLIMIT_NOFILE (inherited) / DB pool':<48}{f['service_max_open_files']:>9}  / 20 connections"
-        " (models/base.py)",
+        f"{'service RLIMIT_NOFILE (inherited) / WORKERS':<48}{f['service_max_open_files']:>9}  / {f.get('workers', 1)}"
+        " (RSS, fds and CPU: the whole process tree)",
         f"{'setup: users+orders via API / open+subscribe':<48}{f['setup_seconds']:>9.1f}s  / {f['open_seconds']:.1f}s",
         f"database: orders {f['database']['orders']}, reservations {f['database']['reservations']}, "
         f"notifications {f['database']['notifications']}, booking notices {f['database']['booking_notices']}",

@@ -73,3 +73,55 @@ def machine():
         pass
     return {"nproc": os.cpu_count(), "cpu": model, "mem_gib": round(mem_kib / 1024 / 1024, 1),
             "python": platform.python_version(), "kernel": platform.release()}
+
+
+def children_of(pid):
+    """Every descendant pid of a process (its worker processes, say), read from /proc/*/stat."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
+                    parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        found += kids
+        frontier += kids
+    return found
+
+
+def tree_cpu_seconds(pid):
+    """cpu_seconds of a process plus its live descendants and the children it has reaped (cutime + cstime)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    total = sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total + sum(cpu_seconds(p) or 0.0 for p in children_of(pid))
+
+
+def tree_rss_kib(pid):
+    """VmRSS of a process and its descendants, in KiB (shared pages are counted in each)."""
+    total = 0
+    for p in [pid, *children_of(pid)]:
+        try:
+            total += proc_status(p)["VmRSS"]
+        except (OSError, KeyError):
+            continue
+    return total
+
+
+def tree_open_fds(pid):
+    """open_fds of a process and its descendants."""
+    total = 0
+    for p in [pid, *children_of(pid)]:
+        try:
+            total += open_fds(p)
+        except OSError:
+            continue
+    return total

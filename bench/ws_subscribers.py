@@ -4,19 +4,32 @@ Run by bench/ws_fanout.py, not by hand. It reads `{"url", "orders": [[token, ord
 prints one JSON line per stage on stdout (`ready`, then `done`), and writes the arrival times
 (`time.monotonic_ns()`, the same clock in every process of the machine) to the result file.
 It reports `done` when every order has its "paid" frame or the parent writes a line (or closes) stdin, then closes
-its sockets when the parent writes (another) line, or at --deadline.
+its sockets when the parent writes (another) line, or at --deadline. With --wait-go it prints `loaded` first and
+connects only after a line on stdin (the reconnect storm reads the CPU counters in between).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import resource
 import sys
 import threading
 import time
+from collections import Counter
 
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.iostream import StreamClosedError
 from tornado.websocket import websocket_connect
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.fanout_report import spread  # noqa: E402
+
+
+class ClosedBeforeSnapshot(Exception):
+    """The service closed the socket before it sent the snapshot (a refusal, e.g. 4401)."""
 
 
 def say(**event):
@@ -41,7 +54,8 @@ class Subscriber:
         if message is None:
             self.closed = True
             if not self.snapshot.done():
-                self.snapshot.set_exception(ConnectionError("closed before the snapshot"))
+                self.snapshot.set_exception(ClosedBeforeSnapshot(
+                    f"closed before the snapshot: {self.conn.close_code if self.conn else None}"))
             return
         frame = json.loads(message)
         if frame.get("type") != "order.status":
@@ -56,11 +70,14 @@ class Subscriber:
             self.all_paid()
 
     async def open(self, url, token, timeout):
-        """Connect, subscribe, and wait for the immediate snapshot; returns its status."""
-        self.conn = await websocket_connect(f"{url}?token={token}", connect_timeout=timeout,
-                                            on_message_callback=self.on_message)
+        """Connect, subscribe, and wait for the immediate snapshot, all within `timeout`; returns its status."""
+        return await asyncio.wait_for(self._open(url, token, timeout), timeout)
+
+    async def _open(self, url, token, timeout):
+        request = HTTPRequest(f"{url}?token={token}", connect_timeout=timeout, request_timeout=timeout)
+        self.conn = await websocket_connect(request, on_message_callback=self.on_message)
         await self.conn.write_message(json.dumps({"op": "subscribe", "order_id": self.order_id}))
-        frame = await asyncio.wait_for(asyncio.shield(self.snapshot), timeout)
+        frame = await asyncio.shield(self.snapshot)
         return frame["status"]
 
 
@@ -78,21 +95,40 @@ async def run(args):
 
     subs = [Subscriber(order_id, one_paid) for _, order_id in job["orders"]]
     gate = asyncio.Semaphore(args.connect_concurrency)
-    failures = []
+    failures, open_ms, snapshot_at_ms, timed_out, lost = [], [], [], [], Counter()
+    if args.wait_go:
+        say(event="loaded", sockets=len(subs))
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
     async def open_one(sub, token):
         async with gate:
+            t0 = time.monotonic()
             try:
                 status = await sub.open(job["url"], token, args.timeout)
                 if status != "pending":
                     failures.append(f"{sub.order_id}: snapshot says {status}")
+                now = time.monotonic()
+                open_ms.append(1000 * (now - t0))
+                snapshot_at_ms.append(1000 * (now - started))
+            except asyncio.TimeoutError:
+                timed_out.append(sub.order_id)
+                if sub.conn is not None:
+                    sub.conn.close()
+            except (HTTPClientError, StreamClosedError, OSError) as e:
+                if isinstance(e, HTTPClientError) and e.code != 599:  # 599: tornado's timeouts and broken streams
+                    failures.append(f"{sub.order_id}: {type(e).__name__}: {e}")
+                elif isinstance(e, HTTPClientError) and "Timeout" in str(e):
+                    timed_out.append(sub.order_id)
+                else:  # the connection broke (reset by the service's kernel: e.g. its listen queue overflowed)
+                    lost[f"{type(e).__name__}: {e}"[:80]] += 1
             except Exception as e:  # noqa: BLE001 - counted and reported, the bench decides
                 failures.append(f"{sub.order_id}: {type(e).__name__}: {e}")
 
     started = time.monotonic()
     await asyncio.gather(*(open_one(sub, token) for sub, (token, _) in zip(subs, job["orders"])))
-    say(event="ready", subscribed=len(subs) - len(failures), failed=len(failures), failures=failures[:5],
-        seconds=round(time.monotonic() - started, 3))
+    say(event="ready", subscribed=len(open_ms), failed=len(failures), failures=failures[:5], timed_out=len(timed_out),
+        lost=sum(lost.values()), lost_reasons=dict(lost),
+        seconds=round(time.monotonic() - started, 3), open_ms=spread(open_ms), snapshot_at_ms=spread(snapshot_at_ms))
 
     loop = asyncio.get_running_loop()
     told = asyncio.Event()
@@ -124,8 +160,9 @@ def main():
     parser.add_argument("--orders", required=True, help="JSON file: url and [token, order_id] pairs")
     parser.add_argument("--result", required=True, help="where to write the arrival times")
     parser.add_argument("--connect-concurrency", type=int, default=100)
-    parser.add_argument("--timeout", type=float, default=30.0, help="per connection and subscribe")
+    parser.add_argument("--timeout", type=float, default=30.0, help="per socket: connect, subscribe and snapshot")
     parser.add_argument("--deadline", type=float, default=600.0, help="longest wait for the paid frames")
+    parser.add_argument("--wait-go", action="store_true", help="connect only after a line on stdin")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
