@@ -35,6 +35,7 @@ log = logging.getLogger("gym.server")
 
 ORDER_ID = r"([^/]+)"
 DRAIN_SECONDS = 20  # below systemd's TimeoutStopSec (30 s in deploy/systemd/gym.service)
+LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 
 
 def _named(routes):
@@ -164,7 +165,8 @@ def main():
     """`python server.py`: bind the port, then serve it with one process or WORKERS supervised processes."""
     settings = settings_module.load_or_exit()
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"), settings.log_format)
-    sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
+    # A deep accept queue: 5,000 mini-programs reconnecting at once after a deploy must wait, not be refused.
+    sockets = tornado.netutil.bind_sockets(settings.port, settings.host, backlog=LISTEN_BACKLOG)
     metrics.clear_directory()
     metrics.init_series(settings.reconcile_interval_seconds)
     log.info("listening on http://%s:%s with %d worker(s)", settings.host, settings.port, settings.workers)
