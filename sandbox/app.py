@@ -8,6 +8,7 @@ import tornado.web
 
 from .credentials import load_or_create, write_service_env
 from .core import Sandbox
+from .recorder import mask_uri
 from .handlers import cashier, control, dashboard, openapi, pay
 from .handlers.base import NotFoundHandler
 from .handlers.ui import UI_METHODS, UI_MODULES
@@ -62,8 +63,16 @@ def make_app(sandbox):
         [(pattern, handler, args) for pattern, handler in routes],
         default_handler_class=NotFoundHandler, default_handler_args=args,
         template_path=os.path.join(os.path.dirname(__file__), "templates"),
-        ui_methods=UI_METHODS, ui_modules=UI_MODULES,
+        ui_methods=UI_METHODS, ui_modules=UI_MODULES, log_function=access_log,
     )
+
+
+def access_log(handler):
+    """Tornado's access log with the secrets of the query (app secret, js_code, access token) masked."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    logging.getLogger("tornado.access").log(level, "%d %s %s %.1fms", status, handler.request.method,
+                                            mask_uri(handler.request.uri), 1000.0 * handler.request.request_time())
 
 
 def base_url(host, port):

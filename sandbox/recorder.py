@@ -3,7 +3,7 @@ import collections
 import re
 
 MASKED_KEYS = {"secret", "app_secret", "appsecret", "access_token", "session_key", "apiv3_key"}
-_QUERY_SECRET = re.compile(r"((?:^|[?&])(?:secret|access_token|appsecret)=)[^&]*", re.IGNORECASE)
+_QUERY_SECRET = re.compile(r"((?:^|[?&])(?:secret|access_token|appsecret|js_code|token)=)[^&]*", re.IGNORECASE)
 MAX_ENTRIES = 5000
 
 

@@ -1,8 +1,10 @@
 """Booking: creating and reading orders: the fixed price, one trial per user, and a seat held without oversell."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import weakref
 from decimal import Decimal, InvalidOperation
 
 import peewee
@@ -175,6 +177,16 @@ async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor,
     return 201, order, reservation
 
 
+_gates = weakref.WeakValueDictionary()  # session id -> the local lock its order creations take turns on
+
+
+def _session_gate(schedule_id) -> asyncio.Lock:
+    gate = _gates.get(schedule_id)
+    if gate is None:
+        gate = _gates[schedule_id] = asyncio.Lock()
+    return gate
+
+
 async def _precheck(user_id, schedule_id):
     """Answer the plain refusals from one unlocked read: an unknown session, one that started, or a full one asked
     for by a parent with nothing open (a stale "full" is only as stale as arriving a moment earlier; a seat is
@@ -210,16 +222,22 @@ async def create_order(ctx, user_id: int, body: dict, idem_key: str | None, acto
     request_hash = hashlib.sha256(json.dumps([schedule_id, sent_fen]).encode()).hexdigest()
     if not idem_key:
         await _precheck(user_id, schedule_id)
-    for attempt in range(2):
-        try:
-            status, order, reservation = await run_in_transaction(ctx, _create, ctx, user_id, schedule_id, idem_key,
-                                                                  request_hash, actor, snapshot)
-            break
-        except peewee.IntegrityError:
-            # The same parent's other request inserted first (one live order per parent: trial_slot is unique).
-            # Once more: it now finds that order (or the Idempotency-Key it stored) and answers from it.
-            if attempt:
-                raise
+    # One request per session at a time from this process goes to the session's row lock; the others wait here,
+    # for nothing but a local lock, and look again (one unlocked read) when their turn comes: in a rush, once the
+    # seats are gone, they are answered without ever queueing on the database.
+    async with _session_gate(schedule_id):
+        if not idem_key:
+            await _precheck(user_id, schedule_id)
+        for attempt in range(2):
+            try:
+                status, order, reservation = await run_in_transaction(
+                    ctx, _create, ctx, user_id, schedule_id, idem_key, request_hash, actor, snapshot)
+                break
+            except peewee.IntegrityError:
+                # The same parent's other request inserted first (one live order per parent: trial_slot is
+                # unique). Once more: it now finds that order (or the Idempotency-Key it stored) and answers from it.
+                if attempt:
+                    raise
     if reservation is not None:
         return status, serialize(order, reservation)
     return status, await order_view(order)

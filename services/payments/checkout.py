@@ -103,7 +103,12 @@ async def start_payment(ctx, user_id, order_id, trade_type, actor):
             if e.code == "ORDER_PAID":
                 await settle_from_wechat(ctx, order.id, actor, source="query")
             raise _gateway_error_to_service(e) from e
-        if not await run_in_transaction(ctx, _save_prepay, order, column, value, actor, lease):
+        saved = await run_in_transaction(ctx, _save_prepay, order, column, value, actor, lease)
+        if not saved and await lease.try_claim():
+            # The lease ran out while WeChat Pay answered (a loaded process), but nobody took the order meanwhile:
+            # had a cancel or an expiry run, the order would no longer be pending and the save would still refuse.
+            saved = await run_in_transaction(ctx, _save_prepay, order, column, value, actor, lease)
+        if not saved:
             # Never hand out a prepay for an order that ended meanwhile: close what WeChat Pay just opened.
             log.error("order %s ended while its prepay was in flight; closing the WeChat Pay order", order.order_id)
             try:
