@@ -2,7 +2,7 @@
 
 import pytest
 
-from models import JobLease, PaymentAuditLog, PaymentOrder, PaymentTransaction, SeatReservation
+from models import JobLease, PaymentAuditLog, PaymentOrder, PaymentTransaction, SeatReservation, SubscribeMessage
 from tests.api import eventually
 from tests.harness import ServiceProcess
 
@@ -97,6 +97,8 @@ async def test_a_payment_with_no_seat_left_becomes_refund_required(api):
     confirmed = await SeatReservation.select().where((SeatReservation.course_schedule == sid)
                                                      & (SeatReservation.status == "confirmed")).aio_count()
     assert confirmed == 1
+    order_b = await PaymentOrder.select().where(PaymentOrder.order_id == ob["order_id"]).aio_get()
+    assert not await SubscribeMessage.select().where(SubscribeMessage.order == order_b.id).aio_exists()  # no 预约成功
     refunds = [r for r in (await api.control("GET", "/sandbox/requests"))["items"]
                if r["path"].startswith("/v3/refund") and ob["order_id"] in str(r.get("request_body"))]
     assert refunds == []  # operators refund trial classes, never the system (FR-018)

@@ -68,6 +68,11 @@ async def queue_booking_notice(settings, order):
     await QUEUE.execute(f"booking:{order.id}", "booking", order.id, None, settings.subscribe_template_id, now, now)
 
 
+async def unqueue_booking_notice(order):
+    """Take back a 预约成功 queued in this transaction (the payment found no seat after all)."""
+    await SubscribeMessage.delete().where(SubscribeMessage.dedupe_key == f"booking:{order.id}").aio_execute()
+
+
 async def queue_refund_notice(settings, order, refund):
     """Queue 退款通知 for a refund that succeeded (call inside the refund's transaction)."""
     now = utcnow()

@@ -23,7 +23,7 @@ from peewee import fn
 from models import PaymentOrder, Refund, SeatReservation, utcnow
 
 from .. import audit
-from ..messages.subscribe_messages import queue_booking_notice, queue_refund_notice
+from ..messages.subscribe_messages import queue_booking_notice, queue_refund_notice, unqueue_booking_notice
 from ..payments.transactions import check_transaction, record_transaction
 from ..timefmt import iso, yuan
 from . import statements
@@ -156,12 +156,15 @@ async def end_order(uow, order, new_status, reason, actor, action, request=None,
     return reservation
 
 
-async def confirm_booking(uow, order, reservation, transaction_id, actor, source, txn, now):
-    """pending + temporary -> paid + confirmed, both rows in one statement (the seat already claimed)."""
+async def confirm_booking(uow, order, reservation, transaction_id, actor, source, txn, now) -> bool:
+    """pending + temporary -> paid + confirmed with one of the session's confirmed seats, in one statement; False
+    (nothing changed) when the session has no confirmed seat left. Call with the order and its hold locked."""
     if "paid" not in ORDER_TRANSITIONS[order.status] or "confirmed" not in RESERVATION_TRANSITIONS[reservation.status]:
         raise IllegalTransition(f"order {order.order_id}: {order.status}/{reservation.status} -> paid/confirmed")
     rows = await statements.CONFIRM_BOOKING.execute(transaction_id, now, now, now, now, order.id, reservation.id)
-    if rows != 2:
+    if rows == 0:
+        return False
+    if rows != 3:
         raise IllegalTransition(f"order {order.order_id} changed under us")
     await audit.record("seat_confirmed", actor, order=order, entity="reservation", old_status=reservation.status,
                        new_status="confirmed", detail=f"reservation {reservation.reservation_id}")
@@ -170,6 +173,7 @@ async def confirm_booking(uow, order, reservation, transaction_id, actor, source
     order.status, order.transaction_id, order.paid_at, order.updated_at = "paid", transaction_id, now, now
     reservation.status, reservation.confirmed_at = "confirmed", now
     uow.order_changed(order, reservation)
+    return True
 
 
 async def apply_payment(uow, settings, order, reservation, txn: dict, actor, source: str) -> str:
@@ -194,13 +198,13 @@ async def apply_payment(uow, settings, order, reservation, txn: dict, actor, sou
                        new_status=transaction.trade_state, request=txn, detail=f"source={source}")
     uow.payment_applied(source)
     # The seat: a pending order's temporary hold claims one of the session's confirmed seats, if any is left (the
-    # counter's conditional UPDATE is the decision and the lock). Otherwise the payment has no seat to give.
-    seat_ok = (reservation is not None and order.status == "pending" and reservation.status == "temporary"
-               and await statements.CLAIM_SEAT.execute(order.course_schedule_id) == 1)
-    if seat_ok:
-        await confirm_booking(uow, order, reservation, txn["transaction_id"], actor, source, txn, now)
-        await queue_booking_notice(settings, order)
-        return "applied"
+    # counter's conditional UPDATE, in the same statement as the confirmation, is the decision and the lock).
+    # Otherwise the payment has no seat to give.
+    if reservation is not None and order.status == "pending" and reservation.status == "temporary":
+        await queue_booking_notice(settings, order)  # before the seat is claimed: the session's lock is held less
+        if await confirm_booking(uow, order, reservation, txn["transaction_id"], actor, source, txn, now):
+            return "applied"
+        await unqueue_booking_notice(order)
     paid_fields = dict(transaction_id=txn["transaction_id"], paid_at=now)
     if reservation is not None and reservation.status == "temporary":
         await set_reservation_status(uow, reservation, "cancelled", actor, "seat_cancelled", order,

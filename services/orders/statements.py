@@ -55,12 +55,17 @@ CLAIM_SEAT = Prepared("UPDATE `course_schedules` SET `confirmed_seats` = `confir
 GIVE_BACK_SEAT = Prepared("UPDATE `course_schedules` SET `confirmed_seats` = `confirmed_seats` - 1 "
                           "WHERE `id` = %s AND `confirmed_seats` > 0")
 
-# pending order + temporary hold -> paid + confirmed, in one statement (2 rows when both moved).
+# pending order + temporary hold -> paid + confirmed, and one of the session's confirmed seats claimed, in one
+# statement: 3 rows when all moved, 0 when the session has no confirmed seat left (the order and hold being locked
+# and checked before). The session's row is locked last, for as little time as the transaction has left.
 CONFIRM_BOOKING = Prepared(
     "UPDATE `payment_orders` o JOIN `seat_reservations` r ON r.`order_id` = o.`id` "
+    "JOIN `course_schedules` s ON s.`id` = o.`course_schedule_id` "
     "SET o.`status` = 'paid', o.`trial_slot` = o.`user_id`, o.`transaction_id` = %s, o.`paid_at` = %s, "
-    "o.`updated_at` = %s, r.`status` = 'confirmed', r.`confirmed_at` = %s, r.`updated_at` = %s "
-    "WHERE o.`id` = %s AND o.`status` = 'pending' AND r.`id` = %s AND r.`status` = 'temporary'")
+    "o.`updated_at` = %s, r.`status` = 'confirmed', r.`confirmed_at` = %s, r.`updated_at` = %s, "
+    "s.`confirmed_seats` = s.`confirmed_seats` + 1 "
+    "WHERE o.`id` = %s AND o.`status` = 'pending' AND r.`id` = %s AND r.`status` = 'temporary' "
+    "AND s.`confirmed_seats` < s.`capacity`")
 
 # Payment starts: the hold lasts to the order's end and no longer lapses by time (both rows in one statement).
 EXTEND_HOLD = Prepared(
