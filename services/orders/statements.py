@@ -74,6 +74,19 @@ EXTEND_HOLD = Prepared(
     "r.`payment_started` = 1, r.`expires_at` = o.`expires_at`, r.`updated_at` = %s "
     "WHERE o.`id` = %s AND o.`status` = 'pending' AND r.`id` = %s AND r.`status` = 'temporary'")
 
+# The usual prepay in one statement: the order's lease claimed and the payment started (the hold extended to the
+# order's end), only if the order is pending and unexpired, of this kind or none yet, its lease free, and its hold
+# temporary and not lapsed — 2 rows when all of that held; otherwise the caller takes the slow path, which says why.
+CLAIM_AND_START = Prepared(
+    "UPDATE `payment_orders` o JOIN `seat_reservations` r ON r.`order_id` = o.`id` "
+    "SET o.`lease_owner` = %s, o.`lease_until` = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND, o.`trade_type` = %s, "
+    "o.`payment_started_at` = COALESCE(o.`payment_started_at`, %s), o.`updated_at` = %s, "
+    "r.`payment_started` = 1, r.`expires_at` = o.`expires_at`, r.`updated_at` = %s "
+    "WHERE o.`id` = %s AND o.`status` = 'pending' AND o.`expires_at` > %s "
+    "AND (o.`trade_type` IS NULL OR o.`trade_type` = %s) "
+    "AND (o.`lease_until` IS NULL OR o.`lease_until` <= UTC_TIMESTAMP(6)) "
+    "AND r.`id` = %s AND r.`status` = 'temporary' AND (r.`payment_started` = 1 OR r.`expires_at` > %s)")
+
 INSERT_TRANSACTION = Prepared(
     "INSERT INTO `payment_transactions` (`transaction_id`, `order_id`, `out_trade_no`, `trade_type`, `trade_state`, "
     "`bank_type`, `total_fee`, `payer_total`, `fee_type`, `openid`, `success_time`, `source`, `created_at`, "

@@ -18,7 +18,7 @@ from ..leases import LeaseLost, holding, order_lease
 from ..orders.booking import get_user_order, order_view
 from ..orders.lifecycle import apply_payment, end_order, extend_hold
 from ..orders.seats import hold_lapsed, lock_order
-from ..orders.statements import LOCK_BY_PK, LOCK_BY_PK_LEASED, SAVE_PREPAY, USER_ORDER, split
+from ..orders.statements import CLAIM_AND_START, LOCK_BY_PK, LOCK_BY_PK_LEASED, SAVE_PREPAY, USER_ORDER, split
 from ..uow import run_in_transaction
 from ..wechat.pay_gateway import PaymentGatewayError
 
@@ -90,35 +90,67 @@ async def start_payment(ctx, user_id, order_id, trade_type, actor):
             and reservation is not None and reservation.status == "temporary" and order.expires_at > utcnow():
         return order  # asked again: the same prepay, nothing to change (WeChat Pay keeps it 2 hours)
     user_openid = row.openid if trade_type == "JSAPI" else None
-    async with holding(order_lease(order.id)) as lease:
-        order = await _in_lease(ctx, _begin_payment, order.id, trade_type, actor, lease)
+    lease = order_lease(order.id)
+    if reservation is not None and await run_in_transaction(ctx, _claim_and_start, order, reservation, trade_type,
+                                                             actor, lease):
+        lease.start_heartbeat()  # the usual case: claimed and started in one statement
+    else:
+        await lease.claim_waiting(15.0)  # busy, or something to refuse: the step by step path says which
+        lease.start_heartbeat()
+        try:
+            order = await _in_lease(ctx, _begin_payment, order.id, trade_type, actor, lease)
+        except BaseException:
+            await lease.end()
+            raise
+    try:
         if getattr(order, column):
             return order
-        try:
-            value = await ctx.gateway.place_order(trade_type, order.order_id, order.description, order.amount_fen,
-                                                  order.expires_at, openid=user_openid)
-        except PaymentGatewayError as e:
-            log.warning("placing %s for %s failed: %s", trade_type, order.order_id, e)
-            await run_in_transaction(ctx, _record_gateway_error, order.id, "prepay", e, actor)
-            if e.code == "ORDER_PAID":
-                await settle_from_wechat(ctx, order.id, actor, source="query")
-            raise _gateway_error_to_service(e) from e
+        return await _place(ctx, order, trade_type, column, user_openid, actor, lease)
+    finally:
+        await lease.end()
+
+
+async def _claim_and_start(uow, order, reservation, trade_type, actor, lease) -> bool:
+    """The order's lease and the payment's start in one statement; False when the step-by-step path must decide."""
+    now = utcnow()
+    rows = await CLAIM_AND_START.execute(lease.token, int(lease.seconds * 1_000_000), trade_type, now, now, now,
+                                         order.id, now, trade_type, reservation.id, now)
+    if rows != 2:
+        return False
+    if not reservation.payment_started:
+        order.trade_type, reservation.payment_started, reservation.expires_at = trade_type, True, order.expires_at
+        await audit.record("payment_started", actor, order=order, entity="reservation", old_status="temporary",
+                           new_status="temporary", detail=f"{trade_type}; hold extended to the order's end")
+    return True
+
+
+async def _place(ctx, order, trade_type, column, user_openid, actor, lease):
+    """Ask WeChat Pay for the order (under the lease) and keep its prepay id or code URL."""
+    try:
+        value = await ctx.gateway.place_order(trade_type, order.order_id, order.description, order.amount_fen,
+                                              order.expires_at, openid=user_openid)
+    except PaymentGatewayError as e:
+        log.warning("placing %s for %s failed: %s", trade_type, order.order_id, e)
+        await run_in_transaction(ctx, _record_gateway_error, order.id, "prepay", e, actor)
+        if e.code == "ORDER_PAID":
+            await settle_from_wechat(ctx, order.id, actor, source="query")
+        raise _gateway_error_to_service(e) from e
+    saved = await run_in_transaction(ctx, _save_prepay, order, column, value, actor, lease)
+    if not saved and await lease.try_claim():
+        # The lease ran out while WeChat Pay answered (a loaded process), but nobody took the order meanwhile:
+        # had a cancel or an expiry run, the order would no longer be pending and the save would still refuse.
         saved = await run_in_transaction(ctx, _save_prepay, order, column, value, actor, lease)
-        if not saved and await lease.try_claim():
-            # The lease ran out while WeChat Pay answered (a loaded process), but nobody took the order meanwhile:
-            # had a cancel or an expiry run, the order would no longer be pending and the save would still refuse.
-            saved = await run_in_transaction(ctx, _save_prepay, order, column, value, actor, lease)
-        if not saved:
-            # Never hand out a prepay for an order that ended meanwhile: close what WeChat Pay just opened.
-            log.error("order %s ended while its prepay was in flight; closing the WeChat Pay order", order.order_id)
-            try:
-                await ctx.gateway.close_order(order.order_id)
-            except PaymentGatewayError as e:
-                log.warning("closing %s after a lost lease failed (the reconciler retries): %s", order.order_id, e)
-            raise errors.order_not_payable("订单已不是待支付状态")
-        setattr(order, column, value)
-        metrics.PAYMENTS_STARTED.inc()
-        return order
+    if not saved:
+        # Never hand out a prepay for an order that ended meanwhile: close what WeChat Pay just opened.
+        log.error("order %s ended while its prepay was in flight; closing the WeChat Pay order", order.order_id)
+        try:
+            await ctx.gateway.close_order(order.order_id)
+        except PaymentGatewayError as e:
+            log.warning("closing %s after a lost lease failed (the reconciler retries): %s", order.order_id, e)
+        raise errors.order_not_payable("订单已不是待支付状态")
+    setattr(order, column, value)
+    metrics.PAYMENTS_STARTED.inc()
+    return order
 
 
 async def _in_lease(ctx, fn, *args):
