@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import settings as settings_module
-from tests.harness import ROOT, VAR, RedisServer, SandboxProcess, read_env_file
+from tests.harness import ROOT, VAR, RedisServer, SandboxProcess, admin_sql, read_env_file
 
 pytest_plugins = ["tests.api"]
 
@@ -20,20 +20,6 @@ def _dev_env():
     return read_env_file(os.path.join(VAR, "dev.env"))
 
 
-def _admin_sql(db_url, statements):
-    """Run statements on the server as the project's user (outside any test database)."""
-    import pymysql
-
-    conn = pymysql.connect(host=db_url.host, port=db_url.port, user=db_url.user, password=db_url.password)
-    try:
-        with conn.cursor() as cur:
-            for sql in statements:
-                cur.execute(sql)
-        conn.commit()
-    finally:
-        conn.close()
-
-
 @pytest.fixture(scope="session")
 def server_env():
     """DATABASE_URL / REDIS_URL / SECRET_KEY for this run: a database of its own (never the dev data), created
@@ -41,13 +27,13 @@ def server_env():
     dev = _dev_env()
     base = settings_module.parse_database_url({"DATABASE_URL": dev["TEST_DATABASE_URL"]})
     name = f"gym_test_{os.getpid()}"
-    _admin_sql(base, [f"DROP DATABASE IF EXISTS `{name}`",
+    admin_sql(base, [f"DROP DATABASE IF EXISTS `{name}`",
                       f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"])
     url = dev["TEST_DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
     redis = RedisServer(f"session-{os.getpid()}")  # a Redis of the run's own, for the same reason
     yield {"DATABASE_URL": url, "REDIS_URL": redis.url, "SECRET_KEY": "test-secret-key-0123456789abcdef"}
     redis.stop()
-    _admin_sql(base, [f"DROP DATABASE IF EXISTS `{name}`"])
+    admin_sql(base, [f"DROP DATABASE IF EXISTS `{name}`"])
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,20 @@ def read_env_file(path):
     return env
 
 
+def admin_sql(db_url, statements):
+    """Run statements on the server as the project's user, outside any test database (create, drop)."""
+    import pymysql
+
+    conn = pymysql.connect(host=db_url.host, port=db_url.port, user=db_url.user, password=db_url.password)
+    try:
+        with conn.cursor() as cur:
+            for sql in statements:
+                cur.execute(sql)
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def free_port():
     """A free loopback TCP port."""
     with socket.socket() as s:

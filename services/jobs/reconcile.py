@@ -90,51 +90,26 @@ async def _checked(order_pk, interval, failed: bool):
         PaymentOrder.id == order_pk).aio_execute()
 
 
-async def _work_on(ctx, order_pk, gate) -> int:
+async def _work_on(ctx, what, pk, lease, check, checked, gate) -> int:
+    """Check one order or refund under its own lease (skipped if someone is on it), then note the check."""
     async with gate:
-        lease = order_lease(order_pk, seconds=15)
         if not await lease.try_claim():
             return 0  # a request or another process is on it
         lease.start_heartbeat()
         failed = False
         try:
-            await check_order(ctx, order_pk, lease)
+            await check(ctx, pk, lease)
         except PaymentGatewayError as e:
             failed = True
-            log.warning("reconcile: WeChat Pay unavailable for order %s: %s", order_pk, e)
+            log.warning("reconcile: WeChat Pay unavailable for %s %s: %s", what, pk, e)
         except LeaseLost:
-            log.warning("reconcile: lost the lease on order %s; it is retried next pass", order_pk)
-        except Exception:  # noqa: BLE001 - one bad order must not stop the others
+            log.warning("reconcile: lost the lease on %s %s; it is retried next pass", what, pk)
+        except Exception:  # noqa: BLE001 - one bad order or refund must not stop the others
             failed = True
-            log.exception("reconcile: order %s failed", order_pk)
+            log.exception("reconcile: %s %s failed", what, pk)
         finally:
             try:
-                await _checked(order_pk, ctx.settings.reconcile_interval_seconds, failed)
-            finally:
-                await lease.end()
-        return 1
-
-
-async def _work_on_refund(ctx, refund_pk, gate) -> int:
-    async with gate:
-        lease = refund_lease(refund_pk, seconds=15)
-        if not await lease.try_claim():
-            return 0  # being submitted or settled right now
-        lease.start_heartbeat()
-        failed = False
-        try:
-            await check_refund(ctx, refund_pk, lease)
-        except PaymentGatewayError as e:
-            failed = True
-            log.warning("reconcile: WeChat Pay unavailable for refund %s: %s", refund_pk, e)
-        except LeaseLost:
-            log.warning("reconcile: lost the lease on refund %s; it is retried next pass", refund_pk)
-        except Exception:  # noqa: BLE001 - one bad refund must not stop the others
-            failed = True
-            log.exception("reconcile: refund %s failed", refund_pk)
-        finally:
-            try:
-                await refund_checked(refund_pk, ctx.settings.reconcile_interval_seconds, failed)
+                await checked(pk, ctx.settings.reconcile_interval_seconds, failed)
             finally:
                 await lease.end()
         return 1
@@ -149,8 +124,10 @@ async def run_pass(ctx) -> int:
     candidates = await _lapsed_unstarted(now, batch) + await _started_to_check(now, overdue, batch)
     refunds = await refunds_to_check(now, overdue, batch)
     gate = asyncio.Semaphore(CONCURRENCY)
-    work = [_work_on(ctx, pk, gate) for pk in dict.fromkeys(candidates)]
-    work += [_work_on_refund(ctx, pk, gate) for pk in refunds]
+    work = [_work_on(ctx, "order", pk, order_lease(pk, seconds=15), check_order, _checked, gate)
+            for pk in dict.fromkeys(candidates)]
+    work += [_work_on(ctx, "refund", pk, refund_lease(pk, seconds=15), check_refund, refund_checked, gate)
+             for pk in refunds]
     return sum(await asyncio.gather(*work))
 
 

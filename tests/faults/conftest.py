@@ -6,26 +6,17 @@ import os
 import subprocess
 import sys
 
-import pymysql
 import pytest
 
 import settings as settings_module
 from models import close_database, open_database
-from tests.harness import ROOT, ServiceProcess
+from tests.harness import ROOT, ServiceProcess, admin_sql
 
 _numbers = itertools.count(1)
 
 
 def _admin_sql(server_env, statements):
-    db = settings_module.parse_database_url(server_env)
-    conn = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password)
-    try:
-        with conn.cursor() as cur:
-            for sql in statements:
-                cur.execute(sql)
-        conn.commit()
-    finally:
-        conn.close()
+    admin_sql(settings_module.parse_database_url(server_env), statements)
 
 
 def migrate(database_url):
