@@ -220,8 +220,6 @@ async def create_order(ctx, user_id: int, body: dict, idem_key: str | None, acto
     if idem_key is not None and not (1 <= len(idem_key) <= 128):
         raise errors.invalid_request("Idempotency-Key 长度必须在 1 到 128 之间")
     request_hash = hashlib.sha256(json.dumps([schedule_id, sent_fen]).encode()).hexdigest()
-    if not idem_key:
-        await _precheck(user_id, schedule_id)
     # One request per session at a time from this process goes to the session's row lock; the others wait here,
     # for nothing but a local lock, and look again (one unlocked read) when their turn comes: in a rush, once the
     # seats are gone, they are answered without ever queueing on the database.

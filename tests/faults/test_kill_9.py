@@ -87,11 +87,20 @@ async def test_kill_9_in_a_rush_for_5_seats_no_oversell_and_no_seat_held_by_a_de
     try:
         sid = await api.schedule(capacity=SEATS)
         tokens = await parents(api, RUSH, limit=20)
+        # The rush itself is over in a fraction of a second; so that the kill lands in it whatever the machine's
+        # speed, WeChat Pay answers the first two prepays at once and holds the others' answers (the orders exist
+        # there, as when the answer is lost): the process dies with prepays in flight and seats held.
+        jsapi = {"path_prefix": "/v3/pay/transactions/jsapi", "method": "POST"}
+        await api.control("POST", "/sandbox/faults", {**jsapi, "count": 2, "latency_ms": 0})
+        await api.control("POST", "/sandbox/faults", {**jsapi, "count": -1, "latency_ms": 60_000,
+                                                      "latency_on": "answer"})
         rush = asyncio.gather(*[_book(api, t, sid) for t in tokens])
-        await eventually(lambda: _prepays_done(sid, 1), what="the first prepay of the rush to be done")
+        await eventually(lambda: _prepays_done(sid, 2), what="the first two prepays of the rush to be done")
+        await eventually(lambda: _jsapi_held(api, sid, SEATS - 2), what="the other winners' prepays to be in flight")
         first.kill()
         results = await rush
         assert any("died" in r for r in results), "the kill came after the rush"
+        await api.control("DELETE", "/sandbox/faults")
         services(env, "rush-2", port=first.port)
         # The parents whose request died try again, as the mini-program does.
         retried = await asyncio.gather(*[_book(api, t, sid) for t, r in zip(tokens, results) if "died" in r])
@@ -121,6 +130,17 @@ async def _prepays_done(sid, n):
     return await PaymentOrder.select().where(
         (PaymentOrder.course_schedule == sid) & PaymentOrder.prepay_id.is_null(False)
         & PaymentOrder.lease_owner.is_null()).aio_count() >= n
+
+
+async def _jsapi_held(api, sid, n):
+    """n orders of the session placed at WeChat Pay whose prepay the service has not got back yet."""
+    waiting = [o.order_id for o in await PaymentOrder.select().where(
+        (PaymentOrder.course_schedule == sid) & PaymentOrder.prepay_id.is_null()).aio_execute()]
+    placed = 0
+    for order_id in waiting:
+        status, _, _ = await api.call("GET", f"/sandbox/orders/{order_id}", base=api.sandbox.url)
+        placed += status == 200
+    return placed >= n
 
 
 async def _settled(order_ids):
