@@ -150,7 +150,7 @@ async def serve(settings, sockets):
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("worker %d serving", os.getpid())
+    log.info("worker %d serving on the %s event loop", os.getpid(), type(loop).__module__.split(".")[0])
     await stop.wait()
     log.info("worker %d shutting down: no new connections, draining", os.getpid())
     server.stop()
@@ -168,6 +168,15 @@ async def serve(settings, sockets):
     log.info("worker %d stopped", os.getpid())
 
 
+def _run(coro, event_loop: str):
+    """asyncio.run on the chosen event loop: uvloop's (libuv, in C) or the standard library's."""
+    if event_loop == "uvloop":
+        import uvloop
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+    return asyncio.run(coro)
+
+
 def main():
     """`python server.py`: bind the port, then serve it with one process or WORKERS supervised processes."""
     settings = settings_module.load_or_exit()
@@ -178,9 +187,9 @@ def main():
     metrics.init_series(settings.reconcile_interval_seconds)
     log.info("listening on http://%s:%s with %d worker(s)", settings.host, settings.port, settings.workers)
     if settings.workers == 1:
-        asyncio.run(serve(settings, sockets))
+        _run(serve(settings, sockets), settings.event_loop)
     else:
-        Supervisor(settings.workers, lambda: asyncio.run(serve(settings, sockets))).run()
+        Supervisor(settings.workers, lambda: _run(serve(settings, sockets), settings.event_loop)).run()
     log.info("stopped")
 
 

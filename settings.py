@@ -57,6 +57,7 @@ class Settings:
     trusted_proxies: tuple
     workers: int
     log_format: str
+    event_loop: str
     metrics_allow: tuple
     reconcile_batch: int
     notice_lease_seconds: float
@@ -241,6 +242,7 @@ def load(env=None) -> Settings:
         trusted_proxies=_networks(env, "TRUSTED_PROXIES", ""),
         workers=_int(env, "WORKERS", 1, minimum=1),
         log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
+        event_loop=_choice(env, "EVENT_LOOP", "uvloop", ("uvloop", "asyncio")),
         metrics_allow=_networks(env, "METRICS_ALLOW", "127.0.0.1/32,::1/128"),
         reconcile_batch=_int(env, "RECONCILE_BATCH", 100, minimum=1),
         notice_lease_seconds=_float(env, "NOTICE_LEASE_SECONDS", 30.0),
