@@ -242,7 +242,7 @@ def load(env=None) -> Settings:
         trusted_proxies=_networks(env, "TRUSTED_PROXIES", ""),
         workers=_int(env, "WORKERS", 1, minimum=1),
         log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
-        event_loop=_choice(env, "EVENT_LOOP", "uvloop", ("uvloop", "asyncio")),
+        event_loop=_choice(env, "EVENT_LOOP", "asyncio", ("asyncio", "uvloop")),
         metrics_allow=_networks(env, "METRICS_ALLOW", "127.0.0.1/32,::1/128"),
         reconcile_batch=_int(env, "RECONCILE_BATCH", 100, minimum=1),
         notice_lease_seconds=_float(env, "NOTICE_LEASE_SECONDS", 30.0),

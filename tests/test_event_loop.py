@@ -1,4 +1,4 @@
-"""EVENT_LOOP: the service runs on uvloop by default and on the standard library's asyncio loop when asked; both
+"""EVENT_LOOP: the service runs on the standard library's asyncio loop by default and on uvloop when asked; both
 carry a payment end to end (order, prepay, WeChat Pay's notification, the push on the WebSocket)."""
 import asyncio
 import json
