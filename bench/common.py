@@ -11,7 +11,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import time
 
 from bench.fanout_report import spread
 from bench.httpclient import Client
-from bench.procstat import cpu_seconds, machine, machine_busy_seconds, tree_cpu_seconds
+from bench.procstat import cpu_seconds, machine, machine_busy_seconds, raise_open_files_limit, tree_cpu_seconds
 from bench.world import (
     ADMIN, ADMIN_PASSWORD, BENCH_ROOT, BENCH_VAR, World, global_status, log, mariadb_pid,
 )
@@ -283,13 +282,6 @@ def settle(world, quiet_cpu=0.05, longest=60.0):
 
 
 # -- the run --------------------------------------------------------------------------------------------------
-def raise_open_files_limit():
-    """Soft RLIMIT_NOFILE up to the hard limit; every process started here inherits it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
 def run_scenarios(args, scenarios, suite_name):
     """Ceiling, then each (name, measure) in its own World; print, write, return the exit status."""
     from bench.ceiling import measure_ceiling

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import sys
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from collections import Counter
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.httpclient import Client, HTTPError  # noqa: E402
+from bench.procstat import raise_open_files_limit  # noqa: E402
 
 CREATE = "/api/v1/payment/orders/create"
 PREPAY = "/api/v1/payment/wxpay/create"
@@ -197,8 +197,7 @@ def main():
     parser.add_argument("--job", required=True)
     parser.add_argument("--result", required=True)
     args = parser.parse_args()
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files_limit()
     asyncio.run(run(args))
 
 

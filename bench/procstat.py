@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 
 
 def pid_from_file(pid_file):
@@ -39,14 +40,19 @@ def max_open_files(pid):
     return None
 
 
-def cpu_seconds(pid):
-    """User + system CPU time the process has used so far (/proc/PID/stat), or None once it is gone."""
+def _stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (field 3 first), or None once the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
+            return fh.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """User + system CPU time the process has used so far (/proc/PID/stat), or None once it is gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy_seconds():
@@ -96,10 +102,8 @@ def children_of(pid):
 
 def tree_cpu_seconds(pid):
     """cpu_seconds of a process plus its live descendants and the children it has reaped (cutime + cstime)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
+    fields = _stat_fields(pid)
+    if fields is None:
         return None
     total = sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return total + sum(cpu_seconds(p) or 0.0 for p in children_of(pid))
@@ -125,3 +129,10 @@ def tree_open_fds(pid):
         except OSError:
             continue
     return total
+
+
+def raise_open_files_limit():
+    """Soft RLIMIT_NOFILE up to the hard limit; every process started afterwards inherits it. Returns the limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard

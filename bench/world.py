@@ -81,9 +81,9 @@ def db_connect(url, with_db=True):
                            database=p.path.lstrip("/") if with_db else None, autocommit=True, charset="utf8mb4")
 
 
-def query(url, sql, args=None):
+def query(url, sql, args=None, with_db=True):
     """All rows of one statement."""
-    conn = db_connect(url)
+    conn = db_connect(url, with_db)
     try:
         with conn.cursor() as cur:
             cur.execute(sql, args)
@@ -94,14 +94,9 @@ def query(url, sql, args=None):
 
 def global_status(url):
     """MariaDB's global statement counters (every client's, not only ours)."""
-    conn = db_connect(url, with_db=False)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_select', 'Com_insert', "
-                        "'Com_update', 'Com_delete', 'Com_commit', 'Com_begin', 'Com_rollback')")
-            return {name: int(value) for name, value in cur.fetchall()}
-    finally:
-        conn.close()
+    return {name: int(value) for name, value in query(
+        url, "SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_select', 'Com_insert', 'Com_update', "
+        "'Com_delete', 'Com_commit', 'Com_begin', 'Com_rollback')", with_db=False)}
 
 
 def drop_stale_databases(url):

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ from tornado.websocket import websocket_connect
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.fanout_report import spread  # noqa: E402
+from bench.procstat import raise_open_files_limit  # noqa: E402
 
 
 class ClosedBeforeSnapshot(Exception):
@@ -164,8 +164,7 @@ def main():
     parser.add_argument("--deadline", type=float, default=600.0, help="longest wait for the paid frames")
     parser.add_argument("--wait-go", action="store_true", help="connect only after a line on stdin")
     args = parser.parse_args()
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files_limit()
     asyncio.run(run(args))
 
 
