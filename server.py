@@ -36,8 +36,8 @@ log = logging.getLogger("gym.server")
 
 ORDER_ID = r"([^/]+)"
 DRAIN_SECONDS = 20  # below systemd's TimeoutStopSec (30 s in deploy/systemd/gym.service)
-LISTEN_BACKLOG = 4096
-GC_THRESHOLD = 20_000  # the kernel caps it at net.core.somaxconn
+LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
+GC_THRESHOLD = 20_000  # allocations between young-generation collections (the default is 700)
 
 
 def _named(routes):

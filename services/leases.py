@@ -26,11 +26,6 @@ _background = set()  # releases retried after a failure (kept referenced until d
 DB_NOW = SQL("UTC_TIMESTAMP(6)")
 
 
-def db_now_plus(seconds: float):
-    """MySQL's now plus `seconds`, as an SQL expression."""
-    return SQL("(UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND)", (int(seconds * 1_000_000),))
-
-
 class LeaseLost(Exception):
     """The lease ran out or was taken by another holder before the work committed."""
 
@@ -49,9 +44,6 @@ class Lease:
         self.lost = False
         self.given_back = False  # released by the holder's own last statement (nothing left to release)
         self._heartbeat = None
-
-    def _row(self):
-        return self.key_field == self.key
 
     def held(self):
         """SQL condition: the row is still under this lease (for fencing in a locking SELECT or an UPDATE)."""

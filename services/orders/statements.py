@@ -100,18 +100,20 @@ LIVE_ORDERS = Prepared.of(_with_reservation(PaymentOrder.user).where(
 LOCK_SCHEDULE = Prepared.of(
     CourseSchedule.select(CourseSchedule.id, CourseSchedule.title, CourseSchedule.starts_at, CourseSchedule.capacity)
     .where(CourseSchedule.id == 0).for_update(), ("id", "title", "starts_at", "capacity"))
+# A reservation `r` that occupies a seat now (seats.seat_taking_condition in SQL; one parameter: now): confirmed, or
+# a temporary hold with a WeChat Pay order or not yet lapsed.
+SEAT_TAKEN_SQL = ("(r.`status` = 'confirmed' OR (r.`status` = 'temporary' AND (r.`payment_started` = 1 "
+                  "OR r.`expires_at` > %s)))")
 # Seats taken now (read after the session's lock): confirmed, or held and not lapsed (see seats.seat_taking_condition).
 SEATS_TAKEN = Prepared(
-    "SELECT COUNT(*) FROM `seat_reservations` WHERE `course_schedule_id` = %s AND (`status` = 'confirmed' "
-    "OR (`status` = 'temporary' AND (`payment_started` = 1 OR `expires_at` > %s)))")
+    "SELECT COUNT(*) FROM `seat_reservations` r WHERE r.`course_schedule_id` = %s AND " + SEAT_TAKEN_SQL)
 
 # Before any lock or transaction: is the session there, still open, and full, and has the parent no live order?
 # A parent with nothing open who asks for a full session is answered SOLD_OUT from this one read (the many losers
 # of a rush never queue on the session's lock); anything else goes through the locked path, which alone decides.
 PRECHECK = Prepared(
     "SELECT s.`capacity`, s.`starts_at`, (SELECT COUNT(*) FROM `seat_reservations` r WHERE r.`course_schedule_id` "
-    "= s.`id` AND (r.`status` = 'confirmed' OR (r.`status` = 'temporary' AND (r.`payment_started` = 1 "
-    "OR r.`expires_at` > %s)))), (SELECT COUNT(*) FROM `payment_orders` o WHERE o.`user_id` = %s "
+    "= s.`id` AND " + SEAT_TAKEN_SQL + "), (SELECT COUNT(*) FROM `payment_orders` o WHERE o.`user_id` = %s "
     "AND o.`status` IN ('pending', 'paid')) FROM `course_schedules` s WHERE s.`id` = %s",
     ("capacity", "starts_at", "taken", "live"))
 

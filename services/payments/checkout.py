@@ -91,18 +91,16 @@ async def start_payment(ctx, user_id, order_id, trade_type, actor):
         return order  # asked again: the same prepay, nothing to change (WeChat Pay keeps it 2 hours)
     user_openid = row.openid if trade_type == "JSAPI" else None
     lease = order_lease(order.id)
-    if reservation is not None and await run_in_transaction(ctx, _claim_and_start, order, reservation, trade_type,
-                                                             actor, lease):
-        lease.start_heartbeat()  # the usual case: claimed and started in one statement
-    else:
-        await lease.claim_waiting(15.0)  # busy, or something to refuse: the step by step path says which
-        lease.start_heartbeat()
-        try:
-            order = await _in_lease(ctx, _begin_payment, order.id, trade_type, actor, lease)
-        except BaseException:
-            await lease.end()
-            raise
+    # The usual case: the lease claimed and the payment started in one statement. Otherwise (busy, or something to
+    # refuse) the step-by-step path, which says which.
+    started = reservation is not None and await run_in_transaction(ctx, _claim_and_start, order, reservation,
+                                                                   trade_type, actor, lease)
+    if not started:
+        await lease.claim_waiting(15.0)
+    lease.start_heartbeat()
     try:
+        if not started:
+            order = await _in_lease(ctx, _begin_payment, order.id, trade_type, actor, lease)
         if getattr(order, column):
             return order
         return await _place(ctx, order, trade_type, column, user_openid, actor, lease)
