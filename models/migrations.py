@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .base import database
 from .tables import (
-    CourseSchedule, IdempotencyKey, JobLease, NotificationReceipt, Operator, PaymentAuditLog, PaymentOrder,
+    CourseSchedule, IdempotencyKey, JobLease, WechatPayNotification, Operator, PaymentAuditLog, PaymentOrder,
     PaymentTransaction, Refund, SchemaMigration, SeatReservation, User,
 )
 
@@ -42,10 +42,18 @@ async def add_index(table, index, columns, unique=False):
         await database.aio_execute_sql(f"CREATE {'UNIQUE ' if unique else ''}INDEX `{index}` ON `{table}` ({cols})")
 
 
+class _NotificationReceipts(WechatPayNotification):
+    """The notifications table under the name it had until version 8."""
+
+    class Meta:
+        table_name = "notification_receipts"
+        indexes = ()
+
+
 async def _v1_initial_tables():
     await database.aio_create_tables([
         User, Operator, CourseSchedule, PaymentOrder, PaymentTransaction, SeatReservation, Refund,
-        PaymentAuditLog, IdempotencyKey, NotificationReceipt, JobLease,
+        PaymentAuditLog, IdempotencyKey, _NotificationReceipts, JobLease,
     ], safe=True)
 
 
@@ -121,6 +129,20 @@ async def _v7_seat_counter_and_lazy_messages():
                                    "MODIFY `payload` LONGTEXT NULL")
 
 
+async def _rename_index(table, old, new):
+    if await _index_exists(table, old) and not await _index_exists(table, new):
+        await database.aio_execute_sql(f"ALTER TABLE `{table}` RENAME INDEX `{old}` TO `{new}`")
+
+
+async def _v8_wechatpay_notifications():
+    if await _table_exists("notification_receipts") and not await _table_exists("wechatpay_notifications"):
+        await database.aio_execute_sql("RENAME TABLE `notification_receipts` TO `wechatpay_notifications`")
+    for old, new in (("notification_receipts_event_id", "wechatpay_notifications_event_id"),
+                     ("notification_receipts_out_trade_no", "wechatpay_notifications_out_trade_no"),
+                     ("notification_receipts_last_seen", "wechatpay_notifications_last_seen_at")):
+        await _rename_index("wechatpay_notifications", old, new)
+
+
 # Append new (version, name, coroutine function) entries; never edit an applied one.
 MIGRATIONS = [
     (1, "initial tables", _v1_initial_tables),
@@ -130,6 +152,7 @@ MIGRATIONS = [
     (5, "request ids in the audit log", _v5_request_ids),
     (6, "operators' logout ends their tokens", _v6_operator_logout),
     (7, "a confirmed-seat counter per session; subscribe messages composed when sent", _v7_seat_counter_and_lazy_messages),
+    (8, "WeChat Pay notifications under one name", _v8_wechatpay_notifications),
 ]
 
 

@@ -9,9 +9,11 @@ import asyncio
 
 import pytest
 
-from models import PaymentOrder
+from models import PaymentOrder, utcnow
 from services import audit
-from services.payments import checkout as payments
+from services.lifecycle.locks import lock_order, lock_order_with_reservation
+from services.lifecycle.orders import end_order, start_payment
+from services.lifecycle.statuses import CANCELLED
 from services.uow import run_in_transaction
 from tests.api import eventually
 
@@ -69,14 +71,22 @@ async def test_control_without_the_lease_the_seat_goes_while_wechat_pay_still_ta
     sid, ta, tb, openid, order_id = await _setup(api)
     row = await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_get()
     actor = audit.Actor("user", user_id=row.user_id)
-    # The prepay, unserialised: payment marked started, the WeChat Pay order placed (the sandbox holds the answer).
-    row = await run_in_transaction(ctx, payments._begin_payment, row.id, "JSAPI", actor, None)
+    # The prepay, unserialised: the state machine's payment start, the WeChat Pay order placed (the sandbox holds
+    # the answer).
+    async def begin(uow, order_pk):
+        order, reservation = await lock_order_with_reservation(order_pk)
+        await start_payment(uow, order, reservation, "JSAPI", actor, utcnow())
+        return order
+
+    async def cancel(uow, order_pk):
+        await end_order(uow, await lock_order(order_pk), CANCELLED, "user_cancelled", actor, "order_cancelled")
+
+    row = await run_in_transaction(ctx, begin, row.id)
     placing = asyncio.ensure_future(ctx.gateway.place_order("JSAPI", order_id, row.description, row.amount_fen,
                                                             row.expires_at, openid=openid))
     # The cancel, unserialised: the close finds no order yet, so the seat is released at once.
     assert await ctx.gateway.close_order(order_id) == "absent"
-    await run_in_transaction(ctx, payments._release, row.id, "cancelled", "user_cancelled", actor, "order_cancelled",
-                             None, True)
+    await run_in_transaction(ctx, cancel, row.id)
     status, _ = await api.order(tb, sid)
     assert status == 201  # the seat went to another parent
     prepay_id = await placing

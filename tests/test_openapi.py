@@ -28,6 +28,8 @@ import tornado.websocket
 import yaml
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from openapi_spec_validator import validate as validate_spec
+
+from services.accounts import roles
 from tornado.websocket import websocket_connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -375,7 +377,7 @@ def test_every_route_is_documented_and_every_documented_path_is_routed(app):
             said = " ".join(op["description"].split()).partition("Roles: ")[2]
             assert set(re.findall(r"`(\w+)`", re.split(r"[.;]", said)[0])) == contract, (
                 f"{method} {path}: its description names its roles ('Roles: ...')")
-            allowed = set(handler.roles.get(method.upper(), ADMIN_ROLES))  # handlers.admin_api.AdminBase
+            allowed = set(roles.holders(handler.rights.get(method.upper(), "operators")))  # admin_api.AdminBase
             assert allowed == contract, f"{method} {path}: {handler.__name__} admits {sorted(allowed)}"
         # A concrete path built from the documented examples reaches this very handler (route order matters:
         # /api/v1/payment/orders/create must not be taken for an order id, nor the other way round).
@@ -484,7 +486,7 @@ def _pad(n=MAX_BODY + 100):
 
 @pytest.mark.gen_test(timeout=240)
 async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url):
-    from services.accounts.auth import create_operator
+    from services.accounts.operators import provision_operator
     from tests.forge import Forger
 
     c = Contract(api)
@@ -506,7 +508,7 @@ async def test_every_operation_answers_as_documented(api, ctx, sandbox, base_url
     ops, op_ids, op_names = {}, {}, {}
     for role in ("admin", "finance", "staff"):
         name = f"openapi-{role}-{time.monotonic_ns()}"
-        await create_operator(name, "correct-horse-battery", role)
+        await provision_operator(name, "correct-horse-battery", role)
         login = await c.call("POST", "/api/v1/admin/login", 200,
                              body={"username": name, "password": "correct-horse-battery"})
         assert login["operator"]["role"] == role and login["operator"]["username"] == name

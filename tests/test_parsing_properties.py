@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 import errors
 from services.orders.booking import parse_amount_fen
-from services.timefmt import iso, parse_iso, yuan
+from services.formats import iso, parse_iso, yuan
 
 FAST = settings(max_examples=300, deadline=None, database=None)
 

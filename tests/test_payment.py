@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from models import NotificationReceipt, PaymentAuditLog, PaymentOrder, PaymentTransaction
+from models import WechatPayNotification, PaymentAuditLog, PaymentOrder, PaymentTransaction
 from tests.api import eventually
 from tests.forge import Forger
 
@@ -146,7 +146,7 @@ async def test_forged_notifications_change_nothing(api, sandbox):
     anomalies = await PaymentAuditLog.select().where((PaymentAuditLog.order == row.id)
                                                      & (PaymentAuditLog.action_type == "payment_anomaly")).aio_count()
     assert anomalies == 4
-    refused = list(await NotificationReceipt.select().where(NotificationReceipt.outcome == "refused").aio_execute())
+    refused = list(await WechatPayNotification.select().where(WechatPayNotification.outcome == "refused").aio_execute())
     assert sum(r.deliveries for r in refused) >= 8 and {r.http_status for r in refused} == {400, 401}
 
 

@@ -87,9 +87,9 @@ class ThroughNginx(Api):
         return resp.code, parsed, resp.headers
 
     async def admin_token(self, role="admin"):
-        from services.accounts.auth import create_operator
+        from services.accounts.operators import provision_operator
 
-        await create_operator(f"nginx-{role}", "correct-horse-battery", role)
+        await provision_operator(f"nginx-{role}", "correct-horse-battery", role)
         status, data, _ = await self.call("POST", "/api/v1/admin/login",
                                           {"username": f"nginx-{role}", "password": "correct-horse-battery"})
         assert status == 200, data

@@ -116,7 +116,7 @@ async def test_two_senders_with_a_slow_message_api_send_each_notice_once(service
     from tests.api import Api
     from tests.harness import ServiceProcess
 
-    env = {**service_env, "NOTICE_LEASE_SECONDS": "1"}
+    env = {**service_env, "MESSAGE_LEASE_SECONDS": "1"}
     env.pop("PORT")
     procs = [ServiceProcess(env, name=f"notices-{i}") for i in range(2)]
     try:

@@ -6,21 +6,18 @@ import uuid
 
 import errors
 from services.backoffice import queries
+from services.formats import yuan
+from services.lifecycle.refunds import still_refundable
 from services.refunds import refunds
 
 from . import forms
 from .base import PageHandler
 
-REFUNDABLE_STATUSES = ("paid", "refund_required")
-NOT_HOLDING = ("CLOSED", "REJECTED")  # refunds that no longer count against what can be refunded
-
 
 def refundable_fen(story: dict) -> int:
-    """What can still be refunded: the paid amount less every refund not CLOSED or REJECTED (0 when not refundable)."""
-    if story["status"] not in REFUNDABLE_STATUSES:
-        return 0
-    return max(story["amount_fen"] - sum(r["amount_fen"] for r in story["refunds"] if r["status"] not in NOT_HOLDING),
-               0)
+    """What the order in the story can still be refunded (services.lifecycle.refunds.still_refundable)."""
+    return still_refundable(story["status"], story["amount_fen"],
+                            ((r["amount_fen"], r["status"]) for r in story["refunds"]))
 
 
 def new_key() -> str:
@@ -36,7 +33,7 @@ class RefundDialogHandler(PageHandler):
     async def get(self, order_id):
         story = await queries.order_story(order_id)
         refundable = refundable_fen(story)
-        self.dialog(story, "form", amount=forms.yuan_input(refundable), reason=refunds.DEFAULT_REASON,
+        self.dialog(story, "form", amount=yuan(refundable), reason=refunds.DEFAULT_REASON,
                     key=new_key(), refundable=refundable)
 
     async def post(self, order_id):

@@ -1,1 +1,1 @@
-"""Class sessions, orders and their seats: the state machine, row locks and seat counting, booking."""
+"""Schedules (schedules), orders and their seats: the state machine, row locks and seat counting, booking."""

@@ -1,7 +1,9 @@
-"""The notification inbox: every WeChat Pay notification received — verified, recorded, applied in one transaction.
+"""WeChat Pay's notifications (the `/callback` and `/refund-callback` URLs of contract §2): each one verified,
+recorded in the notification inbox (table wechatpay_notifications) and applied in one transaction.
 
 Payment and refund notifications share this pipeline; what applying means is theirs
-(services.payments.payment_notifications, services.refunds.refund_notifications).
+(services.payments.payment_notifications, services.refunds.refund_notifications). Messages to parents are
+something else: subscribe messages (services.messages).
 """
 from __future__ import annotations
 
@@ -11,25 +13,28 @@ import re
 import peewee
 import pymysql
 
-from models import NotificationReceipt, utcnow
+from models import DATABASE_UNAVAILABLE, WechatPayNotification, utcnow
 from models.prepared import Prepared
 
 from .uow import run_in_transaction
 from .wechat.notification_verifier import NotificationRejected
 
-log = logging.getLogger("gym.inbox")
+log = logging.getLogger("gym.notifications")
+
+KINDS = ("payment", "refund")
+OUTCOMES = ("applied", "duplicate", "anomaly", "ignored", "unknown_order", "refused")
 
 
-NOTE_RECEIPT = Prepared(
-    "INSERT INTO `notification_receipts` (`event_id`, `event_type`, `kind`, `out_trade_no`, `outcome`, "
+RECORD_NOTIFICATION = Prepared(
+    "INSERT INTO `wechatpay_notifications` (`event_id`, `event_type`, `kind`, `out_trade_no`, `outcome`, "
     "`http_status`, `deliveries`, `first_seen_at`, `last_seen_at`) VALUES (%s, %s, %s, %s, %s, 204, 1, %s, %s) "
     "ON DUPLICATE KEY UPDATE `deliveries` = `deliveries` + 1, `last_seen_at` = %s, `outcome` = %s")
 
 
-async def note_receipt(envelope, outcome, out_trade_no, kind):
+async def record_notification(envelope, outcome, out_trade_no, kind):
     """Record a verified notification (one row per event id; a redelivery counts up and keeps the last outcome)."""
     now = utcnow()
-    await NOTE_RECEIPT.execute(str(envelope.get("id") or "")[:64] or "unknown",
+    await RECORD_NOTIFICATION.execute(str(envelope.get("id") or "")[:64] or "unknown",
                                str(envelope.get("event_type", ""))[:32], kind,
                                str(out_trade_no)[:64] if out_trade_no else None, outcome, now, now, now, outcome)
 
@@ -42,12 +47,12 @@ async def record_refusal(kind, rejection):
     now = utcnow()
     slug = re.sub(r"[^a-z0-9]+", "_", rejection.reason.lower()).strip("_")[:24] or "refused"
     try:
-        await NotificationReceipt.insert(
+        await WechatPayNotification.insert(
             event_id=f"refused:{kind}:{slug}:{now:%Y%m%d%H%M}", event_type="", kind=kind, out_trade_no=None,
             outcome="refused", http_status=rejection.status, reason=rejection.reason[:255], first_seen_at=now,
             last_seen_at=now,
-        ).on_conflict(update={NotificationReceipt.deliveries: NotificationReceipt.deliveries + 1,
-                              NotificationReceipt.last_seen_at: now}).aio_execute()
+        ).on_conflict(update={WechatPayNotification.deliveries: WechatPayNotification.deliveries + 1,
+                              WechatPayNotification.last_seen_at: now}).aio_execute()
     except Exception:  # noqa: BLE001 - the refusal stands even when it cannot be counted (database down)
         log.warning("counting a refused %s notification failed", kind)
 
@@ -67,11 +72,11 @@ async def receive(ctx, headers, body: bytes, actor, kind, accepts, apply) -> str
         raise
     try:
         if not accepts(str(envelope.get("event_type", ""))):
-            await note_receipt(envelope, "ignored", None, kind)
+            await record_notification(envelope, "ignored", None, kind)
             outcome = "ignored"
         else:
             outcome = await run_in_transaction(ctx, apply, ctx, envelope, actor)
-    except (peewee.DatabaseError, pymysql.err.MySQLError, OSError) as e:
+    except (peewee.DatabaseError, pymysql.err.MySQLError, *DATABASE_UNAVAILABLE) as e:  # any fault on our side
         log.error("%s notification not applied, WeChat Pay will redeliver: %s", kind, e)
         raise NotificationRejected(503, "database unavailable") from e
     ctx.count_notification(kind, outcome)

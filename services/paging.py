@@ -1,4 +1,4 @@
-"""Cursor paging for the admin lists: newest first, `limit` 1–200 (default 50), an opaque `cursor`."""
+"""Cursor paging for the operators' lists (API and pages): newest first, `limit` 1–200 (default 50), an opaque `cursor`."""
 from __future__ import annotations
 
 import base64
@@ -7,6 +7,7 @@ import json
 import errors
 
 DEFAULT_LIMIT, MAX_LIMIT = 50, 200
+EMPTY_PAGE = {"items": [], "next_cursor": None}
 
 
 def parse_limit(raw) -> int:

@@ -1,4 +1,4 @@
-"""The back office's session cookie: the operator token, signed again under a key of its own, HttpOnly and strict."""
+"""The back office's login cookie: the operator token, signed again under a key of its own, HttpOnly and strict."""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,4 @@
-"""Class sessions: the list with capacity and seats left, creating one, changing one, and its roster."""
+"""Schedules (schedules): the list with capacity and seats left, creating one, changing one, and its roster."""
 from __future__ import annotations
 
 import errors
@@ -9,10 +9,10 @@ from . import forms
 from .base import PageHandler
 
 
-class SessionsHandler(PageHandler):
-    """GET /admin/sessions (every role; upcoming ones, or `?all=1` every one, paged) and POST (admin, staff)."""
+class SchedulesHandler(PageHandler):
+    """GET /admin/schedules (every role; upcoming ones, or `?all=1` every one, paged) and POST (admin, staff)."""
 
-    rights = {"GET": "sessions.read", "POST": "sessions.write"}
+    rights = {"GET": "schedules.read", "POST": "schedules.write"}
 
     async def get(self):
         await self.page()
@@ -28,24 +28,24 @@ class SessionsHandler(PageHandler):
                 raise
             await self.page(status=e.status, error=e.message, typed=typed)
             return
-        self.redirect(f"/admin/sessions/{created['id']}?saved=created", status=303)
+        self.redirect(f"/admin/schedules/{created['id']}?saved=created", status=303)
 
     async def page(self, status=200, error=None, typed=None):
         everything = self.get_query_argument("all", "") == "1"
-        if everything:  # the operators' list, as the API pages it: every session, newest first
+        if everything:  # the operators' list, as the API pages it: every schedule, newest first
             found = await schedules.page_schedules(self.ctx.settings, self.args())
-        else:  # what the front desk works with: the sessions to come, by start time
+        else:  # what the front desk works with: the schedules to come, by start time
             found = {"items": await schedules.list_schedules(self.ctx.settings, upcoming_only=True),
                      "next_cursor": None}
         self.set_status(status)
-        self.render("sessions.html", found=found, everything=everything, error=error,
+        self.render("schedules.html", found=found, everything=everything, error=error,
                     typed=typed or {"title": "", "starts_at": "", "capacity": ""})
 
 
-class SessionHandler(PageHandler):
-    """GET /admin/sessions/{id}: the session and its roster (paged); POST (admin, staff): new capacity or title."""
+class ScheduleHandler(PageHandler):
+    """GET /admin/schedules/{id}: the schedule and its roster (paged); POST (admin, staff): new capacity or title."""
 
-    rights = {"GET": "roster.read", "POST": "sessions.write"}
+    rights = {"GET": "roster.read", "POST": "schedules.write"}
 
     async def get(self, schedule_id):
         await self.page(int(schedule_id))
@@ -61,11 +61,11 @@ class SessionHandler(PageHandler):
                 raise
             await self.page(int(schedule_id), status=e.status, error=e.message, typed=typed)
             return
-        self.redirect(f"/admin/sessions/{int(schedule_id)}?saved=changed", status=303)
+        self.redirect(f"/admin/schedules/{int(schedule_id)}?saved=changed", status=303)
 
     async def page(self, schedule_id, status=200, error=None, typed=None):
         schedule = await schedules.get_schedule(self.ctx.settings, schedule_id)
         roster = await queries.roster(schedule_id, self.args())
-        self.show("session.html", "_roster.html", "roster", status, schedule=schedule, roster=roster, error=error,
+        self.show("schedule.html", "_roster.html", "roster", status, schedule=schedule, roster=roster, error=error,
                   typed=typed or {"title": schedule["title"], "capacity": str(schedule["capacity"])},
                   saved=self.get_query_argument("saved", None), local_input=forms.local_input)

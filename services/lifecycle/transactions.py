@@ -1,9 +1,15 @@
-"""WeChat Pay transactions: whether one belongs to an order, and its row in payment_transactions."""
+"""WeChat Pay transactions: whether one belongs to an order, and its row in payment_transactions (written only as
+part of applying a payment, services.lifecycle.orders.apply_payment)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from ..orders.statements import INSERT_TRANSACTION
+from models.prepared import Prepared
+
+INSERT_TRANSACTION = Prepared(
+    "INSERT INTO `payment_transactions` (`transaction_id`, `order_id`, `out_trade_no`, `trade_type`, `trade_state`, "
+    "`bank_type`, `total_fee`, `payer_total`, `fee_type`, `openid`, `success_time`, `source`, `created_at`, "
+    "`updated_at`) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
 
 
 def check_transaction(settings, order, txn: dict) -> str | None:
