@@ -122,12 +122,15 @@ async def test_password_checks_do_not_stall_other_requests(service_env, sandbox,
         logins = [asyncio.ensure_future(api.call("POST", "/api/v1/admin/login",
                                                  {"username": "nobody", "password": f"wrong-password-{i}"}))
                   for i in range(6)]
-        await asyncio.sleep(0.1)  # the logins are in the service now
+        # Two hashing threads: the first answer means the checks are running, and four more are still to come.
+        await asyncio.wait(logins, return_when=asyncio.FIRST_COMPLETED)
         started = time.monotonic()
         status, _, _ = await api.call("GET", "/healthz")
         waited = time.monotonic() - started
+        checks_still_running = not all(login.done() for login in logins)
         results = await asyncio.gather(*logins)
     finally:
         service.stop()
     assert status == 200 and all(r[0] == 401 for r in results)
+    assert checks_still_running, "the health check was answered while password checks ran"
     assert waited < 0.3, f"/healthz waited {waited:.2f}s behind the password checks"
