@@ -13,7 +13,7 @@ import tornado.netutil
 import tornado.web
 
 import settings as settings_module
-from handlers import ops, parents, wechatpay_callbacks
+from handlers import ops, parents, wechatpay_notifications
 from handlers.admin_api import admin_api_routes
 from handlers.backoffice import backoffice_routes
 from handlers.base import NotFoundHandler
@@ -64,8 +64,8 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
         (rf"/api/v1/payment/orders/{ORDER_ID}", parents.OrderHandler, c),
         (r"/api/v1/payment/wxpay/create", parents.WxPayCreateHandler, c),
         (rf"/api/v1/payment/wxpay/qrcode/{ORDER_ID}", parents.WxPayQRCodeHandler, c),
-        (r"/api/v1/payment/wxpay/callback", wechatpay_callbacks.PaymentCallbackHandler, c),
-        (r"/api/v1/payment/wxpay/refund-callback", wechatpay_callbacks.RefundCallbackHandler, c),
+        (r"/api/v1/payment/wxpay/callback", wechatpay_notifications.PaymentNotificationHandler, c),
+        (r"/api/v1/payment/wxpay/refund-callback", wechatpay_notifications.RefundNotificationHandler, c),
         *admin_api_routes(c),
         *backoffice_routes(c),
         (r"/ws/orders", OrderStatusSocket, c),

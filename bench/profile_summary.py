@@ -34,7 +34,7 @@ LAYERS = [
 
 # A frame naming an entry point -> its label; the outermost match in a stack wins.
 ENTRIES = [
-    ("PaymentCallbackHandler", "payment notification (POST /wxpay/callback)"),
+    ("PaymentNotificationHandler", "payment notification (POST /wxpay/callback)"),
     ("CreateOrderHandler", "order create (POST /orders/create)"),
     ("WxPayCreateHandler", "prepay (POST /wxpay/create)"),
     ("OrderStatusSocket", "WebSocket (open, subscribe, push)"),

@@ -11,7 +11,7 @@ from services.wechat.notification_verifier import NotificationRejected
 from .base import BaseHandler
 
 
-class PaymentCallbackHandler(BaseHandler):
+class PaymentNotificationHandler(BaseHandler):
     """POST /api/v1/payment/wxpay/callback."""
 
     handle = staticmethod(payment_notifications.handle_payment_notification)
@@ -28,7 +28,7 @@ class PaymentCallbackHandler(BaseHandler):
         self.finish()
 
 
-class RefundCallbackHandler(PaymentCallbackHandler):
+class RefundNotificationHandler(PaymentNotificationHandler):
     """POST /api/v1/payment/wxpay/refund-callback."""
 
     handle = staticmethod(refund_notifications.handle_refund_notification)
