@@ -8,5 +8,6 @@ from .tables import (
 __all__ = [
     "CourseSchedule", "IdempotencyKey", "JobLease", "WechatPayNotification", "Operator",
     "PaymentAuditLog", "PaymentOrder", "PaymentTransaction", "Refund", "SchemaMigration", "SeatReservation",
-    "SubscribeMessage", "User", "DATABASE_UNAVAILABLE", "close_database", "configure_database", "database", "open_database", "utcnow",
+    "SubscribeMessage", "User", "DATABASE_UNAVAILABLE", "close_database", "configure_database", "database",
+    "open_database", "utcnow",
 ]

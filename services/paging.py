@@ -1,4 +1,5 @@
-"""Cursor paging for the operators' lists (API and pages): newest first, `limit` 1–200 (default 50), an opaque `cursor`."""
+"""Cursor paging for the operators' lists (API and pages): newest first, `limit` 1–200 (default 50), an opaque
+`cursor`."""
 from __future__ import annotations
 
 import base64

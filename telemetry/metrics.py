@@ -35,7 +35,8 @@ RECONCILE_LAST_SUCCESS = Gauge("gym_reconcile_last_success_timestamp_seconds",
                                "Unix time of the reconciler's last complete pass", multiprocess_mode="max")
 RECONCILE_INTERVAL = Gauge("gym_reconcile_interval_seconds", "The configured reconcile interval",
                            multiprocess_mode="max")
-SUBSCRIBE_MESSAGES = Counter("gym_subscribe_messages_total", "Subscribe messages to parents by result", ["kind", "result"])
+SUBSCRIBE_MESSAGES = Counter("gym_subscribe_messages_total", "Subscribe messages to parents by result",
+                             ["kind", "result"])
 WECHATPAY_DURATION = Histogram("gym_wechatpay_request_duration_seconds", "WeChat Pay API call latency", ["api"],
                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15))
 WECHATPAY_CALLS = Counter("gym_wechatpay_requests_total", "WeChat Pay API calls by outcome", ["api", "outcome"])

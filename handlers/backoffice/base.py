@@ -30,8 +30,8 @@ _HTTP_MESSAGES = {
 class PageHandler(RequestPlumbing, tornado.web.RequestHandler):
     """A back office page: every request carries a live operator session whose role holds the method's right.
 
-    `rights` maps each method to a right of services.accounts.roles; a method not listed is 405. `public` pages (login) need
-    no session. Every POST must carry Tornado's XSRF token (form field `_xsrf` or header `X-XSRFToken`).
+    `rights` maps each method to a right of services.accounts.roles; a method not listed is 405. `public` pages
+    (login) need no session. Every POST must carry Tornado's XSRF token (form field `_xsrf` or header `X-XSRFToken`).
     """
 
     rights: dict = {}

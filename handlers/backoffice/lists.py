@@ -43,7 +43,8 @@ class NotificationsHandler(PageHandler):
     async def get(self):
         args = self.args("kind", "outcome")
         found, error, status = await _found(queries.list_notifications, args)
-        self.show("notifications.html", "_notifications_table.html", "results", status, found=found, args=args, error=error,
+        self.show("notifications.html", "_notifications_table.html", "results", status, found=found, args=args,
+                  error=error,
                   kinds=notifications.KINDS, outcomes=notifications.OUTCOMES)
 
 

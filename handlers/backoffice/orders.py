@@ -8,7 +8,7 @@ from services.lifecycle.statuses import ORDER_STATUSES, REFUND_REQUIRED
 from services.orders import schedules
 
 from .base import PageHandler
-from .refund_dialog import refundable_fen
+from .refund_dialog import refundable_in
 
 
 SCHEDULE_CHOICES = 200  # the schedule filter offers the newest schedules
@@ -50,4 +50,4 @@ class OrderHandler(PageHandler):
 
     async def get(self, order_id):
         story = await queries.order_story(order_id)
-        self.show("order.html", "_story.html", "story", story=story, refundable=refundable_fen(story))
+        self.show("order.html", "_story.html", "story", story=story, refundable=refundable_in(story))

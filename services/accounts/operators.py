@@ -124,5 +124,6 @@ async def provision_operator(username: str, password: str, role: str) -> tuple[O
             await audit.record("operator_reset", CLI, entity="operator",
                                old_status=f"{existing.role}/{'active' if existing.active else 'inactive'}",
                                new_status=f"{role}/active",
-                               detail=f"operator {operator_id} {username}: password, role and active set (command line)")
+                               detail=f"operator {operator_id} {username}: password, role and active set "
+                                      "(command line)")
     return await Operator.select().where(Operator.id == operator_id).aio_get(), existing is None

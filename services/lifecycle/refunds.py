@@ -24,7 +24,7 @@ from .statuses import (
 )
 
 
-def still_refundable(order_status: str, amount_fen: int, refunds) -> int:
+def refundable_fen(order_status: str, amount_fen: int, refunds) -> int:
     """What can still be refunded: the paid amount less every refund not CLOSED or REJECTED, 0 for an order that
     cannot be refunded; `refunds` are (amount_fen, status) pairs of the order's refunds."""
     if order_status not in REFUNDABLE:
@@ -38,10 +38,10 @@ async def _sum_refunds(order, statuses) -> int:
     return int(list(rows)[0]["total"] or 0)
 
 
-async def refundable_fen(order) -> int:
-    """still_refundable for a locked order, its refunds read now."""
-    refunds = await Refund.select(Refund.amount_fen, Refund.status).where(Refund.order == order.id).aio_execute()
-    return still_refundable(order.status, order.amount_fen, ((r.amount_fen, r.status) for r in refunds))
+async def refunds_of(order) -> list[tuple[int, str]]:
+    """(amount_fen, status) of each of the order's refunds (read under the order's lock by the refund's opening)."""
+    return [(r.amount_fen, r.status) for r in await Refund.select(Refund.amount_fen, Refund.status).where(
+        Refund.order == order.id).aio_execute()]
 
 
 async def open_refund(uow, order, amount_fen, reason, operator, idem_key, actor):

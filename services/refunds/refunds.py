@@ -14,7 +14,7 @@ from .. import audit
 from ..formats import is_order_id, iso, yuan
 from ..leases import refund_lease
 from ..lifecycle.locks import lock_order, lock_refund
-from ..lifecycle.refunds import open_refund, refundable_fen, set_refund_status
+from ..lifecycle.refunds import open_refund, refundable_fen, refunds_of, set_refund_status
 from ..lifecycle.statuses import (
     ABNORMAL, PROCESSING, REFUND_TRANSITIONS, REFUND_UNSETTLED, REFUNDABLE, REJECTED, WECHAT_REFUND_STATUSES,
     IllegalTransition,
@@ -75,7 +75,7 @@ async def _open(uow, order_pk, amount, reason, operator, idem_key, actor):
         return 200, existing
     if order.status not in REFUNDABLE:
         raise errors.order_not_refundable()
-    if not 1 <= amount <= await refundable_fen(order):
+    if not 1 <= amount <= refundable_fen(order.status, order.amount_fen, await refunds_of(order)):
         raise errors.refund_exceeds_paid()
     return 201, await open_refund(uow, order, amount, reason, operator, idem_key, actor)
 
