@@ -44,8 +44,7 @@ class NotificationsHandler(PageHandler):
         args = self.args("kind", "outcome")
         found, error, status = await _found(queries.list_notifications, args)
         self.show("notifications.html", "_notifications_table.html", "results", status, found=found, args=args,
-                  error=error,
-                  kinds=notifications.KINDS, outcomes=notifications.OUTCOMES)
+                  error=error, kinds=notifications.KINDS, outcomes=notifications.OUTCOMES)
 
 
 class AuditHandler(PageHandler):

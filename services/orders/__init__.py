@@ -1,1 +1,1 @@
-"""Schedules (schedules), orders and their seats: the state machine, row locks and seat counting, booking."""
+"""Schedules and orders as parents meet them: the schedules with their seats left, booking an order, reading it."""
