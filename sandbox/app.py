@@ -29,6 +29,7 @@ def make_app(sandbox):
         (rf"/v3/refund/domestic/refunds/{NAME}", pay.RefundQueryHandler),
         (r"/v3/certificates", pay.CertificatesHandler),
         (r"/v3/bill/tradebill", bills.TradeBillHandler),
+        (r"/v3/bill/fundflowbill", bills.FundFlowBillHandler),
         (r"/v3/billdownload/file", bills.BillDownloadHandler),
         (r"/v3/.*", pay.PayNotFoundHandler),
         (r"/sns/jscode2session", openapi.CodeToSessionHandler),

@@ -14,7 +14,7 @@ import string
 import time
 from datetime import date, datetime, timedelta
 
-from . import clock
+from . import clock, fundflow
 from .billfile import COLUMNS, SUMMARY_COLUMNS, detail_values, render, select, summary, tampered
 from .crypto import random_text
 from .errors import SandboxError, invalid_request
@@ -85,16 +85,17 @@ class BillBook:
 
     # --- what a day holds ---
 
-    def entries(self, day):
-        """Every row of `day` (Beijing): orders paid then, refunds succeeded then, foreign rows."""
+    def entries(self, day=None):
+        """Every row of `day` (Beijing), or of all days: orders paid then, refunds succeeded then, foreign rows."""
         rows = []
         for order in self.trades.orders.values():
-            if order.trade_state in PAID_STATES and order.success_time and self._day_of(order.success_time) == day:
+            if order.trade_state in PAID_STATES and order.success_time and \
+                    day in (None, self._day_of(order.success_time)):
                 rows.append(self._order_entry(order))
         for refund in self.refunds.refunds.values():
-            if refund.status == "SUCCESS" and refund.success_time and self._day_of(refund.success_time) == day:
+            if refund.status == "SUCCESS" and refund.success_time and day in (None, self._day_of(refund.success_time)):
                 rows.append(self._refund_entry(refund))
-        rows.extend(e for e in self.foreign.values() if self._day_of(e["time"]) == day)
+        rows.extend(e for e in self.foreign.values() if day in (None, self._day_of(e["time"])))
         return rows
 
     @staticmethod
@@ -126,18 +127,45 @@ class BillBook:
         day = parse_day(bill_date)
         if bill_type not in COLUMNS:
             raise query_error("bill_type", "账单类型", "枚举规则校验失败，取值须为ALL、SUCCESS或REFUND", bill_type)
+        controls = self._ready(day, tar_type)
+        entries = select(self.entries(day), bill_type)
+        text = render(entries, bill_type, controls["unbalanced"]) if entries else None
+        served = render(tampered(entries), bill_type, controls["unbalanced"]) \
+            if entries and controls["corrupt_download"] else text
+        return self._answer(day, bill_type, tar_type, text, served, base_url)
+
+    def fund_flow_bill(self, bill_date, account_type, tar_type, base_url):
+        """The signed answer of GET /v3/bill/fundflowbill (the basic account's movements; the operation and fee
+        accounts never move here), or its refusal."""
+        day = parse_day(bill_date)
+        if account_type not in fundflow.ACCOUNT_TYPES:
+            raise query_error("account_type", "资金账户类型", "枚举规则校验失败，取值须为BASIC、OPERATION或FEES",
+                              account_type)
+        controls = self._ready(day, tar_type)
+        entries = self.entries() if account_type == "BASIC" else []
+        text = fundflow.render(entries, day, controls["unbalanced"])
+        served = text
+        if text and controls["corrupt_download"]:
+            others = [e for e in entries if self._day_of(e["time"]) != day]
+            served = fundflow.render(others + tampered([e for e in entries if self._day_of(e["time"]) == day]), day,
+                                     controls["unbalanced"])
+        return self._answer(day, "FUNDFLOW_" + account_type, tar_type, text, served, base_url)
+
+    def _ready(self, day, tar_type):
+        """The day's controls once the request may be answered: tar_type known, day in range, bill ready."""
         if tar_type not in (None, "GZIP"):
             raise query_error("tar_type", "压缩类型", "枚举规则校验失败，取值须为GZIP", tar_type)
         check_in_range(day)
         controls = self.controls(day)
         if not controls["ready"]:
             raise SandboxError(400, "STATEMENT_CREATING", "账单生成中")
-        entries = select(self.entries(day), bill_type)
-        if not entries:
+        return controls
+
+    def _answer(self, day, bill_type, tar_type, text, served, base_url):
+        """hash_type, hash_value (of `text`) and the download_url of `served` (`text` unless the day's download
+        is corrupt); NO_STATEMENT_EXIST when there is no text."""
+        if text is None:
             raise SandboxError(400, "NO_STATEMENT_EXIST", "请求的账单文件不存在")
-        text = render(entries, bill_type, controls["unbalanced"])
-        served = render(tampered(entries), bill_type, controls["unbalanced"]) if controls["corrupt_download"] \
-            else text
         token = self._issue(day, bill_type, tar_type, served)
         url = f"{base_url}/v3/billdownload/file?token={token}" + ("&tartype=gzip" if tar_type == "GZIP" else "")
         return {"hash_type": "SHA1", "hash_value": hashlib.sha1(text.encode("utf-8")).hexdigest(),

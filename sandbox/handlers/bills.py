@@ -1,5 +1,5 @@
-"""WeChat Pay v3 bills: GET /v3/bill/tradebill (signed, like every v3 answer) and GET /v3/billdownload/file, the
-download_url it hands out (the merchant signs the request; the file comes back unsigned)."""
+"""WeChat Pay v3 bills: GET /v3/bill/tradebill and /v3/bill/fundflowbill (signed, like every v3 answer) and
+GET /v3/billdownload/file, the download_url they hand out (the merchant signs the request; the file comes back unsigned)."""
 import gzip
 import hashlib
 import re
@@ -22,6 +22,15 @@ class TradeBillHandler(PayHandler):
         own gateway; a Host that is not a plain host[:port] falls back to the address the sandbox listens on."""
         host = self.request.host or ""
         return f"http://{host}" if HOST.match(host) else self.sandbox.url
+
+
+class FundFlowBillHandler(TradeBillHandler):
+    """GET /v3/bill/fundflowbill?bill_date=YYYY-MM-DD&account_type=BASIC|OPERATION|FEES&tar_type=GZIP."""
+
+    def get(self):
+        arg = self.get_query_argument
+        self.answer(200, self.sandbox.bills.fund_flow_bill(arg("bill_date", None), arg("account_type", None) or "BASIC",
+                                                           arg("tar_type", None) or None, self.base_url()))
 
 
 class BillDownloadHandler(PayHandler):

@@ -1,11 +1,14 @@
-"""Trade bills held against wechatpayv3's own trade_bill / download_bill (its async client), in both key modes:
+"""Trade bills (and the fund-flow bill) held against wechatpayv3's own trade_bill / download_bill (its async client), in both key modes:
 the signed answer, the gzip file hashing to it, its rows by header name adding up, and the refusals."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import gzip
 import hashlib
+import io
 import json
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -218,3 +221,31 @@ def httpx_get(sandbox, path):
     """A GET without any Authorization header."""
     return httpx.get(sandbox.url + path, timeout=10)
 
+
+
+def test_fund_flow_bill(sandbox, tmp_path):
+    sandbox.control("POST", "/sandbox/config", {"refund_auto_settle": False})
+    day = day_ago(80)
+    no = paid_order(sandbox, at(day, "10:00:00"))
+    out_refund_no = refunded(sandbox, no, 5000, 20000, at(day, "11:00:00"))
+
+    async def work(client):
+        status, text = await client.fundflow_bill(bill_date=day.isoformat(), tar_type="GZIP")
+        answer = json.loads(text)
+        got, content = await client.download_bill(answer["download_url"])
+        other = await client.fundflow_bill(bill_date=day.isoformat(), account_type="FEES")
+        return status, answer, gzip.decompress(content), other
+
+    (status, answer, data, other), _ = with_client(sandbox, "pubkey")(work)
+    assert status == 200 and hashlib.sha1(data).hexdigest() == answer["hash_value"]
+    assert other[0] == 400 and json.loads(other[1])["code"] == "NO_STATEMENT_EXIST", "the fee account never moves"
+    lines = list(csv.reader(io.StringIO(data[3:].decode("utf-8"), newline="")))
+    header, body = lines[0], [[v[1:] for v in line] for line in lines[1:]]
+    assert header[:7] == ["记账时间", "微信支付业务单号", "资金流水单号", "业务名称", "业务类型", "收支类型", "收支金额(元)"]
+    rows = [dict(zip(header, line)) for line in body[:-2]]
+    assert [(r["业务类型"], r["收支类型"], r["收支金额(元)"], r["业务凭证号"]) for r in rows] == [
+        ("交易", "收入", "200.00", no), ("扣除交易手续费", "支出", "1.20", no), ("退款", "支出", "49.70", out_refund_no)]
+    balances = [Decimal(r["账户结余(元)"]) for r in rows]
+    assert balances[1] - balances[0] == Decimal("-1.20") and balances[2] - balances[1] == Decimal("-49.70")
+    assert lines[-2] == ["资金流水总笔数", "收入笔数", "收入金额", "支出笔数", "支出金额"]
+    assert body[-1] == ["3", "1", "200.00", "2", "50.90"]
