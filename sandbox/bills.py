@@ -21,9 +21,9 @@ from .errors import SandboxError, invalid_request
 from .trades import PAID_STATES
 from .validation import OUT_REFUND_NO, OUT_TRADE_NO
 
-DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d:[0-5]\d$")
-DIGITS = re.compile(r"^\d{1,32}$")
+DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+CLOCK_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$")
+DIGITS = re.compile(r"^[0-9]{1,32}$")
 MAX_AMOUNT = 10 ** 10  # fen; a row above 100 million yuan is a typo, not a test
 CONTROLS = ("ready", "corrupt_download", "unbalanced")
 DEFAULT_CONTROLS = {"ready": True, "corrupt_download": False, "unbalanced": False}
@@ -210,12 +210,16 @@ class BillBook:
         return {
             "bill_date": day.isoformat(), "bill_type": bill_type, "status": status, "controls": controls,
             "columns": COLUMNS[bill_type], "summary_columns": SUMMARY_COLUMNS,
-            "rows": [{name: detail_values(e)[name] for name in COLUMNS[bill_type]} | {"foreign": bool(e.get("id"))}
-                     for e in entries],
+            "rows": [self._row_view(e, COLUMNS[bill_type]) for e in entries],
             "summary": totals, "text": text, "sha1": hashlib.sha1(text.encode("utf-8")).hexdigest(),
             "served_sha1": hashlib.sha1(served.encode("utf-8")).hexdigest(),
             "foreign_rows": [self._entry_view(e) for e in self.foreign.values() if self._day_of(e["time"]) == day],
         }
+
+    @staticmethod
+    def _row_view(entry, columns):
+        values = detail_values(entry)
+        return {**{name: values[name] for name in columns}, "foreign": "id" in entry}
 
     def set_controls(self, day, changes):
         """Change some of a day's controls ({"ready": bool, "corrupt_download": bool, "unbalanced": bool})."""

@@ -1,5 +1,6 @@
 """The control API of bills (/sandbox/bills/...): look at a day's bill, make it not ready, spoil its download or
 its sums, add foreign rows; and the bill page of the dashboard (/sandbox/bill?date=)."""
+import re
 from datetime import date
 
 from .. import clock
@@ -8,6 +9,7 @@ from ..errors import SandboxError
 from .base import BaseHandler, ControlHandler
 
 FORM_FLAGS = {"true": True, "false": False}
+AMOUNT = re.compile(r"^[0-9]{1,12}$")
 
 
 def control_day(text):
@@ -40,7 +42,7 @@ class BillRowsHandler(ControlHandler):
 
     def post(self, day):
         body = self.json_body()
-        if self.from_form() and body.get("amount", "").isdigit():
+        if self.from_form() and AMOUNT.match(body.get("amount", "")):  # a form's fields are strings
             body["amount"] = int(body["amount"])
         self.reply({"row": self.sandbox.bills.add_foreign(control_day(day), body)})
 

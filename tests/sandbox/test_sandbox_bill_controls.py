@@ -149,6 +149,7 @@ def test_bill_page_and_its_buttons(sandbox):
     [row] = sandbox.control("GET", f"/sandbox/bills/{day}")["foreign_rows"]
     assert (row["kind"], row["amount"], row["out_trade_no"], row["time"]) == ("refund", 4321, no, at(day, "18:00:00"))
     assert "-0.26000" in page(sandbox, back).text, "the refund's fee, given back"
-    refused = submit(sandbox, {**add, "fields": {**add["fields"], "amount": "lots"}})
-    assert refused.status_code == 400 and "操作失败" in refused.text
+    for amount in ("lots", "9" * 5000):
+        refused = submit(sandbox, {**add, "fields": {**add["fields"], "kind": "payment", "amount": amount}})
+        assert refused.status_code == 400 and "操作失败" in refused.text
     assert page(sandbox, "/sandbox/bill?date=2024-02-30").status_code == 400
