@@ -60,6 +60,7 @@ def make_app(sandbox):
         (r"/sandbox/reset", control.ResetHandler),
         (r"/sandbox/bills/(\d{4}-\d{2}-\d{2})", bill_control.BillHandler),
         (r"/sandbox/bills/(\d{4}-\d{2}-\d{2})/rows", bill_control.BillRowsHandler),
+        (r"/sandbox/bills/(\d{4}-\d{2}-\d{2})/omit", bill_control.BillOmitHandler),
         (r"/sandbox/bill", bill_control.BillPageHandler),
         (r"/sandbox/cashier", cashier.CashierHandler),
         (r"/sandbox/?", dashboard.DashboardHandler),

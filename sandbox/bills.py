@@ -1,5 +1,5 @@
 """Trade bills: which rows a day's bill holds, the signed answer of /v3/bill/tradebill, the files behind its
-download_url, and the controls that make a day not ready, give it foreign rows or spoil its file.
+download_url, and the controls that make a day not ready, give it foreign rows, leave rows off or spoil its file.
 
 A day's bill is made from the orders paid and the refunds succeeded on that Beijing day, as of the moment it is
 asked for (today's included), plus the foreign rows added by the control API. What is handed out at a
@@ -95,8 +95,14 @@ class BillBook:
         for refund in self.refunds.refunds.values():
             if refund.status == "SUCCESS" and refund.success_time and day in (None, self._day_of(refund.success_time)):
                 rows.append(self._refund_entry(refund))
+        rows = [e for e in rows if not self._omitted(e)]
         rows.extend(e for e in self.foreign.values() if day in (None, self._day_of(e["time"])))
         return rows
+
+    def _omitted(self, entry):
+        record = self.days.get(self._day_of(entry["time"]).isoformat(), {})
+        number = entry["out_refund_no"] if entry["kind"] == "refund" else entry["out_trade_no"]
+        return number in record.get("omitted", {}).get(entry["kind"], ())
 
     @staticmethod
     def _day_of(moment):
@@ -214,6 +220,7 @@ class BillBook:
             "summary": totals, "text": text, "sha1": hashlib.sha1(text.encode("utf-8")).hexdigest(),
             "served_sha1": hashlib.sha1(served.encode("utf-8")).hexdigest(),
             "foreign_rows": [self._entry_view(e) for e in self.foreign.values() if self._day_of(e["time"]) == day],
+            "omitted": self.days.get(day.isoformat(), {}).get("omitted", {}),
         }
 
     @staticmethod
@@ -226,10 +233,30 @@ class BillBook:
         for name, value in changes.items():
             if name not in CONTROLS or not isinstance(value, bool):
                 raise bad_control(name)
-        record = {**self.controls(day), **changes, "bill_date": day.isoformat()}
+        self._save_day(day, changes)
+        return self.controls(day)
+
+    def omit(self, day, spec):
+        """Leave an order's payment ({"out_trade_no"}) or a refund ({"out_refund_no"}) off the day's bills, as if
+        WeChat Pay had lost it (foreign rows are not left off) → the day's omitted numbers by kind."""
+        kinds = {"out_trade_no": "payment", "out_refund_no": "refund"}
+        if len(spec) != 1 or next(iter(spec)) not in kinds:
+            raise bad_control("out_trade_no")
+        [(field, number)] = spec.items()
+        if not isinstance(number, str) or not 0 < len(number) <= 64:
+            raise bad_control(field)
+        omitted = {kind: list(numbers) for kind, numbers in self.days.get(day.isoformat(), {}).get("omitted",
+                                                                                                   {}).items()}
+        numbers = omitted.setdefault(kinds[field], [])
+        if number not in numbers:
+            numbers.append(number)
+        self._save_day(day, {"omitted": omitted})
+        return omitted
+
+    def _save_day(self, day, changes):
+        record = {**self.days.get(day.isoformat(), {}), **changes, "bill_date": day.isoformat()}
         self.days[day.isoformat()] = record
         self.store.put("bill_day", day.isoformat(), record)
-        return self.controls(day)
 
     def add_foreign(self, day, spec):
         """Add a row WeChat Pay 'made' that the merchant never created: {"kind": "payment" | "refund",

@@ -47,6 +47,13 @@ class BillRowsHandler(ControlHandler):
         self.reply({"row": self.sandbox.bills.add_foreign(control_day(day), body)})
 
 
+class BillOmitHandler(ControlHandler):
+    """POST /sandbox/bills/{date}/omit {"out_trade_no"} or {"out_refund_no"}: that row is left off the day's bills."""
+
+    def post(self, day):
+        self.reply({"omitted": self.sandbox.bills.omit(control_day(day), self.json_body())})
+
+
 class BillPageHandler(BaseHandler):
     """GET /sandbox/bill?date=YYYY-MM-DD&bill_type=ALL: the day's bill as a table, its controls as buttons."""
 

@@ -40,6 +40,7 @@ class BillDownloadHandler(PayHandler):
 
     def get(self):
         data, tar_type = self.sandbox.bills.download(self.get_query_argument("token", None))
+        self.answer_handled_fault()
         body = gzip.compress(data, mtime=0) if tar_type == "GZIP" else data
         self.answer_body = {"file_bytes": len(body), "tar_type": tar_type,
                             "sha1_unzipped": hashlib.sha1(data).hexdigest()}

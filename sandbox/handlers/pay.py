@@ -26,7 +26,14 @@ class PayHandler(RecordedHandler):
         # front of that (rate limit, an overloaded or failing gateway) and is answered unsigned.
         if fault.signed and 400 <= fault.status < 500 and fault.status != 429:
             self.check_request()
+        else:
+            self.authenticated = False  # a `handled` fault's request was authenticated: its error still goes unsigned
         raise SandboxError(fault.status, fault.code, fault.message)
+
+    def answer_handled_fault(self):
+        """Under a `handled` fault the request has been handled: now its answer is replaced by the error."""
+        if self.fault is not None and self.fault.fails and self.fault.handled:
+            self.answer_fault(self.fault)
 
     def check_request(self):
         creds = self.sandbox.creds
@@ -66,6 +73,7 @@ class PayHandler(RecordedHandler):
 
     def answer(self, status, payload=None, mode=None):
         """Send a signed answer; the key follows the request's Wechatpay-Serial unless `mode` is given."""
+        self.answer_handled_fault()
         creds = self.sandbox.creds
         if mode is None:
             asked = self.request.headers.get("Wechatpay-Serial")

@@ -111,6 +111,36 @@ def test_a_foreign_row_today_cannot_be_in_the_future(sandbox):
     assert status == 400 and error["detail"] == {"field": "time"}
 
 
+def test_rows_left_off_and_an_amount_changed(sandbox):
+    """Recipes of the reconciliation's categories: a row WeChat Pay lacks (omit), and a row whose amount differs
+    (omit it, then a foreign row with the same numbers and another amount)."""
+    sandbox.control("POST", "/sandbox/config", {"refund_auto_settle": False})
+    day = day_ago(75)
+    lost, changed = paid_order(sandbox, at(day, "09:00:00")), paid_order(sandbox, at(day, "10:00:00"))
+    out_refund_no = "RF" + changed
+    with_client(sandbox, "pubkey")(lambda c: c.refund(
+        out_refund_no=out_refund_no, amount={"refund": 100, "total": 20000, "currency": "CNY"}, out_trade_no=changed))
+    sandbox.control("POST", f"/sandbox/refunds/{out_refund_no}/settle",
+                    {"result": "SUCCESS", "success_time": at(day, "11:00:00")})
+    transaction_id = sandbox.control("GET", f"/sandbox/orders/{changed}")["transaction_id"]
+    assert sandbox.control("POST", f"/sandbox/bills/{day}/omit", {"out_trade_no": lost})["omitted"] == {
+        "payment": [lost]}
+    sandbox.control("POST", f"/sandbox/bills/{day}/omit", {"out_trade_no": changed})
+    omitted = sandbox.control("POST", f"/sandbox/bills/{day}/omit", {"out_refund_no": out_refund_no})["omitted"]
+    assert omitted == {"payment": [lost, changed], "refund": [out_refund_no]}
+    sandbox.control("POST", f"/sandbox/bills/{day}/rows", {"kind": "payment", "amount": 19900, "time": "10:00:00",
+                                                           "out_trade_no": changed, "transaction_id": transaction_id})
+    view = sandbox.control("GET", f"/sandbox/bills/{day}")
+    assert [(r["商户订单号"], r["微信订单号"], r["应结订单金额"]) for r in view["rows"]] == [
+        (changed, transaction_id, "199.00")]
+    for bad in ({}, {"out_trade_no": lost, "out_refund_no": "x"}, {"out_trade_no": 7}, {"transaction_id": "1"}):
+        status, _, _ = http_json("POST", f"{sandbox.url}/sandbox/bills/{day}/omit", bad)
+        assert status == 400, bad
+    sandbox.control("POST", "/sandbox/reset")
+    view = sandbox.control("GET", f"/sandbox/bills/{day}")
+    assert [r["商户订单号"] for r in view["rows"]] == [lost, changed, changed] and view["omitted"] == {}
+
+
 def test_reset_forgets_controls_and_foreign_rows(sandbox):
     day = day_ago(73)
     sandbox.control("POST", f"/sandbox/bills/{day}/rows", {"kind": "payment", "amount": 100})
@@ -149,6 +179,10 @@ def test_bill_page_and_its_buttons(sandbox):
     [row] = sandbox.control("GET", f"/sandbox/bills/{day}")["foreign_rows"]
     assert (row["kind"], row["amount"], row["out_trade_no"], row["time"]) == ("refund", 4321, no, at(day, "18:00:00"))
     assert "-0.26000" in page(sandbox, back).text, "the refund's fee, given back"
+    answer = submit(sandbox, form(page(sandbox, back).text, f"/sandbox/bills/{day}/omit", "漏单 Omit"))
+    assert answer.status_code == 303 and sandbox.control("GET", f"/sandbox/bills/{day}")["omitted"] == {
+        "payment": [no]}
+    assert "漏掉的行" in page(sandbox, back).text
     for amount in ("lots", "9" * 5000):
         refused = submit(sandbox, {**add, "fields": {**add["fields"], "kind": "payment", "amount": amount}})
         assert refused.status_code == 400 and "操作失败" in refused.text
