@@ -86,9 +86,10 @@ def test_config_and_rules_validation(sandbox):
     assert status == 400
     sandbox.control("POST", "/sandbox/notifications/next", {"action": "drop", "count": 2})
     sandbox.control("POST", "/sandbox/faults", {"path_prefix": "/v3/", "status": 500})
-    sandbox.control("POST", "/sandbox/config", {"refund_auto_settle": False})
+    sandbox.control("POST", "/sandbox/config", {"refund_auto_settle": False, "bill_url_ttl_seconds": 1})
     reset = sandbox.control("POST", "/sandbox/reset")
-    assert reset["config"] == {"notify_key_mode": "pubkey", "refund_auto_settle": True, "refund_settle_seconds": 2.0}
+    assert reset["config"] == {"notify_key_mode": "pubkey", "refund_auto_settle": True, "refund_settle_seconds": 2.0,
+                               "bill_url_ttl_seconds": 300.0}
     assert sandbox.control("GET", "/sandbox/notifications/next")["rules"] == []
     assert sandbox.control("GET", "/sandbox/faults")["faults"] == []
 
