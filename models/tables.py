@@ -91,6 +91,7 @@ class PaymentOrder(BaseModel):
 
     class Meta:
         table_name = "payment_orders"
+        indexes = ((("status", "next_check_at"), False),)  # the reconciler's due orders
 
 
 class PaymentTransaction(BaseModel):
