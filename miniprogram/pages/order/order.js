@@ -28,7 +28,7 @@ Component({
     onLoad(query) {
       // The query may come from a shared link: only a plain id is asked for.
       const id = String((query && query.scheduleId) || "");
-      if (!/^[1-9]\d{0,17}$/.test(id)) {
+      if (!/^[1-9]\d{0,14}$/.test(id)) {
         this.setData({ notice: "课程不存在" });
         return;
       }

@@ -27,6 +27,11 @@ class FakeService {
     this.refusals.push({ method, path, times, answer });
   }
 
+  // An order the service already has (made on another phone, or before this spec).
+  seedOrder({ order_id: orderId, course_schedule_id: scheduleId, status }) {
+    this.orders.set(orderId, { order_id: orderId, status, course_schedule_id: scheduleId, prepays: 0, at: this.now() });
+  }
+
   callsTo(method, path) {
     return this.calls.filter((c) => c.method === method && (path instanceof RegExp ? path.test(c.path) : c.path === path));
   }

@@ -20,8 +20,12 @@ class SocketTask {
   onClose(cb) { this.handlers.close.push(cb); }
   onError(cb) { this.handlers.error.push(cb); }
 
-  send({ data }) {
-    if (this.state !== "open") throw new Error(`SocketTask.send on a ${this.state} socket`);
+  // As WeChat does, a send on a socket that is no longer open goes nowhere and says so to `fail` only.
+  send({ data, fail }) {
+    if (this.state !== "open") {
+      if (fail) later(() => fail({ errMsg: "sendSocketMessage:fail" }));
+      return;
+    }
     const message = JSON.parse(data);
     this.sent.push(message);
     later(() => this.service.received(this, message));

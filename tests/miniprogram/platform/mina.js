@@ -21,9 +21,12 @@ function boot({ wx, platform, config = {} }) {
   require(path.join(MINIPROGRAM, "app"));
   if (app.onLaunch) app.onLaunch({ path: "pages/schedules/schedules", query: {} });
 
+  // A page's file runs once per app, as in WeChat; each open of it is a new instance of that definition.
+  const loaded = new Map();
+
   function open(route, query = {}) {
-    const id = simulate.load(path.join(MINIPROGRAM, route), { rootPath: MINIPROGRAM });
-    const comp = simulate.render(id);
+    if (!loaded.has(route)) loaded.set(route, simulate.load(path.join(MINIPROGRAM, route), { rootPath: MINIPROGRAM }));
+    const comp = simulate.render(loaded.get(route));
     comp.attach(document.createElement("page-root"));
     // WeChat's "user gesture" of a tap, as fake-wx keeps it: capture phase, so before the page's handler runs.
     if (platform) comp.addEventListener("tap", () => platform.tapStarted(), true);
@@ -63,11 +66,13 @@ class PageDriver {
     return node ? node.dom.textContent.trim() : null;
   }
 
-  // A tap on the element, as the parent's finger gives it; fails when the page does not show it.
+  // A tap on the element, as the parent's finger gives it; fails when the page does not show it. WeChat delivers
+  // the tap a moment later: the promise resolves once it has been handled.
   tap(selector, index = 0) {
     const node = this.comp.querySelectorAll(selector)[index];
     if (!node) throw new Error(`nothing to tap at ${selector}[${index}]; the page shows: ${this.text()}`);
     node.dispatchEvent("tap");
+    return turn();
   }
 
   show() {

@@ -27,8 +27,8 @@ test("a session with seats opens its order page; a full one does not", async () 
   const page = mp.open("pages/schedules/schedules");
   await page.shows("名额已满");
 
-  page.tap(".session", 1);
-  page.tap(".session", 0);
+  await page.tap(".session", 1);
+  await page.tap(".session", 0);
   await until(() => platform.navigations.length, "a navigation");
   expect(platform.navigations).toEqual(["/pages/order/order?scheduleId=7"]);
 });
