@@ -9,9 +9,13 @@ const MINIPROGRAM = path.resolve(__dirname, "..", "..", "..", "miniprogram");
 
 // Starts the mini-program with `wx` as its platform; `config` overrides miniprogram/config.js as a build for
 // another environment would. Returns {app, config, open(route, query)}.
+// miniprogram-simulate itself is loaded once per spec file (it is the slow part): the registry reset below still
+// gives each boot fresh copies of the app's and the pages' modules, which simulate requires anew.
+let simulate = null;
+
 function boot({ wx, platform, config = {} }) {
   jest.resetModules();
-  const simulate = require("miniprogram-simulate");
+  simulate = simulate || require("miniprogram-simulate");
   global.wx = wx;  // after simulate, which fills in a wx of its own when it loads
   let app = null;
   global.App = (definition) => { app = definition; };
