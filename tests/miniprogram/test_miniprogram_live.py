@@ -13,7 +13,7 @@ import pytest
 
 from tests.api import Api, eventually
 from tests.harness import ServiceProcess
-from tests.miniprogram.conftest import jest_command
+from tests.miniprogram.jest_run import jest_command
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from tests.harness import VAR
-from tests.miniprogram.conftest import MINIPROGRAM_TESTS, jest_command
+from tests.miniprogram.jest_run import MINIPROGRAM_TESTS, jest_command
 
 SPECS = sorted(os.path.relpath(p, MINIPROGRAM_TESTS) for p in glob.glob(os.path.join(MINIPROGRAM_TESTS, "specs", "*.test.js")))
 
