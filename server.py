@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 
-import redis.asyncio as aioredis
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
@@ -26,6 +25,7 @@ from services.context import AppContext
 from services.jobs.reconcile import Reconciler
 from services.lifecycle.statuses import REFUND_COUNTED
 from services.messages.subscribe_messages import MESSAGE_KINDS, MessageSender
+from services.redis_client import open_redis
 from services.wechat.notification_verifier import NotificationVerifier
 from services.wechat.open_api import WeChatOpenAPI
 from services.wechat.pay_gateway import PaymentGatewayError, WeChatPayGateway
@@ -101,8 +101,8 @@ async def open_context(settings, run_jobs=None) -> AppContext:
     """Open the database pool, Redis, the WeChat Pay and open-API clients, and start the background job."""
     ctx = AppContext(settings=settings)
     await open_database(settings.database, pool_max=settings.db_pool_max)
-    ctx.redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=2,
-                                  health_check_interval=10)
+    ctx.redis_clients = open_redis(settings.redis)  # one server, or the master the Sentinels name
+    ctx.redis = ctx.redis_clients.commands
     ctx.gateway = WeChatPayGateway(settings)
     try:
         await ctx.gateway.open()
@@ -110,7 +110,7 @@ async def open_context(settings, run_jobs=None) -> AppContext:
         log.warning("WeChat Pay not reachable at start; the client opens on first use")
     ctx.verifier = NotificationVerifier(settings, ctx.gateway)
     ctx.open_api = WeChatOpenAPI(settings)
-    ctx.hub = Hub(ctx.redis, snapshot_by_order_id)
+    ctx.hub = Hub(ctx.redis, ctx.redis_clients.subscriber, snapshot_by_order_id)
     ctx.hub.start()
     ctx.messages = MessageSender(ctx)
     ctx.messages.start()
@@ -129,7 +129,7 @@ async def close_context(ctx: AppContext):
     await ctx.messages.stop()
     await ctx.gateway.close()
     await ctx.open_api.close()
-    await ctx.redis.aclose()
+    await ctx.redis_clients.aclose()
     try:
         await asyncio.wait_for(close_database(), 10)  # waits for borrowed connections to come back
     except asyncio.TimeoutError:

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import sys
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
+
+from redis.asyncio.connection import parse_url as parse_redis_py_url
 
 
 class SettingsError(Exception):
@@ -24,6 +27,24 @@ class DatabaseURL:
 
 
 @dataclass(frozen=True)
+class RedisURL:
+    """REDIS_URL, parsed: one server (`url`, as redis-py reads it) or Sentinels that name the master (contract §1)."""
+
+    url: str = field(repr=False)  # the whole value, which may carry a password; a server URL goes to redis-py whole
+    # The Sentinel form only:
+    sentinels: tuple = ()  # ((host, port), ...); empty for a server URL
+    master: str | None = None  # the name the Sentinels monitor
+    db: int = 0
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def uses_sentinel(self) -> bool:
+        """True when the master is found through Sentinels."""
+        return bool(self.sentinels)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the service reads from its environment."""
 
@@ -31,6 +52,7 @@ class Settings:
     port: int
     database: DatabaseURL
     redis_url: str = field(repr=False)  # may carry a password
+    redis: RedisURL
     secret_key: str = field(repr=False)
     wechat_appid: str
     wechat_app_secret: str = field(repr=False)
@@ -131,6 +153,97 @@ def parse_database_url(env):
     return DatabaseURL(unquote(parsed.username or ""), unquote(parsed.password or ""), parsed.hostname, port, name)
 
 
+REDIS_URL_MAX = 2048
+SENTINELS_MAX = 16
+REDIS_DB_MAX = 65535
+SENTINEL_SHAPE = "redis+sentinel://host:port[,host:port...]/master-name/db"
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+_MASTER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_DIGITS = re.compile(r"[0-9]{1,5}")
+
+
+def parse_redis_url(env) -> RedisURL:
+    """REDIS_URL: `redis://host:port/db` (also rediss://, unix://) or `redis+sentinel://...`; never echoes a password."""
+    raw = _required(env, "REDIS_URL")
+    if len(raw) > REDIS_URL_MAX:
+        raise SettingsError(f"REDIS_URL is longer than {REDIS_URL_MAX} characters")
+    if raw.startswith("redis+sentinel://"):
+        return _sentinel_url(raw)
+    if not _server_url_is_valid(raw):
+        raise SettingsError(f"REDIS_URL must look like redis://host:port/db (a port 1-65535, a db 0-{REDIS_DB_MAX}) "
+                            f"or {SENTINEL_SHAPE}")
+    return RedisURL(url=raw)
+
+
+def _server_url_is_valid(raw) -> bool:
+    parsed = urlparse(raw)
+    try:
+        if parsed.scheme == "unix":
+            valid = bool(parsed.path)
+        else:
+            db = parsed.path.strip("/")
+            valid = (parsed.scheme in ("redis", "rediss") and bool(parsed.hostname) and parsed.port != 0
+                     and (not db or _db(db) is not None))
+        if valid:
+            parse_redis_py_url(raw)  # redis-py's own reading: its options (?socket_timeout=...) must make sense too
+        return valid
+    except ValueError:  # a port that is not a number or over 65535, or an option redis-py cannot read
+        return False
+
+
+def _db(text):
+    """A database number within bounds, else None."""
+    return int(text) if _DIGITS.fullmatch(text) and int(text) <= REDIS_DB_MAX else None
+
+
+def _sentinel_url(raw) -> RedisURL:
+    bad = SettingsError(f"REDIS_URL must look like {SENTINEL_SHAPE}")
+    rest = raw[len("redis+sentinel://"):]
+    if any(c in rest for c in "?#") or any(c.isspace() for c in rest):
+        raise bad
+    authority, _, path = rest.partition("/")
+    userinfo, at, hosts = authority.rpartition("@")
+    username = password = None
+    if at:
+        user, _, secret = userinfo.partition(":")
+        username, password = unquote(user) or None, unquote(secret) or None
+    parts = hosts.split(",", SENTINELS_MAX)
+    if len(parts) > SENTINELS_MAX:
+        raise SettingsError(f"REDIS_URL names more than {SENTINELS_MAX} Sentinels")
+    sentinels = tuple(_host_port(part, bad) for part in parts)
+    if len(set(sentinels)) != len(sentinels):
+        raise SettingsError("REDIS_URL names a Sentinel twice")
+    names = path.split("/")
+    if len(names) not in (1, 2) or not _MASTER_NAME.fullmatch(names[0]):
+        raise SettingsError(f"REDIS_URL must look like {SENTINEL_SHAPE} (a master name of letters, digits, ._-)")
+    db = _db(names[1]) if len(names) == 2 else 0
+    if db is None:
+        raise SettingsError(f"REDIS_URL: the db must be a number from 0 to {REDIS_DB_MAX}")
+    return RedisURL(url=raw, sentinels=sentinels, master=names[0], db=db, username=username, password=password)
+
+
+def _host_port(text, bad):
+    """One Sentinel's `host:port` (`[v6]:port`; the port defaults to 26379)."""
+    if text.startswith("["):
+        host, close, port = text[1:].partition("]")
+        if not close or port and not port.startswith(":"):
+            raise bad
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise bad from None
+        port = port[1:]
+    else:
+        host, _, port = text.partition(":")
+        if not _HOSTNAME.fullmatch(host):
+            raise bad
+    if not port:
+        return host, 26379
+    if not _DIGITS.fullmatch(port) or not 1 <= int(port) <= 65535:
+        raise SettingsError("REDIS_URL: a Sentinel's port must be a number from 1 to 65535")
+    return host, int(port)
+
+
 def _read_file(env, name, required=True):
     path = env.get(name, "").strip()
     if not path:
@@ -210,11 +323,13 @@ def load(env=None) -> Settings:
     order_expire = _int(env, "ORDER_EXPIRE_SECONDS", 1800, minimum=1)
     if order_expire < seat_hold:
         raise SettingsError("ORDER_EXPIRE_SECONDS must be >= SEAT_HOLD_SECONDS")
+    redis = parse_redis_url(env)
     return Settings(
         host=host,
         port=port,
         database=parse_database_url(env),
-        redis_url=_url(env, "REDIS_URL", schemes=("redis", "rediss", "unix")),
+        redis_url=redis.url,
+        redis=redis,
         secret_key=secret_key,
         wechat_appid=_required(env, "WECHAT_APPID"),
         wechat_app_secret=_required(env, "WECHAT_APP_SECRET"),

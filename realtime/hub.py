@@ -24,10 +24,11 @@ def status_message(order_id, status, reservation_status, at) -> dict:
 
 
 class Hub:
-    """Owns the subscribers of this process and one Redis subscription; survives Redis outages."""
+    """Owns the subscribers of this process and one Redis subscription; survives Redis outages and failovers."""
 
-    def __init__(self, redis, snapshot, retry_seconds=1.0, origin=None):
-        self.redis = redis
+    def __init__(self, redis, subscriber, snapshot, retry_seconds=1.0, origin=None):
+        self.redis = redis  # publishes (services.redis_client.RedisClients.commands)
+        self.subscriber = subscriber  # the subscription's client: each break reaches _listen_forever, never retried
         self.snapshot = snapshot  # async (order_id) -> message dict, read from MySQL
         self.retry_seconds = retry_seconds
         self.origin = origin or uuid.uuid4().hex  # tags the pushes this process re-publishes after a failure
@@ -145,7 +146,8 @@ class Hub:
     async def _listen_forever(self):
         first = True
         while not self._stopping:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            # With Sentinels every new subscription asks them for the master, so after a failover it is the new one.
+            pubsub = self.subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CHANNEL)
                 self.connected.set()
