@@ -124,6 +124,20 @@ class SentinelCluster:
         with self.replica.client() as c:
             return c.info("replication").get("role") == "master"
 
+    def role(self, node):
+        """`master` or `slave`, as the node itself says."""
+        with node.client() as c:
+            return c.info("replication")["role"]
+
+    def drop_client_connections(self, node):
+        """CLIENT KILL every command connection of clients on `node`; the Sentinels' links, the replication link
+        and the subscriptions stay (what a client sees when its connection breaks or a new one is opened)."""
+        with node.client() as c:
+            me = c.client_id()
+            for client in c.client_list(_type="normal"):
+                if int(client["id"]) != me and not client.get("name", "").startswith("sentinel-"):
+                    c.client_kill_filter(_id=client["id"])
+
     def stop(self):
         """Stop every process still running."""
         for node in [self.master, self.replica, *self.sentinels]:
