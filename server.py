@@ -102,7 +102,7 @@ async def open_context(settings, run_jobs=None) -> AppContext:
     ctx = AppContext(settings=settings)
     await open_database(settings.database, pool_max=settings.db_pool_max)
     ctx.redis_clients = open_redis(settings.redis)  # one server, or the master the Sentinels name
-    ctx.redis = ctx.redis_clients.commands
+    ctx.redis = ctx.redis_clients.requests  # rate limits and readiness: a short wait, then without Redis
     ctx.gateway = WeChatPayGateway(settings)
     try:
         await ctx.gateway.open()
@@ -110,7 +110,7 @@ async def open_context(settings, run_jobs=None) -> AppContext:
         log.warning("WeChat Pay not reachable at start; the client opens on first use")
     ctx.verifier = NotificationVerifier(settings, ctx.gateway)
     ctx.open_api = WeChatOpenAPI(settings)
-    ctx.hub = Hub(ctx.redis, ctx.redis_clients.subscriber, snapshot_by_order_id)
+    ctx.hub = Hub(ctx.redis_clients.publisher, ctx.redis_clients.subscriber, snapshot_by_order_id)
     ctx.hub.start()
     ctx.messages = MessageSender(ctx)
     ctx.messages.start()

@@ -15,6 +15,7 @@ log = logging.getLogger("gym.realtime")
 
 CHANNEL = "gym:order-status"
 OUTBOX_MAX = 10000
+LIVENESS_SECONDS = 3.0  # a subscription silent this long is PINGed; silent twice as long, it is opened again
 
 
 def status_message(order_id, status, reservation_status, at) -> dict:
@@ -27,7 +28,7 @@ class Hub:
     """Owns the subscribers of this process and one Redis subscription; survives Redis outages and failovers."""
 
     def __init__(self, redis, subscriber, snapshot, retry_seconds=1.0, origin=None):
-        self.redis = redis  # publishes (services.redis_client.RedisClients.commands)
+        self.redis = redis  # publishes (services.redis_client.RedisClients.publisher)
         self.subscriber = subscriber  # the subscription's client: each break reaches _listen_forever, never retried
         self.snapshot = snapshot  # async (order_id) -> message dict, read from MySQL
         self.retry_seconds = retry_seconds
@@ -155,12 +156,7 @@ class Hub:
                     log.info("Redis is back: pushes resume, subscribers get fresh snapshots")
                     await self._resend_snapshots()
                 first = False
-                async for item in pubsub.listen():
-                    if item.get("type") == "message":
-                        try:
-                            self._received(item["data"])
-                        except (ValueError, TypeError, AttributeError):
-                            log.warning("ignored a malformed push")
+                await self._receive(pubsub)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - Redis went away: retry, never crash
@@ -175,6 +171,31 @@ class Hub:
                     pass
             if not self._stopping:
                 await asyncio.sleep(self.retry_seconds)
+
+    async def _receive(self, pubsub):
+        """Hand each push to the subscribers until the subscription breaks or falls silent.
+
+        A master that hangs, or whose machine vanished, closes nothing: the read would wait forever (TCP keepalive is
+        answered by a hung server's kernel), while the Sentinels promote another. So after LIVENESS_SECONDS without a
+        word the subscription is PINGed, and after twice that it counts as broken and is opened again.
+        """
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        while True:
+            item = await pubsub.get_message(timeout=LIVENESS_SECONDS)
+            if item is not None:
+                heard = loop.time()
+                if item.get("type") == "message":
+                    try:
+                        self._received(item["data"])
+                    except (ValueError, TypeError, AttributeError):
+                        log.warning("ignored a malformed push")
+                continue
+            silent = loop.time() - heard
+            if silent >= 2 * LIVENESS_SECONDS:
+                raise ConnectionError(f"Redis has not answered the subscription's PING for {silent:.0f} s")
+            if silent >= LIVENESS_SECONDS:
+                await pubsub.ping()
 
     async def _resend_snapshots(self):
         """After an outage, every subscriber gets its order's state as MySQL has it now."""

@@ -7,6 +7,8 @@ mkdir -p var
 
 need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+# redis-server also runs the Sentinels of tests/realtime/ (`redis-server FILE --sentinel`): Debian's redis-sentinel
+# package only adds a link to the same binary, a systemd unit and a Sentinel of the system's own, started at install.
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ "${WITH_BROWSER:-0}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)

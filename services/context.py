@@ -18,7 +18,7 @@ class AppContext:
     settings: object
     gateway: object = None  # services.wechat.pay_gateway.WeChatPayGateway
     verifier: object = None  # services.wechat.notification_verifier.NotificationVerifier
-    redis: object = None  # redis.asyncio.Redis: redis_clients.commands
+    redis: object = None  # redis.asyncio.Redis: redis_clients.requests (rate limits, readiness)
     redis_clients: object = None  # services.redis_client.RedisClients (closed with the context)
     open_api: object = None  # services.wechat.open_api.WeChatOpenAPI
     messages: object = None  # services.messages.subscribe_messages.MessageSender

@@ -7,6 +7,7 @@ all the test needs.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 
 import redis
@@ -52,9 +53,14 @@ class RedisNode:
         self.proc.wait(10)
         self.log.close()
 
+    def hang(self):
+        """SIGSTOP: the process answers nothing, yet its kernel keeps every connection open (a hung server)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
     def stop(self):
-        """SIGTERM (the end of the test)."""
+        """SIGTERM (the end of the test), after a SIGCONT in case it hangs."""
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
             self.proc.terminate()
             try:
                 self.proc.wait(10)

@@ -7,6 +7,7 @@ carried meanwhile; the control shows redis-py's own retry losing exactly that wi
 """
 import asyncio
 import json
+import time
 
 import pytest
 import redis
@@ -24,6 +25,7 @@ from tests.faults.flows import (
 from tests.realtime.sentinels import MASTER_NAME, SentinelCluster
 
 STORM = 40
+OTHER_CHANNEL = "gym:sentinel-test"
 
 
 @pytest.fixture
@@ -36,8 +38,8 @@ def cluster(tmp_path):
 
 @pytest.fixture
 def overrides(cluster):
-    """The in-process service finds its Redis through the cluster's Sentinels."""
-    return {"REDIS_URL": cluster.url()}
+    """The in-process service finds its Redis through the cluster's Sentinels, and counts rate limits there."""
+    return {"REDIS_URL": cluster.url(), "RATE_LIMIT_PER_MINUTE": "1000"}
 
 
 async def _subscribe(base_url, token, order_id):
@@ -56,10 +58,10 @@ async def _until(conn, status, timeout=20):
             return frame
 
 
-def _subscribed(node):
+def _subscribed(node, channel=CHANNEL):
     """How many connections listen to the push channel on this Redis."""
     with node.client() as c:
-        return dict(c.pubsub_numsub(CHANNEL)).get(CHANNEL, 0)
+        return dict(c.pubsub_numsub(channel)).get(channel, 0)
 
 
 async def _redis_ok(*apis):
@@ -163,6 +165,29 @@ async def test_a_planned_failover_subscribers_get_what_the_new_master_carried_be
     conn.close()
 
 
+@pytest.mark.gen_test(timeout=120)
+async def test_a_hung_master_holds_no_login_and_the_subscription_leaves_it(cluster, api, base_url):
+    """SIGSTOP of the master: it answers nothing, yet its kernel keeps every connection open and answers TCP
+    keepalive, so only the service's own timeouts tell. A login's rate limit waits a moment and goes on without
+    Redis; the Sentinels promote the replica; the subscription, PINGed and unanswered, moves to it by itself."""
+    _, token, _, order, _ = await api.order_in_payment()
+    order_id = order["order_id"]
+    conn = await _subscribe(base_url, token, order_id)
+    await _until(conn, "pending")
+    await eventually(lambda: _subscribed(cluster.master) == 1, what="the subscription on the master")
+    cluster.master.hang()
+    started = time.monotonic()
+    await api.login()
+    assert time.monotonic() - started < 2, "a login waited for the hung master"
+    await eventually(cluster.failed_over_to_replica, timeout=30, interval=0.1, what="the replica promoted")
+    await eventually(lambda: _subscribed(cluster.replica) == 1, timeout=30, what="the subscription to move")
+    before = _published(cluster.replica)
+    await api.control("POST", f"/sandbox/orders/{order_id}/pay", {"notify": True})
+    assert (await _until(conn, "paid"))["order_id"] == order_id
+    assert _published(cluster.replica) > before  # the push went through the new master
+    conn.close()
+
+
 async def _first_message(pubsub):
     async for item in pubsub.listen():
         if item["type"] == "message":
@@ -171,16 +196,17 @@ async def _first_message(pubsub):
 
 @pytest.mark.gen_test(timeout=120)
 async def test_control_a_subscription_redis_py_retries_misses_pushes_without_a_sign(cluster):
-    """Why the Hub subscribes through a client redis-py never retries. Subscribed through the commands client (one
+    """Why the Hub subscribes through a client redis-py never retries. Subscribed through the publisher's client (one
     retry), redis-py reconnects the subscription the demoted master cut and resubscribes on the new master by
     itself: what was published there in between is gone, and the listener never hears of the break. Through the
     subscriber client the break is raised, which is what makes the Hub re-send the state."""
     clients = open_redis(settings_module.parse_redis_url({"REDIS_URL": cluster.url()}))
-    retried, ours = clients.commands.pubsub(), clients.subscriber.pubsub()
+    retried, ours = clients.publisher.pubsub(), clients.subscriber.pubsub()
     try:
-        for pubsub in (retried, ours):
-            await pubsub.subscribe(CHANNEL)
-        await eventually(lambda: _subscribed(cluster.master) == 2, what="both subscriptions on the master")
+        await retried.subscribe(CHANNEL)
+        await ours.subscribe(OTHER_CHANNEL)  # its own channel: its reconnect before raising must not be counted below
+        await eventually(lambda: _subscribed(cluster.master) == 1 and _subscribed(cluster.master, OTHER_CHANNEL) == 1,
+                         what="both subscriptions on the master")
         retried_first, ours_first = (asyncio.ensure_future(_first_message(p)) for p in (retried, ours))
         _fail_over(cluster)
         await eventually(cluster.failed_over_to_replica, timeout=30, interval=0.1, what="the replica promoted")
@@ -188,7 +214,6 @@ async def test_control_a_subscription_redis_py_retries_misses_pushes_without_a_s
             c.publish(CHANNEL, "published on the new master while the subscriptions were on the old one")
         with pytest.raises(redis.ConnectionError):
             await asyncio.wait_for(ours_first, 40)  # the Sentinels demoted the old master and cut its clients
-        await ours.aclose()
         await eventually(lambda: _subscribed(cluster.replica) == 1, what="the retried subscription to move by itself")
         assert not retried_first.done()
         with cluster.replica.client() as c:
@@ -196,4 +221,5 @@ async def test_control_a_subscription_redis_py_retries_misses_pushes_without_a_s
         assert await asyncio.wait_for(retried_first, 10) == b"after"  # the message in between was lost, silently
     finally:
         await retried.aclose()
+        await ours.aclose()
         await clients.aclose()
