@@ -163,7 +163,7 @@ _DIGITS = re.compile(r"[0-9]{1,5}")
 
 
 def parse_redis_url(env) -> RedisURL:
-    """REDIS_URL: `redis://host:port/db` (also rediss://, unix://) or `redis+sentinel://...`; never echoes a password."""
+    """REDIS_URL: `redis://host:port/db` (rediss://, unix:// too) or `redis+sentinel://...`; never echoes a password."""
     raw = _required(env, "REDIS_URL")
     if len(raw) > REDIS_URL_MAX:
         raise SettingsError(f"REDIS_URL is longer than {REDIS_URL_MAX} characters")
