@@ -39,6 +39,9 @@ NOTICES = Counter("gym_notices_total", "Subscribe messages to parents by result"
 WECHATPAY_DURATION = Histogram("gym_wechatpay_request_duration_seconds", "WeChat Pay API call latency", ["api"],
                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15))
 WECHATPAY_CALLS = Counter("gym_wechatpay_requests_total", "WeChat Pay API calls by outcome", ["api", "outcome"])
+APIV3_DECRYPTS = Counter("gym_wechatpay_apiv3_decrypts_total",
+                         "Resources decrypted (notification, certificates) by the APIv3 key that opened them "
+                         "(current | previous | none)", ["what", "key"])
 DEPENDENCY_UP = Gauge("gym_dependency_up", "1 when the dependency answers (checked at each scrape)",
                       ["dependency"], multiprocess_mode="mostrecent")
 DB_POOL = Gauge("gym_db_pool_connections", "Database pool connections of each process", ["state"],
@@ -62,6 +65,9 @@ def init_series(reconcile_interval: float):
         REFUNDS.labels(status)
     for on_time in ON_TIME_LABELS:
         SEAT_RELEASES.labels(on_time)
+    for what in ("notification", "certificates"):
+        for key in ("current", "previous", "none"):
+            APIV3_DECRYPTS.labels(what, key)
     RECONCILE_INTERVAL.set(reconcile_interval)
 
 
