@@ -8,8 +8,9 @@ import tornado.web
 
 from .credentials import load_or_create, write_service_env
 from .core import Sandbox
+from .key_changes import CHANGES
 from .recorder import mask_uri
-from .handlers import cashier, control, dashboard, openapi, pay
+from .handlers import cashier, control, dashboard, keys, openapi, pay
 from .handlers.base import NotFoundHandler
 from .handlers.ui import UI_METHODS, UI_MODULES
 from .store import Store
@@ -52,6 +53,9 @@ def make_app(sandbox):
         (rf"/sandbox/notifications/{NAME}/redeliver", control.NotificationRedeliverHandler),
         (r"/sandbox/faults", control.FaultsHandler),
         (r"/sandbox/config", control.ConfigHandler),
+        (r"/sandbox/keys", keys.KeysHandler),
+        (rf"/sandbox/keys/({'|'.join(CHANGES)})", keys.KeyChangeHandler),
+        (rf"/sandbox/keys/merchant-certificate/{NAME}/revoke", keys.MerchantRevokeHandler),
         (r"/sandbox/requests", control.RequestsHandler),
         (r"/sandbox/messages", control.MessagesHandler),
         (r"/sandbox/reset", control.ResetHandler),
@@ -92,7 +96,7 @@ async def main(args):
     store = Store(creds.state_dir)
     if args.clear_state:
         store.clear()
-    sandbox = Sandbox(creds, store, time_scale=args.time_scale, notify_key_mode=args.notify_key_mode)
+    sandbox = Sandbox(creds, store, time_scale=args.time_scale, notify_key_mode=args.notify_key_mode, base_url=url)
     resumed = sandbox.resume()
     server = make_app(sandbox).listen(args.port, address=args.host, xheaders=False)
     log.info("WeChat sandbox on %s (mchid %s, appid %s, state %s, time scale %s): %d orders, %d refunds, "

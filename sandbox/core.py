@@ -18,8 +18,9 @@ class Sandbox:
     steers the sandbox (faults, notification rules, settings, the request record) lives in memory.
     """
 
-    def __init__(self, creds, store, time_scale=1.0, notify_key_mode="pubkey"):
+    def __init__(self, creds, store, time_scale=1.0, notify_key_mode="pubkey", base_url=None):
         self.creds = creds
+        self.base_url = base_url  # where the service reaches it (service.env is rewritten after a key change)
         self.store = store
         self.time_scale = time_scale
         self.default_key_mode = notify_key_mode
@@ -90,11 +91,13 @@ class Sandbox:
                            {"out_trade_no": refund.out_trade_no, "out_refund_no": refund.out_refund_no})
 
     def reset(self):
-        """Forget faults and notification rules; settings back to the start values. Orders and keys stay."""
+        """Forget faults and notification rules; settings back to the start values. Orders and keys (every key
+        change included) stay."""
         self.faults.clear()
         self.notifier.clear_rules()
         self.config.notify_key_mode = self.default_key_mode
         fresh = RuntimeConfig(notify_key_mode=self.default_key_mode)
+        self.config.answer_key_mode = fresh.answer_key_mode
         self.config.refund_auto_settle = fresh.refund_auto_settle
         self.config.refund_settle_seconds = fresh.refund_settle_seconds
 
@@ -104,6 +107,7 @@ class Sandbox:
             "mchid": self.creds.mchid, "appid": self.creds.appid,
             "merchant_cert_serial": self.creds.merchant_serial,
             "public_key_id": self.creds.public_key_id, "platform_cert_serial": self.creds.platform_serial,
+            "apiv3_key_generation": len(self.creds.apiv3_keys),
             "time_scale": self.time_scale, "config": self.config.view(),
             "state_dir": self.creds.state_dir, "state_file": self.store.path,
         }

@@ -1,6 +1,7 @@
 """GET /sandbox/: the test-mode dashboard of orders, refunds and notification deliveries, with buttons."""
 from itertools import islice
 
+from .. import key_changes
 from ..errors import SandboxError
 from .base import BaseHandler
 
@@ -22,7 +23,7 @@ class DashboardHandler(BaseHandler):
         limit = int(limit)
         sandbox = self.sandbox
         self.render(
-            "dashboard.html", info=sandbox.info(), limit=limit,
+            "dashboard.html", info=sandbox.info(), keys=key_changes.view(sandbox.creds), limit=limit,
             orders=[sandbox.trades.refresh(o) for o in newest(sandbox.trades.orders.values(), limit)],
             refunds=newest(sandbox.refunds.refunds.values(), limit),
             notifications=[n.view() for n in newest(sandbox.notifier.notifications, limit)],
