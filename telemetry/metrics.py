@@ -2,7 +2,10 @@
 
 The multiprocess directory must be known before prometheus_client is imported: PROMETHEUS_MULTIPROC_DIR from the
 environment (systemd: under /run/gym), else a fresh directory under the system's temp dir, chosen here, at import.
-`server.py` empties it before the workers start.
+`server.py` empties it before the workers start, of every file but this process's own: those hold the metrics made
+at import (the unlabelled ones), and deleting them would leave this process counting into unlinked files that
+/metrics never reads (so a one-worker service showed no counters). A file of a dead process that had this pid is
+stale and goes before prometheus_client opens it.
 """
 from __future__ import annotations
 
@@ -12,6 +15,10 @@ import tempfile
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gym-metrics-")
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+_OWN_SUFFIX = f"_{os.getpid()}.db"
+for _name in os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
+    if _name.endswith(_OWN_SUFFIX):
+        os.remove(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], _name))
 
 from prometheus_client import (  # noqa: E402 - after the directory is set
     CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess,
@@ -104,10 +111,11 @@ def process_exited(pid: int):
 
 
 def clear_directory():
-    """Start from nothing: remove the files of a previous run (called before the workers start)."""
+    """Start from nothing: remove the files of a previous run, not this process's (called before the workers
+    start)."""
     os.makedirs(MULTIPROC_DIR, exist_ok=True)
     for name in os.listdir(MULTIPROC_DIR):
-        if name.endswith(".db"):
+        if name.endswith(".db") and not name.endswith(f"_{os.getpid()}.db"):
             os.remove(os.path.join(MULTIPROC_DIR, name))
 
 
