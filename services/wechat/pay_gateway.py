@@ -84,21 +84,24 @@ class WeChatPayGateway:
         return self.client._core
 
     async def open(self):
-        """Open the HTTP client; load the cached platform certificates, and in certificate mode download them when
-        there are none."""
+        """Open the HTTP client and load the cached platform certificates; in certificate mode with none cached,
+        download them (when that fails, the first answer or notification with a certificate serial tries again,
+        bounded as PlatformKeys bounds every download)."""
         if self._opened:
             return
         try:
             await self.client.__aenter__()
-            self.core._client.event_hooks = {"request": [tag_outgoing], "response": [self._check_answer]}
-            self.keys.load_directory()
-            if not self.settings.public_key_mode and not self.keys.certificates:
-                self.keys.add(await self._download_certificates())
-            self._opened = True
-        except (httpx.HTTPError, OSError, PaymentGatewayError) as e:
+        except (httpx.HTTPError, OSError) as e:
             log.warning("WeChat Pay client not ready yet: %s", e)
-            await self.client.__aexit__(None, None, None)
             raise PaymentGatewayError("UNAVAILABLE", "微信支付暂时无法连接", retryable=True) from e
+        self.core._client.event_hooks = {"request": [tag_outgoing], "response": [self._check_answer]}
+        self._opened = True
+        self.keys.load_directory()
+        if not self.settings.public_key_mode and not self.keys.certificates:
+            try:
+                self.keys.add(await self._download_certificates())
+            except (PaymentGatewayError, httpx.HTTPError, OSError) as e:
+                log.warning("downloading the platform certificates at start failed: %s", e)
 
     async def close(self):
         """Close the HTTP client."""
@@ -129,6 +132,7 @@ class WeChatPayGateway:
         return await self._download_certificates()
 
     async def _download_certificates(self) -> list:
+        """The verified list, timed and counted as the `certificates` call."""
         started = time.monotonic()
         outcome = "error"
         try:
@@ -164,14 +168,18 @@ class WeChatPayGateway:
         serial = response.headers.get("Wechatpay-Serial", "")
         signer = found.get(int(serial, 16)) if serial and all(c in "0123456789abcdefABCDEF" for c in serial) else None
         signer_key = signer.public_key() if signer is not None else self.keys.known(serial)
-        if signer_key is None or not self.keys.verify(signer_key, response.headers.get("Wechatpay-Timestamp", ""),
-                                                      response.headers.get("Wechatpay-Nonce", ""), response.content,
-                                                      response.headers.get("Wechatpay-Signature", "")):
+        timestamp = response.headers.get("Wechatpay-Timestamp", "")
+        if signer_key is None or not self.keys.timestamp_ok(timestamp) or not self.keys.verify(
+                signer_key, timestamp, response.headers.get("Wechatpay-Nonce", ""), response.content,
+                response.headers.get("Wechatpay-Signature", "")):
             raise PaymentGatewayError("SIGN_VERIFY_FAILED", "平台证书列表验签失败", 200, True)
         if PREVIOUS in used:
             log.info("platform certificate list decrypted with WECHATPAY_APIV3_KEY_PREVIOUS: WeChat Pay still "
                      "encrypts with the key before the change")
-        self.keys.save_directory(found.values())
+        try:
+            self.keys.save_directory(found.values())
+        except OSError as e:  # the certificates are verified and used; only the cache for the next start is lost
+            log.warning("caching the platform certificates in WECHATPAY_CERT_DIR failed: %s", e)
         return list(found.values())
 
     async def _call(self, what, coro_factory, ok=(200, 204)):

@@ -6,11 +6,12 @@ signing with either meanwhile, and during a certificate change it signs with the
 certificate valid now is kept, chosen by serial.
 
 An unknown hex serial may mean a certificate we have not seen yet, so the list is downloaded again, but bounded:
-at most once per REFRESH_MIN_SECONDS, by one coroutine at a time, and a serial that a fresh list lacked is
-remembered (at most MAX_MISSING of them, for MISSING_SECONDS) so that repeating it costs nothing. Meanwhile such a
-message is refused (a notification with 401: WeChat Pay delivers it again). The known certificates stay in place
-until a new list has been verified (the SDK's own refresh empties its list first, so a forger with random serials
-could make every genuine notification fail meanwhile).
+at most once per REFRESH_MIN_SECONDS (RETRY_FAILED_SECONDS after a download that failed), by one coroutine at a
+time, and a serial that a fresh list lacked is remembered (at most MAX_MISSING of them, for MISSING_SECONDS) so
+that repeating it costs nothing. Meanwhile such a message is refused (a notification with 401: WeChat Pay
+delivers it again). The known certificates stay in place until a new list has been verified (the SDK's own
+refresh empties its list first, so a forger with random serials could make every genuine notification fail
+meanwhile).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, load_pem_publ
 log = logging.getLogger("gym.wechatpay.keys")
 
 REFRESH_MIN_SECONDS = 60.0
+RETRY_FAILED_SECONDS = 5.0  # a download that failed (WeChat Pay unreachable) may be tried again this soon
 MAX_MISSING = 1024
 MISSING_SECONDS = 600.0
 _SERIAL = re.compile(r"^[0-9A-Fa-f]{1,40}$")
@@ -145,6 +147,7 @@ class PlatformKeys:
             certificates = await self.fetch()
         except Exception as e:  # noqa: BLE001 - keep what we have; the caller treats the serial as unknown
             log.warning("downloading the platform certificates failed: %s", e)
+            self._last_refresh = started - REFRESH_MIN_SECONDS + RETRY_FAILED_SECONDS
             return
         self.refreshes += 1
         self._refreshed_at = started
