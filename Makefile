@@ -13,7 +13,7 @@ servers: deps
 	@bash scripts/servers.sh start
 
 migrate: servers
-	@set -a; . var/dev.env; set +a; $(PY) manage.py migrate
+	@set -a; . $${GYM_VAR_DIR:-var}/dev.env; set +a; $(PY) manage.py migrate
 
 run: servers
 	@PORT=$(PORT) SANDBOX_PORT=$(SANDBOX_PORT) bash scripts/run.sh
@@ -23,8 +23,10 @@ test:
 	@bash scripts/servers.sh start
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
+# Stops what `make run` started (by the pid files under var/, never a process that only shares a name), then
+# MariaDB and Redis. Harmless when nothing runs.
 stop:
-	@bash scripts/run.sh stop || true
+	@bash scripts/run.sh stop
 	@bash scripts/servers.sh stop
 
 # The benchmark suite (bench/run_all.py, about 8 minutes): BENCH_ARGS for its options, e.g.

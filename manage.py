@@ -32,7 +32,7 @@ async def _with_db(coro_fn):
 
 
 async def _create_operator(args):
-    from services.accounts.auth import create_operator
+    from services.accounts.operators import provision_operator
 
     try:
         with open(args.password_file, encoding="utf-8") as fh:
@@ -40,10 +40,11 @@ async def _create_operator(args):
     except OSError as e:
         raise SystemExit(f"cannot read {args.password_file}: {e.strerror}") from None
     try:
-        operator = await create_operator(args.username, password, args.role)
+        operator, created = await provision_operator(args.username, password, args.role)
     except ValueError as e:
         raise SystemExit(f"create-operator: {e}") from None
-    print(f"operator {operator.username} (id {operator.id}, role {operator.role}) is ready")
+    what = "created" if created else "already existed: its password and role were reset and it is active"
+    print(f"operator {operator.username} (id {operator.id}, role {operator.role}) {what}")
 
 
 async def _seed_demo():
@@ -54,7 +55,7 @@ async def _seed_demo():
     rows = [("少儿体操体验课（4-6岁）", 0, 8), ("少儿体操体验课（7-9岁）", 1, 6), ("亲子体操体验课", 2, 3)]
     for title, days, capacity in rows:
         await CourseSchedule.insert(title=title, starts_at=base + dt.timedelta(days=days), capacity=capacity).aio_execute()
-    print(f"seeded {len(rows)} demo class sessions")
+    print(f"seeded {len(rows)} demo schedules")
 
 
 async def _check_invariants(args) -> int:
@@ -107,7 +108,7 @@ def main(argv=None):
     op.add_argument("--username", required=True)
     op.add_argument("--password-file", required=True)
     op.add_argument("--role", required=True, choices=["admin", "finance", "staff"])
-    sub.add_parser("seed-demo", help="add a few upcoming demo class sessions if there are none")
+    sub.add_parser("seed-demo", help="add a few upcoming demo schedules if there are none")
     ck = sub.add_parser("check-invariants", help="check the booking and payment invariants; non-zero when broken")
     ck.add_argument("--database-url", help="another database than DATABASE_URL")
     ck.add_argument("--reconcile-interval", type=float, help="seconds (default RECONCILE_INTERVAL_SECONDS or 60)")

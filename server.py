@@ -13,7 +13,7 @@ import tornado.netutil
 import tornado.web
 
 import settings as settings_module
-from handlers import ops, parents, wechatpay_callbacks
+from handlers import ops, parents, wechatpay_notifications
 from handlers.admin_api import admin_api_routes
 from handlers.backoffice import backoffice_routes
 from handlers.base import NotFoundHandler
@@ -21,9 +21,11 @@ from handlers.bodylimit import DISCARD_LIMIT, BodyLimit
 from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, snapshot_by_order_id
 from models import close_database, open_database
+from services import notifications
 from services.context import AppContext
 from services.jobs.reconcile import Reconciler
-from services.messages.subscribe_messages import MessageSender
+from services.lifecycle.statuses import REFUND_COUNTED
+from services.messages.subscribe_messages import MESSAGE_KINDS, MessageSender
 from services.wechat.notification_verifier import NotificationVerifier
 from services.wechat.open_api import WeChatOpenAPI
 from services.wechat.pay_gateway import PaymentGatewayError, WeChatPayGateway
@@ -62,8 +64,8 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
         (rf"/api/v1/payment/orders/{ORDER_ID}", parents.OrderHandler, c),
         (r"/api/v1/payment/wxpay/create", parents.WxPayCreateHandler, c),
         (rf"/api/v1/payment/wxpay/qrcode/{ORDER_ID}", parents.WxPayQRCodeHandler, c),
-        (r"/api/v1/payment/wxpay/callback", wechatpay_callbacks.PaymentCallbackHandler, c),
-        (r"/api/v1/payment/wxpay/refund-callback", wechatpay_callbacks.RefundCallbackHandler, c),
+        (r"/api/v1/payment/wxpay/callback", wechatpay_notifications.PaymentNotificationHandler, c),
+        (r"/api/v1/payment/wxpay/refund-callback", wechatpay_notifications.RefundNotificationHandler, c),
         *admin_api_routes(c),
         *backoffice_routes(c),
         (r"/ws/orders", OrderStatusSocket, c),
@@ -109,7 +111,6 @@ async def open_context(settings, run_jobs=None) -> AppContext:
     ctx.verifier = NotificationVerifier(settings, ctx.gateway)
     ctx.open_api = WeChatOpenAPI(settings)
     ctx.hub = Hub(ctx.redis, snapshot_by_order_id)
-    ctx.publisher = ctx.hub
     ctx.hub.start()
     ctx.messages = MessageSender(ctx)
     ctx.messages.start()
@@ -180,11 +181,12 @@ def _run(coro, event_loop: str):
 def main():
     """`python server.py`: bind the port, then serve it with one process or WORKERS supervised processes."""
     settings = settings_module.load_or_exit()
-    configure_logging(os.environ.get("LOG_LEVEL", "INFO"), settings.log_format)
+    configure_logging(settings.log_level, settings.log_format)
     # A deep accept queue: 5,000 mini-programs reconnecting at once after a deploy must wait, not be refused.
     sockets = tornado.netutil.bind_sockets(settings.port, settings.host, backlog=LISTEN_BACKLOG)
     metrics.clear_directory()
-    metrics.init_series(settings.reconcile_interval_seconds)
+    metrics.init_series(settings.reconcile_interval_seconds, notifications.KINDS, notifications.OUTCOMES,
+                        REFUND_COUNTED, MESSAGE_KINDS)
     log.info("listening on http://%s:%s with %d worker(s)", settings.host, settings.port, settings.workers)
     if settings.workers == 1:
         _run(serve(settings, sockets), settings.event_loop)

@@ -58,10 +58,11 @@ class Settings:
     trusted_proxies: tuple
     workers: int
     log_format: str
+    log_level: str
     event_loop: str
     metrics_allow: tuple
     reconcile_batch: int
-    notice_lease_seconds: float
+    message_lease_seconds: float
     ws_ping_interval_seconds: float
     db_pool_max: int
     dev_mode: bool
@@ -246,10 +247,11 @@ def load(env=None) -> Settings:
         trusted_proxies=_networks(env, "TRUSTED_PROXIES", ""),
         workers=_int(env, "WORKERS", 1, minimum=1),
         log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
+        log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
         event_loop=_choice(env, "EVENT_LOOP", "asyncio", ("asyncio", "uvloop")),
         metrics_allow=_networks(env, "METRICS_ALLOW", "127.0.0.1/32,::1/128"),
         reconcile_batch=_int(env, "RECONCILE_BATCH", 100, minimum=1),
-        notice_lease_seconds=_float(env, "NOTICE_LEASE_SECONDS", 30.0),
+        message_lease_seconds=_float(env, "MESSAGE_LEASE_SECONDS", 30.0),
         ws_ping_interval_seconds=_float(env, "WS_PING_INTERVAL_SECONDS", 20.0),
         db_pool_max=_int(env, "DB_POOL_MAX", 20, minimum=2),
         dev_mode=_bool(env, "DEV_MODE", False),

@@ -139,7 +139,7 @@ def _database(world, schedule_id):
             "reservations": grouped("SELECT status, COUNT(*) FROM seat_reservations WHERE course_schedule_id = %s "
                                     "GROUP BY 1"),
             "transactions": txns, "duplicate_transactions": [list(r) for r in dup[:5]],
-            "receipts (not in the contract)": optional(world, "SELECT outcome, COUNT(*) FROM notification_receipts "
+            "receipts (not in the contract)": optional(world, "SELECT outcome, COUNT(*) FROM wechatpay_notifications "
                                                               "GROUP BY 1")}
 
 

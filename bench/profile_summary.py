@@ -34,7 +34,7 @@ LAYERS = [
 
 # A frame naming an entry point -> its label; the outermost match in a stack wins.
 ENTRIES = [
-    ("PaymentCallbackHandler", "payment notification (POST /wxpay/callback)"),
+    ("PaymentNotificationHandler", "payment notification (POST /wxpay/callback)"),
     ("CreateOrderHandler", "order create (POST /orders/create)"),
     ("WxPayCreateHandler", "prepay (POST /wxpay/create)"),
     ("OrderStatusSocket", "WebSocket (open, subscribe, push)"),
@@ -45,11 +45,11 @@ ENTRIES = [
     ("Application.log_request", "access log"),
     # stacks py-spy caught without the handler's frame: the service function names the operation
     ("handle_payment_notification", "payment notification (POST /wxpay/callback)"),
-    ("create_order (services/orders.py", "order create (POST /orders/create)"),
-    ("request_payment (services/payments.py", "prepay (POST /wxpay/create)"),
-    ("start_payment (services/payments.py", "prepay (POST /wxpay/create)"),
+    ("create_order (services/orders/booking.py", "order create (POST /orders/create)"),
+    ("request_payment (services/payments/checkout.py", "prepay (POST /wxpay/create)"),
+    ("obtain_prepay (services/payments/checkout.py", "prepay (POST /wxpay/create)"),
     ("_subscribe (realtime/ws.py", "WebSocket (open, subscribe, push)"),
-    ("login_user (services/auth.py", "parent login"),
+    ("login_user (services/accounts/auth.py", "parent login"),
 ]
 
 

@@ -144,7 +144,7 @@ def database_outcome(url):
                      ("reservations", "SELECT status, COUNT(*) FROM seat_reservations GROUP BY status"),
                      ("transactions", "SELECT trade_state, COUNT(*) FROM payment_transactions GROUP BY 1"),
                      # not in the contract's storage section: {} where a checkout keeps them otherwise
-                     ("notifications", "SELECT outcome, COUNT(*) FROM notification_receipts GROUP BY outcome"),
+                     ("notifications", "SELECT outcome, COUNT(*) FROM wechatpay_notifications GROUP BY outcome"),
                      ("booking_notices", "SELECT status, COUNT(*) FROM booking_notices GROUP BY status")):
         try:
             out[key] = {row[0]: row[1] for row in query(url, sql)}

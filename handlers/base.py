@@ -4,11 +4,10 @@ from __future__ import annotations
 import json
 import logging
 
-import peewee
-import pymysql
 import tornado.web
 
 import errors
+from models import DATABASE_UNAVAILABLE
 from services.accounts import tokens
 from services.audit import Actor
 
@@ -17,9 +16,6 @@ from telemetry.context import bind_request, request_id_for
 from .clientip import client_ip
 
 log = logging.getLogger("gym.http")
-
-_DB_ERRORS = (peewee.OperationalError, peewee.InterfaceError, pymysql.err.OperationalError,
-              pymysql.err.InterfaceError, ConnectionError, OSError)
 
 
 class RequestPlumbing:
@@ -115,7 +111,7 @@ class BaseHandler(RequestPlumbing, tornado.web.RequestHandler):
             self._answer_error(e)
         elif isinstance(e, tornado.web.HTTPError):
             self._answer_error(_http_error(e))
-        elif isinstance(e, _DB_ERRORS):
+        elif isinstance(e, DATABASE_UNAVAILABLE):
             log.error("%s %s: dependency unavailable: %s", self.request.method, self.request.path, e)
             self._answer_error(errors.service_unavailable())
         else:

@@ -9,7 +9,7 @@ import tornado.web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 import errors
-from services.orders.booking import get_user_order
+from services.orders.views import get_user_order
 
 from .base import BaseHandler
 

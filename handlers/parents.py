@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from services.accounts import auth, ratelimit
-from services.orders import booking as orders, schedules
-from services.payments import checkout as payments
+from services.orders import booking, schedules, views
+from services.payments import checkout
 
 from .base import BaseHandler
 
@@ -36,8 +36,8 @@ class CreateOrderHandler(BaseHandler):
     async def post(self):
         user_id = self.current_user_id()
         await ratelimit.check(self.ctx, "order", str(user_id))
-        status, order = await orders.create_order(self.ctx, user_id, self.json_body(),
-                                                  self.request.headers.get("Idempotency-Key"),
+        status, order = await booking.create_order(self.ctx, user_id, self.json_body(),
+                                                   self.request.headers.get("Idempotency-Key"),
                                                   self.actor(user_id=user_id))
         self.write_json(order, status)
 
@@ -46,15 +46,15 @@ class OrdersHandler(BaseHandler):
     """GET /api/v1/payment/orders."""
 
     async def get(self):
-        self.write_json({"items": await orders.list_user_orders(self.current_user_id())})
+        self.write_json({"items": await views.list_user_orders(self.current_user_id())})
 
 
 class OrderHandler(BaseHandler):
     """GET /api/v1/payment/orders/{order_id}."""
 
     async def get(self, order_id):
-        order = await orders.get_user_order(self.current_user_id(), order_id)
-        self.write_json(await orders.order_view(order))
+        order = await views.get_user_order(self.current_user_id(), order_id)
+        self.write_json(await views.order_view(order))
 
 
 class CancelOrderHandler(BaseHandler):
@@ -62,7 +62,7 @@ class CancelOrderHandler(BaseHandler):
 
     async def post(self, order_id):
         user_id = self.current_user_id()
-        self.write_json(await payments.cancel_order(self.ctx, user_id, order_id, self.json_body(),
+        self.write_json(await checkout.cancel_order(self.ctx, user_id, order_id, self.json_body(),
                                                     self.actor(user_id=user_id)))
 
 
@@ -71,7 +71,7 @@ class WxPayCreateHandler(BaseHandler):
 
     async def post(self):
         user_id = self.current_user_id()
-        self.write_json(await payments.request_payment(self.ctx, user_id, self.json_body(),
+        self.write_json(await checkout.request_payment(self.ctx, user_id, self.json_body(),
                                                        self.actor(user_id=user_id)))
 
 
@@ -80,6 +80,6 @@ class WxPayQRCodeHandler(BaseHandler):
 
     async def get(self, order_id):
         user_id = self.current_user_id()
-        png = await payments.native_qr_png(self.ctx, user_id, order_id, self.actor(user_id=user_id))
+        png = await checkout.native_qr_png(self.ctx, user_id, order_id, self.actor(user_id=user_id))
         self.set_header("Content-Type", "image/png")
         self.finish(png)

@@ -4,10 +4,15 @@ from __future__ import annotations
 import datetime as dt
 
 import peewee
+import pymysql
 from peewee_async import AioModel, MySQLDatabase
 
 # Deferred: bound to a real server by open_database(); every model uses this one handle.
 database = MySQLDatabase(None)
+
+# What a query raises when MySQL cannot be reached or the connection broke: a 503 to a client, a retry for a job.
+DATABASE_UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError, pymysql.err.OperationalError,
+                        pymysql.err.InterfaceError, ConnectionError, OSError)
 
 
 def utcnow() -> dt.datetime:

@@ -1,15 +1,16 @@
 """Numbered schema migrations; `migrate()` applies the missing ones and is safe to run again.
 
-An applied migration never changes. Migration 1 creates a fixed list of tables from the current models (so a
-fresh database already has later columns); every later step therefore checks before it adds.
+A landed migration is history and never changes: a database that ran it keeps what it did, so a later migration
+changes what must change. Migration 1 is the first release's DDL, frozen (`initial_schema.py`), never built from
+today's models. Databases made by releases whose migration 1 still followed the models of their day already have
+some later columns and indexes, under either name: every step therefore checks before it adds, renames or drops.
+The SQL is what MySQL 8 and MariaDB 10.6+ both accept (no ADD COLUMN IF NOT EXISTS; RENAME INDEX).
 """
 from __future__ import annotations
 
 from .base import database
-from .tables import (
-    CourseSchedule, IdempotencyKey, JobLease, NotificationReceipt, Operator, PaymentAuditLog, PaymentOrder,
-    PaymentTransaction, Refund, SchemaMigration, SeatReservation, User,
-)
+from .initial_schema import SCHEMA_MIGRATIONS_TABLE, initial_statements
+from .tables import SchemaMigration
 
 
 async def _count(sql, params) -> int:
@@ -29,6 +30,11 @@ async def _index_exists(table, index) -> bool:
                         "AND TABLE_NAME = %s AND INDEX_NAME = %s", (table, index)) > 0
 
 
+async def _table_exists(table) -> bool:
+    return await _count("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                        "AND TABLE_NAME = %s", (table,)) > 0
+
+
 async def add_column(table, column, ddl):
     """ALTER TABLE ... ADD COLUMN unless it is there (MySQL 8 has no ADD COLUMN IF NOT EXISTS)."""
     if not await _column_exists(table, column):
@@ -43,10 +49,11 @@ async def add_index(table, index, columns, unique=False):
 
 
 async def _v1_initial_tables():
-    await database.aio_create_tables([
-        User, Operator, CourseSchedule, PaymentOrder, PaymentTransaction, SeatReservation, Refund,
-        PaymentAuditLog, IdempotencyKey, NotificationReceipt, JobLease,
-    ], safe=True)
+    # Each statement only where its table or index is missing, as peewee's create_tables(safe=True) did (IF NOT EXISTS
+    # alone would still warn about the table there).
+    for statement, table, index in initial_statements():
+        if not await (_index_exists(table, index) if index else _table_exists(table)):
+            await database.aio_execute_sql(statement)
 
 
 async def _v2_booking_notices():
@@ -76,17 +83,12 @@ async def _v3_leases_backoff_inbox():
     await add_index("notification_receipts", "notification_receipts_last_seen", ["last_seen_at"])
 
 
-async def _table_exists(table) -> bool:
-    return await _count("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                        "AND TABLE_NAME = %s", (table,)) > 0
-
-
 async def _v4_refunds_and_subscribe_messages():
     for column, ddl in (("idem_key", "VARCHAR(128) NULL"), ("submitted_at", "DATETIME(6) NULL"),
                         ("last_error", "VARCHAR(255) NULL"), ("user_received_account", "VARCHAR(64) NULL")):
         await add_column("refunds", column, ddl)
-    await add_index("refunds", "refunds_order_id_idem_key", ["order_id", "idem_key"], unique=True)
-    await add_index("refunds", "refunds_status", ["status"])
+    await add_index("refunds", "refund_order_id_idem_key", ["order_id", "idem_key"], unique=True)
+    await add_index("refunds", "refund_status", ["status"])
     if await _table_exists("booking_notices") and not await _table_exists("subscribe_messages"):
         await database.aio_execute_sql("RENAME TABLE `booking_notices` TO `subscribe_messages`")
     await add_column("operators", "password_changed_at", "DATETIME(6) NULL")
@@ -96,15 +98,15 @@ async def _v4_refunds_and_subscribe_messages():
     await database.aio_execute_sql("UPDATE `subscribe_messages` SET `dedupe_key` = CONCAT('booking:', `order_id`) "
                                    "WHERE `dedupe_key` IS NULL")
     await database.aio_execute_sql("ALTER TABLE `subscribe_messages` MODIFY `dedupe_key` VARCHAR(64) NOT NULL")
-    await add_index("subscribe_messages", "subscribe_messages_dedupe_key", ["dedupe_key"], unique=True)
-    await add_index("subscribe_messages", "subscribe_messages_order_id", ["order_id"])  # the foreign key's index
+    await add_index("subscribe_messages", "subscribemessage_dedupe_key", ["dedupe_key"], unique=True)
+    await add_index("subscribe_messages", "subscribemessage_order_id", ["order_id"])  # the foreign key's index
     if await _index_exists("subscribe_messages", "booking_notices_order_id"):
         await database.aio_execute_sql("DROP INDEX `booking_notices_order_id` ON `subscribe_messages`")
 
 
 async def _v5_request_ids():
     await add_column("payment_audit_log", "request_id", "VARCHAR(80) NULL")
-    await add_index("payment_audit_log", "payment_audit_log_request_id", ["request_id"])
+    await add_index("payment_audit_log", "paymentauditlog_request_id", ["request_id"])
 
 
 async def _v6_operator_logout():
@@ -121,6 +123,71 @@ async def _v7_seat_counter_and_lazy_messages():
                                    "MODIFY `payload` LONGTEXT NULL")
 
 
+async def _rename_index(table, old, new):
+    if await _index_exists(table, old) and not await _index_exists(table, new):
+        await database.aio_execute_sql(f"ALTER TABLE `{table}` RENAME INDEX `{old}` TO `{new}`")
+
+
+async def _v8_wechatpay_notifications():
+    if await _table_exists("notification_receipts") and not await _table_exists("wechatpay_notifications"):
+        await database.aio_execute_sql("RENAME TABLE `notification_receipts` TO `wechatpay_notifications`")
+    for old, new in (("notification_receipts_event_id", "wechatpay_notifications_event_id"),
+                     ("notification_receipts_out_trade_no", "wechatpay_notifications_out_trade_no"),
+                     ("notification_receipts_last_seen", "wechatpay_notifications_last_seen_at")):
+        await _rename_index("wechatpay_notifications", old, new)
+
+
+# (table, the name a landed migration gave the index, the name the models give it, its columns, unique).
+_INDEX_NAMES = (
+    ("refunds", "refund_order_id_idem_key", "refunds_order_id_idem_key", ("order_id", "idem_key"), True),
+    ("refunds", "refund_status", "refunds_status", ("status",), False),
+    ("subscribe_messages", "subscribemessage_dedupe_key", "subscribe_messages_dedupe_key", ("dedupe_key",), True),
+    ("subscribe_messages", "subscribemessage_order_id", "subscribe_messages_order_id", ("order_id",), False),
+    ("subscribe_messages", "booking_notices_status", "subscribe_messages_status", ("status",), False),
+    ("subscribe_messages", "booking_notices_next_attempt_at", "subscribe_messages_next_attempt_at",
+     ("next_attempt_at",), False),
+    ("payment_audit_log", "paymentauditlog_request_id", "payment_audit_log_request_id", ("request_id",), False),
+    ("payment_orders", "payment_orders_status_next_check", "payment_orders_status_next_check_at",
+     ("status", "next_check_at"), False),
+)
+# NOT NULL columns that migrations added with a DEFAULT, to fill the rows already there. The models give every
+# value themselves and a table built from them has no default; the default goes so that every database is alike.
+_ADDED_WITH_DEFAULT = (
+    ("payment_orders", "check_failures"), ("refunds", "check_failures"), ("wechatpay_notifications", "kind"),
+    ("wechatpay_notifications", "http_status"), ("subscribe_messages", "kind"), ("course_schedules", "confirmed_seats"),
+)
+
+
+async def name_index(table, old, new, columns, unique=False):
+    """Give an index the name `new`: renamed from `old`, or `old` dropped where both exist (a table built from later
+    models got the new one and a migration added the old), or created where neither does."""
+    has_old, has_new = await _index_exists(table, old), await _index_exists(table, new)
+    if has_old and has_new:
+        await database.aio_execute_sql(f"DROP INDEX `{old}` ON `{table}`")
+    elif has_old:
+        await database.aio_execute_sql(f"ALTER TABLE `{table}` RENAME INDEX `{old}` TO `{new}`")
+    elif not has_new:
+        await add_index(table, new, columns, unique)
+
+
+async def _foreign_key_exists(table, column) -> bool:
+    return await _count("SELECT COUNT(*) FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = DATABASE() "
+                        "AND TABLE_NAME = %s AND COLUMN_NAME = %s AND REFERENCED_TABLE_NAME IS NOT NULL",
+                        (table, column)) > 0
+
+
+async def _v9_schema_as_the_models_say():
+    for table, old, new, columns, unique in _INDEX_NAMES:
+        await name_index(table, old, new, columns, unique)
+    # Migration 4 added the column without its foreign key; the index first, so the key does not make its own.
+    await add_index("subscribe_messages", "subscribe_messages_refund_id", ["refund_id"])
+    if not await _foreign_key_exists("subscribe_messages", "refund_id"):
+        await database.aio_execute_sql("ALTER TABLE `subscribe_messages` "
+                                       "ADD FOREIGN KEY (`refund_id`) REFERENCES `refunds` (`id`)")
+    for table, column in _ADDED_WITH_DEFAULT:  # dropping a default that is not there is no error
+        await database.aio_execute_sql(f"ALTER TABLE `{table}` ALTER COLUMN `{column}` DROP DEFAULT")
+
+
 # Append new (version, name, coroutine function) entries; never edit an applied one.
 MIGRATIONS = [
     (1, "initial tables", _v1_initial_tables),
@@ -130,12 +197,15 @@ MIGRATIONS = [
     (5, "request ids in the audit log", _v5_request_ids),
     (6, "operators' logout ends their tokens", _v6_operator_logout),
     (7, "a confirmed-seat counter per session; subscribe messages composed when sent", _v7_seat_counter_and_lazy_messages),
+    (8, "WeChat Pay notifications under one name", _v8_wechatpay_notifications),
+    (9, "index names, keys and defaults as the models declare them", _v9_schema_as_the_models_say),
 ]
 
 
 async def migrate(log=print) -> list[int]:
     """Apply every migration not yet recorded; returns the versions applied now."""
-    await database.aio_create_tables([SchemaMigration], safe=True)
+    if not await _table_exists("schema_migrations"):
+        await database.aio_execute_sql(SCHEMA_MIGRATIONS_TABLE)
     done = {m.version for m in await SchemaMigration.select().aio_execute()}
     applied = []
     for version, name, step in MIGRATIONS:

@@ -42,7 +42,7 @@ class Operator(BaseModel):
 
 
 class CourseSchedule(BaseModel):
-    """One trial class session with a number of seats."""
+    """One trial schedule with a number of seats."""
 
     title = pw.CharField(max_length=127)
     starts_at = UTCDateTimeField(index=True)
@@ -91,6 +91,7 @@ class PaymentOrder(BaseModel):
 
     class Meta:
         table_name = "payment_orders"
+        indexes = ((("status", "next_check_at"), False),)  # the reconciler's due orders
 
 
 class PaymentTransaction(BaseModel):
@@ -205,8 +206,9 @@ class IdempotencyKey(BaseModel):
         indexes = ((("user", "idem_key"), True),)
 
 
-class NotificationReceipt(BaseModel):
-    """The notification inbox: each WeChat Pay notification event id seen, with how it ended.
+class WechatPayNotification(BaseModel):
+    """A WeChat Pay notification (payment or refund) as received: the notification inbox holds one row per event id,
+    with how it ended.
 
     Refused notifications (unauthenticated, so their ids mean nothing) share one row per kind, reason and minute,
     so a flood of forgeries costs a counter, not a row each.
@@ -224,7 +226,8 @@ class NotificationReceipt(BaseModel):
     last_seen_at = UTCDateTimeField(default=utcnow)
 
     class Meta:
-        table_name = "notification_receipts"
+        table_name = "wechatpay_notifications"
+        indexes = ((("last_seen_at",), False),)
 
 
 class JobLease(BaseModel):

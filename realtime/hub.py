@@ -9,7 +9,7 @@ from collections import defaultdict, deque
 
 from models import utcnow
 from telemetry import metrics
-from services.timefmt import iso
+from services.formats import iso
 
 log = logging.getLogger("gym.realtime")
 

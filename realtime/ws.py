@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 
 import tornado.websocket
 
 import errors
 from services.accounts import tokens
-from services.orders.statements import SNAPSHOT, USER_SNAPSHOT
-from services.timefmt import iso
+from services.formats import iso, is_order_id
+from services.orders.views import SNAPSHOT, USER_SNAPSHOT
 from telemetry.context import bind_request, request_id_for
 
 from .hub import status_message
@@ -18,7 +17,6 @@ from .hub import status_message
 log = logging.getLogger("gym.ws")
 
 CLOSE_UNAUTHENTICATED = 4401
-_ORDER_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def snapshot_frame(row) -> dict:
@@ -81,7 +79,7 @@ class OrderStatusSocket(tornado.websocket.WebSocketHandler):
             self.push({"type": "error", "code": "INVALID_REQUEST", "message": "未知的操作"})
 
     async def _subscribe(self, order_id):
-        if not isinstance(order_id, str) or not _ORDER_ID.match(order_id):
+        if not is_order_id(order_id):
             self._not_found(order_id)
             return
         # Register before reading, so a change committed in between is pushed rather than lost; one read decides

@@ -10,7 +10,7 @@ from .credentials import load_or_create, write_service_env
 from .core import Sandbox
 from .key_changes import CHANGES
 from .recorder import mask_uri
-from .handlers import cashier, control, dashboard, keys, openapi, pay
+from .handlers import bill_control, bills, cashier, control, dashboard, keys, openapi, pay
 from .handlers.base import NotFoundHandler
 from .handlers.ui import UI_METHODS, UI_MODULES
 from .store import Store
@@ -29,6 +29,9 @@ def make_app(sandbox):
         (r"/v3/refund/domestic/refunds", pay.RefundCreateHandler),
         (rf"/v3/refund/domestic/refunds/{NAME}", pay.RefundQueryHandler),
         (r"/v3/certificates", pay.CertificatesHandler),
+        (r"/v3/bill/tradebill", bills.TradeBillHandler),
+        (r"/v3/bill/fundflowbill", bills.FundFlowBillHandler),
+        (r"/v3/billdownload/file", bills.BillDownloadHandler),
         (r"/v3/.*", pay.PayNotFoundHandler),
         (r"/sns/jscode2session", openapi.CodeToSessionHandler),
         (r"/cgi-bin/token", openapi.TokenHandler),
@@ -59,6 +62,10 @@ def make_app(sandbox):
         (r"/sandbox/requests", control.RequestsHandler),
         (r"/sandbox/messages", control.MessagesHandler),
         (r"/sandbox/reset", control.ResetHandler),
+        (r"/sandbox/bills/(\d{4}-\d{2}-\d{2})", bill_control.BillHandler),
+        (r"/sandbox/bills/(\d{4}-\d{2}-\d{2})/rows", bill_control.BillRowsHandler),
+        (r"/sandbox/bills/(\d{4}-\d{2}-\d{2})/omit", bill_control.BillOmitHandler),
+        (r"/sandbox/bill", bill_control.BillPageHandler),
         (r"/sandbox/cashier", cashier.CashierHandler),
         (r"/sandbox/?", dashboard.DashboardHandler),
     ]
@@ -96,7 +103,7 @@ async def main(args):
     store = Store(creds.state_dir)
     if args.clear_state:
         store.clear()
-    sandbox = Sandbox(creds, store, time_scale=args.time_scale, notify_key_mode=args.notify_key_mode, base_url=url)
+    sandbox = Sandbox(creds, store, time_scale=args.time_scale, notify_key_mode=args.notify_key_mode, url=url)
     resumed = sandbox.resume()
     server = make_app(sandbox).listen(args.port, address=args.host, xheaders=False)
     log.info("WeChat sandbox on %s (mchid %s, appid %s, state %s, time scale %s): %d orders, %d refunds, "

@@ -15,6 +15,7 @@ class RuntimeConfig:
     answer_key_mode: str = "request"
     refund_auto_settle: bool = True
     refund_settle_seconds: float = 2.0  # multiplied by --time-scale
+    bill_url_ttl_seconds: float = 300.0  # how long a bill's download_url works; real seconds, not scaled
 
     def update(self, changes):
         """Apply a dict of changes, refusing unknown keys and wrong types with 400."""
@@ -28,6 +29,9 @@ class RuntimeConfig:
             elif key == "refund_settle_seconds" and isinstance(value, (int, float)) \
                     and not isinstance(value, bool) and value >= 0:
                 self.refund_settle_seconds = float(value)
+            elif key == "bill_url_ttl_seconds" and isinstance(value, (int, float)) \
+                    and not isinstance(value, bool) and 0 <= value <= 86400:
+                self.bill_url_ttl_seconds = float(value)
             else:
                 raise SandboxError(400, "INVALID_REQUEST", f"配置项 {key} 不存在或取值无效", {"key": key})
         return self

@@ -1,7 +1,9 @@
 """The Sandbox: one object holding every part of the emulated WeChat state, and the actions that span parts."""
 import asyncio
+import dataclasses
 import time
 
+from .bills import BillBook
 from .config import RuntimeConfig
 from .faults import FaultBook
 from .notifier import Notifier
@@ -12,21 +14,24 @@ from .trades import TradeBook
 
 
 class Sandbox:
-    """Orders, refunds, notifications, the mini-program, faults and the request log of one sandbox process.
+    """Orders, refunds, bills, notifications, the mini-program, faults and the request log of one sandbox process.
 
-    What WeChat would keep (orders, refunds, notifications, codes, tokens, messages) lives in `store`; what only
-    steers the sandbox (faults, notification rules, settings, the request record) lives in memory.
+    What WeChat would keep (orders, refunds, notifications, codes, tokens, messages, issued bill files) lives in
+    `store`, and so do the bill controls (a day not ready, foreign rows, a spoilt file), so that a reconciliation
+    retried across a restart meets the same bill; what only steers the sandbox otherwise (faults, notification
+    rules, settings, the request record) lives in memory.
     """
 
-    def __init__(self, creds, store, time_scale=1.0, notify_key_mode="pubkey", base_url=None):
+    def __init__(self, creds, store, time_scale=1.0, notify_key_mode="pubkey", url="http://127.0.0.1:8090"):
         self.creds = creds
-        self.base_url = base_url  # where the service reaches it (service.env is rewritten after a key change)
+        self.url = url  # where the sandbox listens, as clients on this machine reach it
         self.store = store
         self.time_scale = time_scale
         self.default_key_mode = notify_key_mode
         self.config = RuntimeConfig(notify_key_mode=notify_key_mode)
         self.trades = TradeBook(creds, store)
         self.refunds = RefundBook(self.trades, self._refund_settled)
+        self.bills = BillBook(creds, self.trades, self.refunds, self.config, store)
         self.notifier = Notifier(creds, self.config, time_scale, store)
         self.miniprogram = MiniProgram(creds, store)
         self.faults = FaultBook()
@@ -39,10 +44,11 @@ class Sandbox:
             self._arm(refund)
         return self.notifier.resume()
 
-    def pay_order(self, out_trade_no, notify=True, openid=None, bank_type=None):
-        """The payer pays: the order succeeds and, unless `notify` is false, TRANSACTION.SUCCESS goes out."""
+    def pay_order(self, out_trade_no, notify=True, openid=None, bank_type=None, success_time=None):
+        """The payer pays (now, or at `success_time`): the order succeeds and, unless `notify` is false,
+        TRANSACTION.SUCCESS goes out."""
         with self.store.atomic():
-            order = self.trades.pay(out_trade_no, openid=openid, bank_type=bank_type)
+            order = self.trades.pay(out_trade_no, openid=openid, bank_type=bank_type, success_time=success_time)
             note = None
             if notify:
                 note = self.notifier.send("TRANSACTION.SUCCESS", "支付成功", "transaction",
@@ -75,9 +81,10 @@ class Sandbox:
         if self.refunds.refunds[out_refund_no].status == "PROCESSING":
             self.refunds.settle(out_refund_no, "SUCCESS")
 
-    def settle_refund(self, out_refund_no, result):
-        """Settle a refund now (control API): PROCESSING to any end, ABNORMAL to SUCCESS or CLOSED."""
-        refund = self.refunds.settle(out_refund_no, result)
+    def settle_refund(self, out_refund_no, result, success_time=None):
+        """Settle a refund now (control API): PROCESSING to any end, ABNORMAL to SUCCESS or CLOSED; a SUCCESS
+        may be dated `success_time`."""
+        refund = self.refunds.settle(out_refund_no, result, success_time=success_time)
         timer = self._timers.pop(out_refund_no, None)
         if timer:
             timer.cancel()
@@ -91,15 +98,14 @@ class Sandbox:
                            {"out_trade_no": refund.out_trade_no, "out_refund_no": refund.out_refund_no})
 
     def reset(self):
-        """Forget faults and notification rules; settings back to the start values. Orders and keys (every key
-        change included) stay."""
+        """Forget faults, notification rules and bill controls; settings back to the start values. Orders and
+        keys (every key change included) stay."""
         self.faults.clear()
         self.notifier.clear_rules()
-        self.config.notify_key_mode = self.default_key_mode
+        self.bills.reset()
         fresh = RuntimeConfig(notify_key_mode=self.default_key_mode)
-        self.config.answer_key_mode = fresh.answer_key_mode
-        self.config.refund_auto_settle = fresh.refund_auto_settle
-        self.config.refund_settle_seconds = fresh.refund_settle_seconds
+        for name, value in dataclasses.asdict(fresh).items():
+            setattr(self.config, name, value)
 
     def info(self):
         """Public facts of this sandbox (no secrets), for the control API."""

@@ -37,6 +37,9 @@ class Fault:
         # A WeChat Pay fault answers as WeChat Pay would (authenticated, then signed); false sends it unsigned, as a
         # forger on the path would.
         self.signed = field("signed", bool, True)
+        # A failing WeChat Pay fault normally answers instead of handling the request; `handled` lets the request be
+        # handled first (an order placed, a refund made) and only its answer replaced by the error.
+        self.handled = field("handled", bool, False)
         self.errcode = field("errcode", int, -1)
         self.errmsg = field("errmsg", str, "system error")
         default_code, default_message = DEFAULT_CODES.get(self.status, ("SYSTEM_ERROR", "系统错误"))
@@ -48,6 +51,8 @@ class Fault:
             raise SandboxError(400, "INVALID_REQUEST", "status 只能是 0、200 或 400-599")
         if self.status == 200 and is_pay_path(self.path_prefix):
             raise SandboxError(400, "INVALID_REQUEST", "支付接口的故障 status 必须是 400-599")
+        if self.handled and not (self.status and is_pay_path(self.path_prefix)):
+            raise SandboxError(400, "INVALID_REQUEST", "handled 只用于带 status 的支付接口故障")
         if self.latency_on not in LATENCY_ON:
             raise SandboxError(400, "INVALID_REQUEST", "latency_on 只能是 request 或 answer")
         if self.count == 0 or self.count < -1 or self.latency_ms < 0:

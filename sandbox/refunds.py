@@ -115,12 +115,18 @@ class RefundBook:
             raise SandboxError(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
         return refund
 
-    def settle(self, out_refund_no, result="SUCCESS"):
+    def settle(self, out_refund_no, result="SUCCESS", success_time=None):
         """Move a PROCESSING refund to SUCCESS, ABNORMAL or CLOSED, or an ABNORMAL one to SUCCESS or CLOSED;
-        409 REFUND_SETTLED otherwise. The order becomes REFUND on SUCCESS; `on_settled` sends the notification."""
+        409 REFUND_SETTLED otherwise. The order becomes REFUND on SUCCESS; `on_settled` sends the notification.
+        A SUCCESS may be dated `success_time`: not in the future, not before the payment."""
         refund = self.get(out_refund_no)
         if result not in SETTLED_EVENTS:
             raise SandboxError(400, "INVALID_REQUEST", "result 必须是 SUCCESS、ABNORMAL 或 CLOSED")
+        if success_time is not None:
+            paid_at = self.trades.orders[refund.out_trade_no].success_time
+            if result != "SUCCESS" or success_time > clock.now() or success_time < paid_at:
+                raise SandboxError(400, "INVALID_REQUEST", "success_time 须在支付之后、不晚于现在，且仅用于 SUCCESS",
+                                   {"field": "success_time"})
         if result not in SETTLE_FROM.get(refund.status, ()):
             raise conflict("REFUND_SETTLED", f"退款单已处理（{refund.status}），不能再改为 {result}",
                            status=refund.status)
@@ -128,7 +134,8 @@ class RefundBook:
         refund.settle_at = None
         with self.store.atomic():
             if result == "SUCCESS":
-                refund.success_time = clock.now()
+                refund.success_time = clock.now() if success_time is None else \
+                    success_time.astimezone(clock.BEIJING).replace(microsecond=0)
                 order = self.trades.get(refund.out_trade_no)
                 order.trade_state = "REFUND"
                 self.trades.save(order)

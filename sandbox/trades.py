@@ -140,14 +140,22 @@ class TradeBook:
             self.save(order)
         return order
 
-    def pay(self, out_trade_no, openid=None, bank_type=None):
-        """The payer pays (control API): SUCCESS with a transaction id; 409 when not payable."""
+    def pay(self, out_trade_no, openid=None, bank_type=None, success_time=None):
+        """The payer pays (control API), now or at `success_time` (not in the future): SUCCESS with a transaction
+        id; 409 when not payable. An order that expired is still payable at a moment before its time_expire: the
+        payment WeChat Pay took at the last second."""
         order = self.get(out_trade_no)
-        if order.trade_state not in ("NOTPAY", "PAYERROR"):
+        if success_time is not None and success_time > clock.now():
+            raise SandboxError(400, "INVALID_REQUEST", "success_time 不能晚于现在", {"field": "success_time"})
+        paid_in_time = success_time is not None and order.close_reason == "expired" \
+            and success_time < order.time_expire
+        if order.trade_state not in ("NOTPAY", "PAYERROR") and not (order.trade_state == "CLOSED" and paid_in_time):
             raise conflict("ORDER_NOT_PAYABLE", f"订单不可支付（{STATE_DESC[order.trade_state]}）",
                            trade_state=order.trade_state)
         order.trade_state = "SUCCESS"
-        order.success_time = clock.now()
+        order.closed_at = order.close_reason = None
+        order.success_time = clock.now() if success_time is None else \
+            success_time.astimezone(clock.BEIJING).replace(microsecond=0)
         order.transaction_id = "42000" + order.success_time.strftime("%Y%m%d") + random_text(15, string.digits)
         order.bank_type = bank_type or "OTHERS"
         order.paid_openid = order.payer_openid or openid or "o" + random_text(27)

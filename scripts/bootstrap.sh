@@ -41,13 +41,17 @@ if [ "$(cat .venv/.req-hash 2>/dev/null)" != "$req_hash" ]; then
   echo "$req_hash" > .venv/.req-hash
 fi
 
-if [ "${WITH_NODE:-0}" = 1 ] && [ -f tests/node/package.json ]; then
-  lock_hash=$(cat tests/node/package.json tests/node/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
-  if [ "$(cat tests/node/node_modules/.lock-hash 2>/dev/null)" != "$lock_hash" ]; then
-    echo "==> installing the npm test clients"
-    (cd tests/node && npm ci --silent --no-audit --no-fund)
-    echo "$lock_hash" > tests/node/node_modules/.lock-hash
-  fi
+# The npm test clients: tests/node (a WeChat Pay v3 client) and tests/miniprogram (jest + miniprogram-simulate).
+if [ "${WITH_NODE:-0}" = 1 ]; then
+  for dir in tests/node tests/miniprogram; do
+    [ -f "$dir/package.json" ] || continue
+    lock_hash=$(cat "$dir/package.json" "$dir/package-lock.json" 2>/dev/null | sha256sum | cut -c1-16)
+    if [ "$(cat "$dir/node_modules/.lock-hash" 2>/dev/null)" != "$lock_hash" ]; then
+      echo "==> installing the npm test clients in $dir"
+      (cd "$dir" && npm ci --silent --no-audit --no-fund)
+      echo "$lock_hash" > "$dir/node_modules/.lock-hash"
+    fi
+  done
 fi
 
 # htmx for the back office (/admin/), pinned by static/vendor/package-lock.json. The pages work as plain forms and

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Starts (or stops) the project-local MariaDB and Redis under var/, on loopback ports.
-# Idempotent: a second start reuses the servers that already run.
+# Idempotent: a second start reuses the servers that already run; a second stop finds nothing to stop.
 #   scripts/servers.sh start|stop|status
+# GYM_MYSQL_PORT and GYM_REDIS_PORT choose the ports, GYM_VAR_DIR another directory than var/ (a whole second set of
+# servers, as the test of `make run` and `make stop` uses).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-VAR=$ROOT/var
+. scripts/pidfile.sh
+mkdir -p "${GYM_VAR_DIR:-var}"
+VAR=$(cd "${GYM_VAR_DIR:-var}" && pwd)
 MYSQL_PORT=${GYM_MYSQL_PORT:-33061}
 REDIS_PORT=${GYM_REDIS_PORT:-63791}
 MYDIR=$VAR/mysql
@@ -21,7 +25,7 @@ start_mysql() {
   mkdir -p "$MYDIR"
   if mysql_ping; then echo "mariadb: already running on 127.0.0.1:$MYSQL_PORT"; else
     if [ ! -d "$MYDIR/data/mysql" ]; then
-      echo "==> initialising MariaDB in var/mysql/data"
+      echo "==> initialising MariaDB in $MYDIR/data"
       mariadb-install-db --no-defaults --datadir="$MYDIR/data" $(as_user) \
         --auth-root-authentication-method=socket --skip-test-db >"$MYDIR/install.log" 2>&1 \
         || { cat "$MYDIR/install.log"; exit 1; }
@@ -33,7 +37,7 @@ start_mysql() {
       --innodb-buffer-pool-size=128M --max-connections=500 --innodb-flush-log-at-trx-commit=2 \
       --default-time-zone=+00:00 $(as_user) >/dev/null 2>&1 &
     for _ in $(seq 1 120); do mysql_ping && break; sleep 0.25; done
-    mysql_ping || { echo "MariaDB did not start; see var/mysql/error.log"; tail -20 "$MYDIR/error.log"; exit 1; }
+    mysql_ping || { echo "MariaDB did not start; see $MYDIR/error.log"; tail -20 "$MYDIR/error.log"; exit 1; }
   fi
   [ -f "$VAR/db_password" ] || (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$VAR/db_password")
   local pw; pw=$(cat "$VAR/db_password")
@@ -56,7 +60,7 @@ start_redis() {
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RDIR" --daemonize yes \
     --pidfile "$RDIR/redis.pid" --logfile "$RDIR/redis.log" --save "" --appendonly no >/dev/null
   for _ in $(seq 1 40); do redis_ping && break; sleep 0.25; done
-  redis_ping || { echo "Redis did not start; see var/redis/redis.log"; exit 1; }
+  redis_ping || { echo "Redis did not start; see $RDIR/redis.log"; exit 1; }
 }
 
 write_env() {
@@ -72,11 +76,10 @@ ENV
 }
 
 stop_all() {
-  if [ -f "$MYDIR/mysqld.pid" ] && kill -0 "$(cat "$MYDIR/mysqld.pid")" 2>/dev/null; then
-    echo "==> stopping MariaDB"; kill "$(cat "$MYDIR/mysqld.pid")"
-    for _ in $(seq 1 80); do kill -0 "$(cat "$MYDIR/mysqld.pid" 2>/dev/null)" 2>/dev/null || break; sleep 0.25; done
-  fi
-  if redis_ping; then echo "==> stopping Redis"; redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; fi
+  # By pid file, and only the servers of this directory (each runs in its own data directory); MariaDB gets a
+  # minute to shut down cleanly before SIGKILL, Redis keeps nothing (--save "").
+  stop_process MariaDB "$MYDIR/mysqld.pid" "--datadir=$MYDIR/data" "$MYDIR/data" 60
+  stop_process Redis "$RDIR/redis.pid" redis-server "$RDIR"
 }
 
 case "${1:-start}" in

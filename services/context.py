@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from telemetry import metrics
 
+from .lifecycle.statuses import PAID, REFUND_COUNTED, SUCCESS
+
 log = logging.getLogger("gym")
 
 
@@ -18,7 +20,6 @@ class AppContext:
     verifier: object = None  # services.wechat.notification_verifier.NotificationVerifier
     redis: object = None  # redis.asyncio.Redis
     open_api: object = None  # services.wechat.open_api.WeChatOpenAPI
-    publisher: object = None  # realtime publisher: async publish(events)
     messages: object = None  # services.messages.subscribe_messages.MessageSender
     hub: object = None  # realtime.hub.Hub
     reconciler: object = None  # services.jobs.reconcile.Reconciler
@@ -26,7 +27,7 @@ class AppContext:
 
     def count_message(self, kind, result):
         """A subscribe message was sent, will be retried, or failed for good."""
-        metrics.NOTICES.labels(kind, result).inc()
+        metrics.SUBSCRIBE_MESSAGES.labels(kind, result).inc()
 
     def count_notification(self, kind, outcome):
         """A WeChat Pay notification ended with `outcome`."""
@@ -35,11 +36,11 @@ class AppContext:
     async def committed(self, uow):
         """After a commit: count it, push the status changes, wake the message sender; never raises."""
         events = uow.events
-        metrics.committed(uow, self.settings.reconcile_interval_seconds)
-        if events and self.publisher is not None:
+        metrics.committed(uow, self.settings.reconcile_interval_seconds, REFUND_COUNTED)
+        if events and self.hub is not None:
             try:
-                await self.publisher.publish(events)
+                await self.hub.publish(events)
             except Exception:  # noqa: BLE001 - a push that cannot go out never undoes the committed state
                 log.exception("publishing %d status events failed", len(events))
-        if self.messages is not None and (any(e["status"] == "paid" for e in events) or "SUCCESS" in uow.refunds):
+        if self.messages is not None and (any(e["status"] == PAID for e in events) or SUCCESS in uow.refunds):
             self.messages.kick()

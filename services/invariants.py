@@ -18,13 +18,13 @@ from models import (
     CourseSchedule, PaymentAuditLog, PaymentOrder, PaymentTransaction, Refund, SeatReservation, database, utcnow,
 )
 
-from .orders.seats import seat_taking_condition
+from .lifecycle.seats import R, select_reservations, takes_seat_where
+from .lifecycle.statuses import (
+    CONFIRMED, ENDED, HOLDING, MONEY_TAKEN, PAID, PENDING, REFUND_HOLDING, REFUNDED, SUCCESS, TEMPORARY, TRADE_PAID,
+)
+from .retry import backoff_seconds
 from .wechat.pay_gateway import PaymentGatewayError
 
-PAID = ("paid", "refund_required", "refunded")  # the orders WeChat Pay took money for
-ENDED = ("cancelled", "failed", "expired", "refund_required", "refunded")  # they hold no seat
-HOLDING = ("temporary", "confirmed")
-REFUND_HOLDING = ("PROCESSING", "SUCCESS", "ABNORMAL")  # refunds that count against what was paid
 PAGE = 1000
 
 
@@ -56,8 +56,8 @@ async def check_invariants(reconcile_interval: float = 60.0, now=None) -> list[V
 
 
 async def _count_by_schedule(condition) -> dict:
-    rows = await (SeatReservation.select(SeatReservation.course_schedule, fn.COUNT(SeatReservation.id).alias("n"))
-                  .where(condition).group_by(SeatReservation.course_schedule).dicts().aio_execute())
+    rows = await (select_reservations(R.course_schedule, fn.COUNT(R.id).alias("n"))
+                  .where(condition).group_by(R.course_schedule).dicts().aio_execute())
     return {row["course_schedule"]: row["n"] for row in rows}
 
 
@@ -66,8 +66,8 @@ async def _capacity(now) -> list[Violation]:
     schedules = list(await CourseSchedule.select(CourseSchedule.id, CourseSchedule.capacity,
                                                   CourseSchedule.confirmed_seats).aio_execute())
     capacity = {s.id: s.capacity for s in schedules}
-    confirmed = await _count_by_schedule(SeatReservation.status == "confirmed")
-    taken = await _count_by_schedule(seat_taking_condition(now))
+    confirmed = await _count_by_schedule(R.status == CONFIRMED)
+    taken = await _count_by_schedule(takes_seat_where(now))
     # The counter a payment claims its seat with must equal the confirmed reservations it stands for.
     found = [Violation("seat_counter", None, f"schedule={s.id} confirmed_seats={s.confirmed_seats} "
                        f"confirmed reservations={confirmed.get(s.id, 0)}")
@@ -77,7 +77,7 @@ async def _capacity(now) -> list[Violation]:
             # The seats confirmed after the last one that fitted are the oversold ones.
             extra = await (SeatReservation.select(SeatReservation.id, PaymentOrder.order_id)
                            .join(PaymentOrder, on=(SeatReservation.order == PaymentOrder.id))
-                           .where((SeatReservation.course_schedule == sid) & (SeatReservation.status == "confirmed"))
+                           .where((SeatReservation.course_schedule == sid) & (SeatReservation.status == CONFIRMED))
                            .order_by(SeatReservation.confirmed_at, SeatReservation.id)
                            .offset(capacity[sid]).limit(PAGE).dicts().aio_execute())
             found += [Violation("capacity", row["order_id"], f"schedule={sid} confirmed={n} capacity={capacity[sid]}")
@@ -127,7 +127,7 @@ async def _check_orders(orders, now, reconcile_interval) -> list[Violation]:
 
 def _transactions(order, txns) -> list[Violation]:
     """A paid (or refund_required, refunded) order has exactly one transaction of its amount; others have none."""
-    if order.status not in PAID:
+    if order.status not in MONEY_TAKEN:
         return [Violation("transactions", order.order_id, f"status={order.status} has {len(txns)} transaction(s)")] \
             if txns else []
     if len(txns) != 1:
@@ -148,8 +148,8 @@ def _seat(order, reservation) -> list[Violation]:
     if reservation is None:
         return [Violation("seats", order.order_id, f"status={order.status} has no reservation")]
     wrong = (order.status in ENDED and reservation.status in HOLDING) \
-        or (order.status == "paid" and reservation.status != "confirmed") \
-        or (order.status == "pending" and reservation.status != "temporary")
+        or (order.status == PAID and reservation.status != CONFIRMED) \
+        or (order.status == PENDING and reservation.status != TEMPORARY)
     if not wrong:
         return []
     return [Violation("seats", order.order_id, f"status={order.status} reservation={reservation.status}")]
@@ -157,7 +157,7 @@ def _seat(order, reservation) -> list[Violation]:
 
 def _stale(order, reservation, now, reconcile_interval) -> list[Violation]:
     """No order pending past its end (or past a hold that lapsed before payment) plus two reconcile intervals."""
-    if order.status != "pending":
+    if order.status != PENDING:
         return []
     end = order.expires_at
     if reservation is not None and not reservation.payment_started and reservation.expires_at < end:
@@ -170,16 +170,16 @@ def _stale(order, reservation, now, reconcile_interval) -> list[Violation]:
 
 def _refunds(order, refunds) -> list[Violation]:
     """refunded_fen sums the SUCCESS refunds, refunds never exceed what was paid, all of it back is `refunded`."""
-    success = sum(r.amount_fen for r in refunds if r.status == "SUCCESS")
+    success = sum(r.amount_fen for r in refunds if r.status == SUCCESS)
     holding = sum(r.amount_fen for r in refunds if r.status in REFUND_HOLDING)
     found = []
-    if refunds and order.status not in PAID:
+    if refunds and order.status not in MONEY_TAKEN:
         found.append(f"{len(refunds)} refund(s) on status={order.status}")
     if order.refunded_fen != success:
         found.append(f"refunded_fen={order.refunded_fen} but SUCCESS refunds sum to {success}")
     if holding > order.amount_fen:
         found.append(f"refunds of {holding} fen over the {order.amount_fen} paid")
-    if (success >= order.amount_fen) != (order.status == "refunded"):
+    if (success >= order.amount_fen) != (order.status == REFUNDED):
         found.append(f"status={order.status} with {success} of {order.amount_fen} fen refunded")
     return [Violation("refunds", order.order_id, detail) for detail in found]
 
@@ -243,7 +243,7 @@ async def _ask(gateway, out_trade_no, pace, attempts=3):
             except PaymentGatewayError as e:
                 if not e.retryable or attempt == attempts - 1:
                     return None, str(e)
-        await asyncio.sleep(0.5 * 2 ** attempt)
+        await asyncio.sleep(backoff_seconds(0.5, attempt))
     return None, "no answer"
 
 
@@ -284,14 +284,14 @@ async def _compare(pks, answers, reconcile_interval) -> list[Violation]:
             continue
         state = (txn or {}).get("trade_state")
         n = counts.get(order.id, 0)
-        if state in ("SUCCESS", "REFUND"):
-            if order.status in PAID and n == 1:
+        if state in TRADE_PAID:
+            if order.status in MONEY_TAKEN and n == 1:
                 continue
-            if order.status == "pending" and _recent(txn, 2 * reconcile_interval):
+            if order.status == PENDING and _recent(txn, 2 * reconcile_interval):
                 continue  # its notification (or the reconciler) is on its way
             found.append(Violation("wechatpay", order.order_id, f"WeChat Pay says {state} ({txn.get('transaction_id')})"
                                    f" but status={order.status} with {n} transaction(s)"))
-        elif order.status in PAID:
+        elif order.status in MONEY_TAKEN:
             found.append(Violation("wechatpay", order.order_id, f"status={order.status} but WeChat Pay says {state}"))
     return found
 

@@ -10,7 +10,8 @@ import pymysql
 from models import database
 
 from . import audit
-from .timefmt import iso
+from .formats import iso
+from .lifecycle.statuses import EXPIRED
 
 log = logging.getLogger("gym.uow")
 
@@ -22,7 +23,6 @@ class UnitOfWork:
 
     def __init__(self):
         self.events = []
-        self.after_commit = []
         self.payments = []  # sources of the payments applied (notify | query | close)
         self.releases = []  # (released_at, due) of the seats given back
         self.refunds = []  # statuses refunds reached
@@ -43,7 +43,7 @@ class UnitOfWork:
 
     def seat_released(self, reservation):
         """A seat was given back; it was due at its hold's end when it lapsed, else at once."""
-        due = reservation.expires_at if reservation.status == "expired" else reservation.released_at
+        due = reservation.expires_at if reservation.status == EXPIRED else reservation.released_at
         self.releases.append((reservation.released_at, due))
 
     def payment_failed(self, reason):
@@ -84,10 +84,5 @@ async def run_in_transaction(ctx, fn, *args, retries=4, **kwargs):
                 await asyncio.sleep(0.01 * attempt)
                 continue
             raise
-        for hook in uow.after_commit:
-            try:
-                await hook()
-            except Exception:  # noqa: BLE001
-                log.exception("after-commit hook failed")
         await ctx.committed(uow)
         return result

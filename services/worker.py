@@ -4,12 +4,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import peewee
-import pymysql
+from models import DATABASE_UNAVAILABLE
 
 log = logging.getLogger("gym.worker")
-_UNAVAILABLE = (peewee.OperationalError, peewee.InterfaceError, pymysql.err.OperationalError,
-                pymysql.err.InterfaceError, ConnectionError, OSError, asyncio.TimeoutError)
+_UNAVAILABLE = (*DATABASE_UNAVAILABLE, asyncio.TimeoutError)  # the database or a network peer is away
 
 
 class BackgroundWorker:

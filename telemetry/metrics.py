@@ -42,7 +42,8 @@ RECONCILE_LAST_SUCCESS = Gauge("gym_reconcile_last_success_timestamp_seconds",
                                "Unix time of the reconciler's last complete pass", multiprocess_mode="max")
 RECONCILE_INTERVAL = Gauge("gym_reconcile_interval_seconds", "The configured reconcile interval",
                            multiprocess_mode="max")
-NOTICES = Counter("gym_notices_total", "Subscribe messages to parents by result", ["kind", "result"])
+SUBSCRIBE_MESSAGES = Counter("gym_subscribe_messages_total", "Subscribe messages to parents by result",
+                             ["kind", "result"])
 WECHATPAY_DURATION = Histogram("gym_wechatpay_request_duration_seconds", "WeChat Pay API call latency", ["api"],
                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15))
 WECHATPAY_CALLS = Counter("gym_wechatpay_requests_total", "WeChat Pay API calls by outcome", ["api", "outcome"])
@@ -58,17 +59,19 @@ REDIS_PUSH_BACKLOG = Gauge("gym_push_outbox", "Status pushes waiting for Redis",
 ON_TIME_LABELS = ("true", "false")
 
 
-def init_series(reconcile_interval: float):
-    """Create every known label combination at zero, so the first event shows in increase()."""
+def init_series(reconcile_interval: float, notification_kinds, notification_outcomes, refund_statuses,
+                message_kinds):
+    """Create every known label combination at zero, so the first event shows in increase() (the label values are
+    the service's own: server.py passes them)."""
     for source in ("notify", "query"):
         PAYMENTS.labels(source)
-    for kind in ("payment", "refund"):
-        for outcome in ("applied", "duplicate", "anomaly", "ignored", "unknown_order", "refused"):
+    for kind in notification_kinds:
+        for outcome in notification_outcomes:
             NOTIFICATIONS.labels(kind, outcome)
-    for kind in ("booking", "refund"):
+    for kind in message_kinds:
         for result in ("sent", "retry", "failed"):
-            NOTICES.labels(kind, result)
-    for status in ("SUCCESS", "CLOSED", "ABNORMAL"):
+            SUBSCRIBE_MESSAGES.labels(kind, result)
+    for status in refund_statuses:
         REFUNDS.labels(status)
     for on_time in ON_TIME_LABELS:
         SEAT_RELEASES.labels(on_time)
@@ -84,8 +87,9 @@ def observe_request(route: str, method: str, status: int, seconds: float):
     HTTP_DURATION.labels(route, method).observe(seconds)
 
 
-def committed(uow, reconcile_interval: float):
-    """Count what a committed unit of work did: payments, seat releases, refunds."""
+def committed(uow, reconcile_interval: float, refund_statuses):
+    """Count what a committed unit of work did: payments, seat releases, failures, and refunds that reached one of
+    `refund_statuses`."""
     for source in uow.payments:
         PAYMENTS.labels("notify" if source == "notify" else "query").inc()
     for released_at, due in uow.releases:
@@ -94,7 +98,7 @@ def committed(uow, reconcile_interval: float):
     for reason in uow.failures:
         PAYMENT_FAILURES.labels(reason or "unknown").inc()
     for status in uow.refunds:
-        if status in ("SUCCESS", "CLOSED", "ABNORMAL"):
+        if status in refund_statuses:
             REFUNDS.labels(status).inc()
 
 

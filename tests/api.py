@@ -52,11 +52,11 @@ class Api:
         return data["token"], minted["openid"]
 
     async def admin_token(self, role="admin"):
-        """An operator token (the operator is made through the service's own create_operator)."""
-        from services.accounts.auth import create_operator
+        """An operator token (the operator is made through the service's own provision_operator)."""
+        from services.accounts.operators import provision_operator
 
         name = f"op-{role}-{time.monotonic_ns()}"
-        await create_operator(name, "correct-horse-battery", role)
+        await provision_operator(name, "correct-horse-battery", role)
         status, data, _ = await self.call("POST", "/api/v1/admin/login",
                                           {"username": name, "password": "correct-horse-battery"})
         assert status == 200, data

@@ -6,12 +6,12 @@ import tornado.web
 from .assets import asset_routes
 from .base import PageNotFound
 from .home import HomeHandler
-from .lists import AuditHandler, InboxHandler, RefundsHandler
+from .lists import AuditHandler, NotificationsHandler, RefundsHandler
 from .login import LoginHandler, LogoutHandler
 from .operators import OperatorHandler, OperatorsHandler
 from .orders import OrderHandler, OrdersHandler, QueueHandler
 from .refund_dialog import RefundDialogHandler
-from .sessions import SessionHandler, SessionsHandler
+from .schedules import ScheduleHandler, SchedulesHandler
 
 
 def backoffice_routes(c) -> list:
@@ -28,10 +28,10 @@ def backoffice_routes(c) -> list:
         (rf"/admin/orders/{oid}/refund", RefundDialogHandler, c),
         (r"/admin/queue", QueueHandler, c),
         (r"/admin/refunds", RefundsHandler, c),
-        (r"/admin/inbox", InboxHandler, c),
+        (r"/admin/notifications", NotificationsHandler, c),
         (r"/admin/audit", AuditHandler, c),
-        (r"/admin/sessions", SessionsHandler, c),
-        (rf"/admin/sessions/{num}", SessionHandler, c),
+        (r"/admin/schedules", SchedulesHandler, c),
+        (rf"/admin/schedules/{num}", ScheduleHandler, c),
         (r"/admin/operators", OperatorsHandler, c),
         (rf"/admin/operators/{num}", OperatorHandler, c),
         (r"/admin/.*", PageNotFound, c),

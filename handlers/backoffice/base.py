@@ -5,16 +5,15 @@ import logging
 import os
 from urllib.parse import urlencode
 
-import peewee
-import pymysql
 import tornado.web
 
 import errors
-from services.accounts import auth
+from models import DATABASE_UNAVAILABLE
+from services.accounts import auth, roles
 from services.audit import Actor
 
 from ..base import RequestPlumbing
-from . import labels, roles, session
+from . import labels, login_cookie
 from .assets import ROOT, htmx_available
 
 log = logging.getLogger("gym.backoffice")
@@ -22,8 +21,6 @@ log = logging.getLogger("gym.backoffice")
 TEMPLATES = os.path.join(ROOT, "templates", "backoffice")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
-_DB_ERRORS = (peewee.OperationalError, peewee.InterfaceError, pymysql.err.OperationalError,
-              pymysql.err.InterfaceError, ConnectionError, OSError)
 _HTTP_MESSAGES = {
     400: "请求参数错误", 403: "页面已过期或请求来源无法验证，请刷新页面后重试", 404: "页面不存在",
     405: "不支持该请求方法", 413: "提交的内容过大",
@@ -33,8 +30,8 @@ _HTTP_MESSAGES = {
 class PageHandler(RequestPlumbing, tornado.web.RequestHandler):
     """A back office page: every request carries a live operator session whose role holds the method's right.
 
-    `rights` maps each method to a right of roles.RIGHTS; a method not listed is 405. `public` pages (login) need
-    no session. Every POST must carry Tornado's XSRF token (form field `_xsrf` or header `X-XSRFToken`).
+    `rights` maps each method to a right of services.accounts.roles; a method not listed is 405. `public` pages
+    (login) need no session. Every POST must carry Tornado's XSRF token (form field `_xsrf` or header `X-XSRFToken`).
     """
 
     rights: dict = {}
@@ -61,12 +58,12 @@ class PageHandler(RequestPlumbing, tornado.web.RequestHandler):
         """Every cookie of the pages (the session and Tornado's `_xsrf`): /admin only, HttpOnly, SameSite=Strict,
         Secure when the request came over HTTPS."""
         kwargs.update(httponly=True, samesite="Strict", secure=self.over_https)
-        super().set_cookie(name, value, domain, expires, session.PATH, expires_days, **kwargs)
+        super().set_cookie(name, value, domain, expires, login_cookie.PATH, expires_days, **kwargs)
 
     @property
     def over_https(self) -> bool:
         """True when the browser talks HTTPS to us (directly, or to a proxy inside TRUSTED_PROXIES)."""
-        return session.came_over_https(self.request, self.ctx.settings.trusted_proxies)
+        return login_cookie.came_over_https(self.request, self.ctx.settings.trusted_proxies)
 
     def operator_actor(self) -> Actor:
         """The audit actor of this page's action: the logged-in operator."""
@@ -78,7 +75,7 @@ class PageHandler(RequestPlumbing, tornado.web.RequestHandler):
             self.check_xsrf_cookie()  # Tornado's own check: 403 without the right token
         if self.public:
             return
-        token = session.load(self)
+        token = login_cookie.load(self)
         if token is None:
             self.to_login(expired=False)
             return
@@ -87,7 +84,7 @@ class PageHandler(RequestPlumbing, tornado.web.RequestHandler):
         except errors.ServiceError as e:
             if e.status != 401:
                 raise
-            session.forget(self)  # expired, password changed or deactivated: out at once
+            login_cookie.forget(self)  # expired, password changed or deactivated: out at once
             self.to_login(expired=True)
             return
         right = self.rights.get(self.request.method)
@@ -176,7 +173,7 @@ class PageHandler(RequestPlumbing, tornado.web.RequestHandler):
             self.show_error(e.status, e.message)
         elif isinstance(e, tornado.web.HTTPError):
             self.show_error(e.status_code, _HTTP_MESSAGES.get(e.status_code, "请求失败"))
-        elif isinstance(e, _DB_ERRORS):
+        elif isinstance(e, DATABASE_UNAVAILABLE):
             log.error("%s %s: dependency unavailable: %s", self.request.method, self.request.path, e)
             self.show_error(503, "服务暂时不可用，请稍后重试")
         else:

@@ -44,7 +44,3 @@ def local_input(iso_text) -> str:
     """An ISO time from the services as a `datetime-local` value (Beijing wall clock)."""
     return str(iso_text)[:16] if iso_text else ""
 
-
-def yuan_input(fen: int) -> str:
-    """Integer fen as the yuan a person would type (`200.00`)."""
-    return f"{fen // 100}.{fen % 100:02d}"

@@ -1,6 +1,8 @@
 """What the pages show people: Chinese names of statuses, kinds and outcomes, times in Beijing, money in yuan."""
 from __future__ import annotations
 
+from services import formats
+
 ORDER_STATUS = {"pending": "待支付", "paid": "已支付", "failed": "支付失败", "cancelled": "已取消",
                 "expired": "已过期", "refund_required": "待退款", "refunded": "已退款"}
 RESERVATION_STATUS = {"temporary": "临时占位", "confirmed": "已确认", "cancelled": "已取消", "expired": "已过期"}
@@ -28,12 +30,11 @@ def when(iso_text) -> str:
 
 
 def yuan(fen) -> str:
-    """Integer fen as `¥200.00`."""
+    """Integer fen as `¥200.00` (`-¥1.50` for a negative amount)."""
     if fen is None:
         return "—"
-    sign = "-" if fen < 0 else ""
-    fen = abs(int(fen))
-    return f"{sign}¥{fen // 100}.{fen % 100:02d}"
+    text = formats.yuan(fen)
+    return f"-¥{text[1:]}" if text.startswith("-") else f"¥{text}"
 
 
 def actor(text) -> str:

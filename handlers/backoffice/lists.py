@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import errors
+from services import notifications
 from services.backoffice import queries
+from services.paging import EMPTY_PAGE
+from services.lifecycle.statuses import ABNORMAL, REFUND_STATUSES
 
 from .base import PageHandler
-
-EMPTY = {"items": [], "next_cursor": None}
 
 
 async def _found(lookup, args):
@@ -16,7 +17,7 @@ async def _found(lookup, args):
     except errors.ServiceError as e:
         if e.status != 400:
             raise
-        return EMPTY, e.message, 400
+        return EMPTY_PAGE, e.message, 400
 
 
 class RefundsHandler(PageHandler):
@@ -27,23 +28,23 @@ class RefundsHandler(PageHandler):
     async def get(self):
         args = self.args("status")
         found, error, status = await _found(queries.list_refunds, args)
-        abnormal = EMPTY
+        abnormal = EMPTY_PAGE
         if not args["status"] and not args["cursor"] and not self.wants("results"):
-            abnormal = await queries.list_refunds({"status": "ABNORMAL", "limit": "200"})
+            abnormal = await queries.list_refunds({"status": ABNORMAL, "limit": "200"})
         self.show("refunds.html", "_refunds_table.html", "results", status, found=found, abnormal=abnormal,
-                  args=args, error=error, statuses=queries.REFUND_STATUSES)
+                  args=args, error=error, statuses=REFUND_STATUSES)
 
 
-class InboxHandler(PageHandler):
-    """GET /admin/inbox?kind=&outcome=: every WeChat Pay notification received, refused ones included."""
+class NotificationsHandler(PageHandler):
+    """GET /admin/notifications?kind=&outcome=: every WeChat Pay notification received, refused ones included."""
 
-    rights = {"GET": "inbox.read"}
+    rights = {"GET": "notifications.read"}
 
     async def get(self):
         args = self.args("kind", "outcome")
         found, error, status = await _found(queries.list_notifications, args)
-        self.show("inbox.html", "_inbox_table.html", "results", status, found=found, args=args, error=error,
-                  kinds=queries.KINDS, outcomes=queries.OUTCOMES)
+        self.show("notifications.html", "_notifications_table.html", "results", status, found=found, args=args,
+                  error=error, kinds=notifications.KINDS, outcomes=notifications.OUTCOMES)
 
 
 class AuditHandler(PageHandler):

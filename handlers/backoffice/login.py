@@ -4,7 +4,7 @@ from __future__ import annotations
 import errors
 from services.accounts import auth, ratelimit
 
-from . import session
+from . import login_cookie
 from .base import PageHandler
 
 HOME = "/admin/"
@@ -37,7 +37,7 @@ class LoginHandler(PageHandler):
             self.set_status(e.status)
             self.render("login.html", username=username, error=message, next=next_page, thrown_out=False)
             return
-        session.store(self, login["token"], login["expires_in"])
+        login_cookie.store(self, login["token"], login["expires_in"])
         self.redirect(next_page, status=303)
 
 
@@ -48,8 +48,8 @@ class LogoutHandler(PageHandler):
     public = True
 
     async def post(self):
-        token = session.load(self)
+        token = login_cookie.load(self)
         if token is not None:
             await auth.end_operator_sessions(self.ctx, token)
-        session.forget(self)
+        login_cookie.forget(self)
         self.redirect("/admin/login", status=303)

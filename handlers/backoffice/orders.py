@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import errors
 from services.backoffice import queries
+from services.paging import EMPTY_PAGE
+from services.lifecycle.statuses import ORDER_STATUSES, REFUND_REQUIRED
 from services.orders import schedules
 
 from .base import PageHandler
-from .refund_dialog import refundable_fen
+from .refund_dialog import refundable_in
 
-EMPTY = {"items": [], "next_cursor": None}
-SESSION_CHOICES = 200  # the session filter offers the newest sessions
+
+SCHEDULE_CHOICES = 200  # the schedule filter offers the newest schedules
 
 
 class OrdersHandler(PageHandler):
@@ -19,15 +21,15 @@ class OrdersHandler(PageHandler):
 
     async def get(self):
         args = self.args("status", "course_schedule_id", "q")
-        found, error, status = EMPTY, None, 200
+        found, error, status = EMPTY_PAGE, None, 200
         try:
             found = await queries.search_orders(args)
         except errors.ServiceError as e:  # an unknown filter value: say so above an empty list
             error, status = e.message, e.status
-        sessions = [] if self.wants("results") else (await schedules.page_schedules(
-            self.ctx.settings, {"limit": str(SESSION_CHOICES)}))["items"]
+        schedules_offered = [] if self.wants("results") else (await schedules.page_schedules(
+            self.ctx.settings, {"limit": str(SCHEDULE_CHOICES)}))["items"]
         self.show("orders.html", "_orders_table.html", "results", status, found=found, args=args, error=error,
-                  sessions=sessions, statuses=queries.ORDER_STATUSES)
+                  schedules_offered=schedules_offered, statuses=ORDER_STATUSES)
 
 
 class QueueHandler(PageHandler):
@@ -37,15 +39,15 @@ class QueueHandler(PageHandler):
 
     async def get(self):
         args = self.args()
-        found = await queries.search_orders({**args, "status": "refund_required"})
+        found = await queries.search_orders({**args, "status": REFUND_REQUIRED})
         self.show("queue.html", "_orders_table.html", "results", found=found, error=None)
 
 
 class OrderHandler(PageHandler):
-    """GET /admin/orders/{order_id}: the order, its parent, session, timeline, notifications, payment, refunds."""
+    """GET /admin/orders/{order_id}: the order, its parent, schedule, timeline, notifications, payment, refunds."""
 
     rights = {"GET": "orders.read"}
 
     async def get(self, order_id):
         story = await queries.order_story(order_id)
-        self.show("order.html", "_story.html", "story", story=story, refundable=refundable_fen(story))
+        self.show("order.html", "_story.html", "story", story=story, refundable=refundable_in(story))

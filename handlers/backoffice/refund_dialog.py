@@ -6,21 +6,18 @@ import uuid
 
 import errors
 from services.backoffice import queries
+from services.formats import yuan
+from services.lifecycle.refunds import refundable_fen
 from services.refunds import refunds
 
 from . import forms
 from .base import PageHandler
 
-REFUNDABLE_STATUSES = ("paid", "refund_required")
-NOT_HOLDING = ("CLOSED", "REJECTED")  # refunds that no longer count against what can be refunded
 
-
-def refundable_fen(story: dict) -> int:
-    """What can still be refunded: the paid amount less every refund not CLOSED or REJECTED (0 when not refundable)."""
-    if story["status"] not in REFUNDABLE_STATUSES:
-        return 0
-    return max(story["amount_fen"] - sum(r["amount_fen"] for r in story["refunds"] if r["status"] not in NOT_HOLDING),
-               0)
+def refundable_in(story: dict) -> int:
+    """What the order in the story can still be refunded (services.lifecycle.refunds.refundable_fen)."""
+    return refundable_fen(story["status"], story["amount_fen"],
+                          [(r["amount_fen"], r["status"]) for r in story["refunds"]])
 
 
 def new_key() -> str:
@@ -35,15 +32,15 @@ class RefundDialogHandler(PageHandler):
 
     async def get(self, order_id):
         story = await queries.order_story(order_id)
-        refundable = refundable_fen(story)
-        self.dialog(story, "form", amount=forms.yuan_input(refundable), reason=refunds.DEFAULT_REASON,
+        refundable = refundable_in(story)
+        self.dialog(story, "form", amount=yuan(refundable), reason=refunds.DEFAULT_REASON,
                     key=new_key(), refundable=refundable)
 
     async def post(self, order_id):
         story = await queries.order_story(order_id)
         step, key = self.form("step"), self.form("key")
         amount_text, reason = self.form("amount"), self.form("reason")
-        values = dict(amount=amount_text, reason=reason, key=key or new_key(), refundable=refundable_fen(story))
+        values = dict(amount=amount_text, reason=reason, key=key or new_key(), refundable=refundable_in(story))
         if step == "confirm":
             await self.confirm(story, values)
             return
@@ -78,7 +75,7 @@ class RefundDialogHandler(PageHandler):
             # Nothing was refunded (or WeChat Pay refused it): a new decision gets a new key.
             fresh = await queries.order_story(story["order_id"])
             self.dialog(fresh, "form", status=e.status, error=e.message, rejected=e.code == "REFUND_REJECTED",
-                        **dict(values, key=new_key(), refundable=refundable_fen(fresh)))
+                        **dict(values, key=new_key(), refundable=refundable_in(fresh)))
             return
         self.dialog(story, "done", refund=refund, repeated=status == 200, **values)
 

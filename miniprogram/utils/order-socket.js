@@ -5,6 +5,9 @@
 const config = require("../config");
 
 const CLOSE_UNAUTHENTICATED = 4401;
+// The user opened a sixth socket on the same server process and this, the oldest, was closed for it: reconnecting
+// at once would close the next oldest, and so on round the pages. It reconnects when its page is shown again.
+const CLOSE_REPLACED = 4429;
 
 class OrderSocket {
   // getToken: () => Promise<token>; onStatus(frame); onError(frame); relogin: () => Promise<token> on 4401.
@@ -22,6 +25,12 @@ class OrderSocket {
     this.orders.add(orderId);
     if (this.open) this.send({ op: "subscribe", order_id: orderId });
     else this.connect();
+  }
+
+  // Stop following an order the page no longer shows (a socket holds at most 20 subscriptions).
+  unsubscribe(orderId) {
+    if (!this.orders.delete(orderId)) return;
+    if (this.open) this.send({ op: "unsubscribe", order_id: orderId });
   }
 
   async connect() {
@@ -48,13 +57,20 @@ class OrderSocket {
     this.task = task;
     task.onOpen(() => {
       this.open = true;
-      this.retries = 0;
       this.orders.forEach((id) => this.send({ op: "subscribe", order_id: id }));
     });
     task.onMessage(({ data }) => {
-      const frame = JSON.parse(data);
-      if (frame.type === "order.status") this.onStatus(frame);
-      else if (frame.type === "error") this.onError(frame);
+      let frame;
+      try {
+        frame = JSON.parse(data);
+      } catch (e) {
+        return;  // not a frame of the contract's; the next status frame or the next snapshot tells the state
+      }
+      // The back-off starts afresh only once the socket has carried a frame: a socket that opens and is closed
+      // at once (4401 again and again) keeps backing off.
+      this.retries = 0;
+      if (frame && frame.type === "order.status") this.onStatus(frame);
+      else if (frame && frame.type === "error") this.onError(frame);
     });
     task.onClose(({ code }) => this.dropped(task, code));
     task.onError(() => this.dropped(task));
@@ -66,14 +82,16 @@ class OrderSocket {
     this.open = false;
     if (this.stopped) return;
     if (code === CLOSE_UNAUTHENTICATED) {
-      this.relogin().then(() => this.connect(), () => this.retryLater());
+      this.relogin().then(() => this.retryLater(), () => this.retryLater());
       return;
     }
+    if (code === CLOSE_REPLACED) return;
     this.retryLater();
   }
 
   retryLater() {
     // 0.5 s, 1 s, 2 s … at most 5 s between attempts.
+    clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), Math.min(5000, 500 * 2 ** this.retries++));
   }
 

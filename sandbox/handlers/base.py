@@ -62,7 +62,7 @@ class RecordedHandler(BaseHandler):
                 self.hold_seconds = latency
             elif latency:
                 await asyncio.sleep(latency)  # never time.sleep: other requests go on meanwhile
-            if self.fault.fails:
+            if self.fault.fails and not self.fault.handled:
                 self.answer_fault(self.fault)
                 return
         self.check_request()

@@ -1,7 +1,19 @@
 """The control API under /sandbox/: act as the payer, steer notifications, inject faults, inspect state."""
+from .. import clock
 from ..errors import SandboxError
 from ..notifier import ACTIONS
 from .base import ControlHandler
+
+
+def _moment(body, name):
+    """The RFC 3339 time at `name` as an aware datetime (None when absent), or 400."""
+    value = body.get(name)
+    if value is None or value == "":
+        return None
+    moment = clock.parse_rfc3339(value)
+    if moment is None:
+        raise SandboxError(400, "INVALID_REQUEST", f"字段 {name} 须为 RFC 3339 时间", {"field": name})
+    return moment
 
 
 def _typed(body, name, kind, default, check=lambda v: True):
@@ -66,13 +78,14 @@ class OrderHandler(ControlHandler):
 
 
 class OrderPayHandler(ControlHandler):
-    """POST /sandbox/orders/{out_trade_no}/pay {"notify": true, "openid"?, "bank_type"?}."""
+    """POST /sandbox/orders/{out_trade_no}/pay {"notify": true, "openid"?, "bank_type"?, "success_time"?}."""
 
     def post(self, out_trade_no):
         body = self.json_body()
         order, note = self.sandbox.pay_order(
             out_trade_no, notify=_typed(body, "notify", bool, True),
-            openid=_typed(body, "openid", str, None), bank_type=_typed(body, "bank_type", str, None))
+            openid=_typed(body, "openid", str, None), bank_type=_typed(body, "bank_type", str, None),
+            success_time=_moment(body, "success_time"))
         self.reply({"order": self.sandbox.trades.internal(order), "notification_id": note.id if note else None})
 
 
@@ -108,11 +121,13 @@ class RefundHandler(ControlHandler):
 
 
 class RefundSettleHandler(ControlHandler):
-    """POST /sandbox/refunds/{out_refund_no}/settle {"result": "SUCCESS"|"ABNORMAL"|"CLOSED"} (ABNORMAL: later too)."""
+    """POST /sandbox/refunds/{out_refund_no}/settle {"result": "SUCCESS"|"ABNORMAL"|"CLOSED", "success_time"?}
+    (ABNORMAL: later too)."""
 
     def post(self, out_refund_no):
-        result = _typed(self.json_body(), "result", str, "SUCCESS")
-        refund = self.sandbox.settle_refund(out_refund_no, result)
+        body = self.json_body()
+        result = _typed(body, "result", str, "SUCCESS")
+        refund = self.sandbox.settle_refund(out_refund_no, result, success_time=_moment(body, "success_time"))
         self.reply(self.sandbox.refunds.internal(refund))
 
 
@@ -203,7 +218,7 @@ class MessagesHandler(ControlHandler):
 
 
 class ResetHandler(ControlHandler):
-    """POST /sandbox/reset: no faults, no notification rules, default settings; orders and keys stay."""
+    """POST /sandbox/reset: no faults, notification rules or bill controls, default settings; orders and keys stay."""
 
     def post(self):
         self.sandbox.reset()

@@ -1,7 +1,8 @@
 """GET /sandbox/: the test-mode dashboard of orders, refunds and notification deliveries, with buttons."""
+from datetime import timedelta
 from itertools import islice
 
-from .. import key_changes
+from .. import clock, key_changes
 from ..errors import SandboxError
 from .base import BaseHandler
 
@@ -22,6 +23,7 @@ class DashboardHandler(BaseHandler):
             raise SandboxError(400, "INVALID_REQUEST", "limit 须为 1-5000 的整数", {"field": "limit"})
         limit = int(limit)
         sandbox = self.sandbox
+        today = clock.now().date()
         self.render(
             "dashboard.html", info=sandbox.info(), keys=key_changes.view(sandbox.creds), limit=limit,
             orders=[sandbox.trades.refresh(o) for o in newest(sandbox.trades.orders.values(), limit)],
@@ -29,4 +31,5 @@ class DashboardHandler(BaseHandler):
             notifications=[n.view() for n in newest(sandbox.notifier.notifications, limit)],
             totals={"orders": len(sandbox.trades.orders), "refunds": len(sandbox.refunds.refunds),
                     "notifications": len(sandbox.notifier.notifications)},
+            today=today, yesterday=today - timedelta(days=1),
         )

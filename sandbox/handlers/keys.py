@@ -14,11 +14,11 @@ class KeyChangeHandler(ControlHandler):
     """POST /sandbox/keys/{apiv3-key|public-key|platform-certificate|merchant-certificate} (apiv3-key: {"apiv3_key"?})."""
 
     def post(self, kind):
-        self.reply(key_changes.change(self.sandbox.creds, self.sandbox.base_url, kind, self.json_body()))
+        self.reply(key_changes.change(self.sandbox.creds, self.sandbox.url, kind, self.json_body()))
 
 
 class MerchantRevokeHandler(ControlHandler):
     """POST /sandbox/keys/merchant-certificate/{serial_no}/revoke."""
 
     def post(self, serial):
-        self.reply(key_changes.revoke(self.sandbox.creds, self.sandbox.base_url, serial))
+        self.reply(key_changes.revoke(self.sandbox.creds, self.sandbox.url, serial))

@@ -21,12 +21,21 @@ def sign_error(issue):
 class PayHandler(RecordedHandler):
     """A WeChat Pay v3 endpoint: checks the merchant's signature, signs every 2xx answer."""
 
+    signs_answers = True  # the bill download is the one endpoint whose answers WeChat Pay does not sign
+
     def answer_fault(self, fault):
         # WeChat Pay signs its answers to authenticated requests, refusals included; a 429 or a 5xx comes from in
         # front of that (rate limit, an overloaded or failing gateway) and is answered unsigned.
         if fault.signed and 400 <= fault.status < 500 and fault.status != 429:
             self.check_request()
+        else:
+            self.authenticated = False  # a `handled` fault's request was authenticated: its error still goes unsigned
         raise SandboxError(fault.status, fault.code, fault.message)
+
+    def answer_handled_fault(self):
+        """Under a `handled` fault the request has been handled: now its answer is replaced by the error."""
+        if self.fault is not None and self.fault.fails and self.fault.handled:
+            self.answer_fault(self.fault)
 
     def check_request(self):
         creds = self.sandbox.creds
@@ -48,7 +57,7 @@ class PayHandler(RecordedHandler):
 
     def write_error(self, status_code, **kwargs):
         self.set_header("Request-ID", getattr(self, "request_id", ""))
-        if not getattr(self, "authenticated", False):
+        if not getattr(self, "authenticated", False) or not self.signs_answers:
             super().write_error(status_code, **kwargs)  # a request we could not authenticate gets no signature
             return
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -74,6 +83,7 @@ class PayHandler(RecordedHandler):
 
     def answer(self, status, payload=None, mode=None):
         """Send a signed answer; the key as `signer` chooses it."""
+        self.answer_handled_fault()
         body = b"" if payload is None else dump(payload)
         mode, key, serial = self.signer(mode)
         headers = signed_headers(key, serial, body)

@@ -1,6 +1,7 @@
 """What the sandbox's HTML pages share: the one-button form posting to the control API, money and state labels."""
 import tornado.web
 
+from ..billfile import yuan as signed_yuan
 from ..refunds import SETTLE_FROM
 from ..trades import STATE_DESC
 
@@ -18,8 +19,8 @@ class PostButton(tornado.web.UIModule):
 
 
 def yuan(handler, fen):
-    """Fen as yuan with two decimals: 20000 -> '200.00'."""
-    return f"{fen // 100}.{fen % 100:02d}"
+    """Fen as yuan with two decimals, signed: 20000 -> '200.00', -120 -> '-1.20'."""
+    return signed_yuan(fen)
 
 
 def trade_state_desc(handler, state):

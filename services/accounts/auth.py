@@ -1,4 +1,4 @@
-"""Logging in: parents by wx.login code, operators by password; and making operators."""
+"""Logging in: parents by wx.login code, operators by password; and which operator a token names."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,12 +9,9 @@ from models import Operator, User, utcnow
 
 from ..audit import mask_value
 from ..wechat.open_api import OpenAPIError
-from . import passwords, tokens
+from . import passwords, roles, tokens
 
 log = logging.getLogger("gym.auth")
-
-ROLES = ("admin", "finance", "staff")
-
 
 async def login_user(ctx, body: dict) -> dict:
     """Exchange a wx.login code for our token; 401 for a bad code, 503 when WeChat is unreachable."""
@@ -57,8 +54,9 @@ async def login_operator(ctx, body: dict) -> dict:
             "operator": {"id": operator.id, "username": operator.username, "role": operator.role}}
 
 
-async def operator_for_token(ctx, token: str, roles=ROLES) -> Operator:
-    """The operator a token names, if active and of one of `roles`; 401 / 403 otherwise."""
+async def operator_for_token(ctx, token: str, right: str | None = None) -> Operator:
+    """The operator a token names, if active and (when `right` is given) holding it (services.accounts.roles);
+    401 / 403 otherwise."""
     try:
         payload = tokens.claims(ctx.settings.secret_key, token, "operator")
     except errors.ServiceError:
@@ -73,7 +71,7 @@ async def operator_for_token(ctx, token: str, roles=ROLES) -> Operator:
     for cutoff in (operator.password_changed_at, operator.sessions_ended_at):
         if cutoff is not None and payload.get("iat", 0) < cutoff.replace(tzinfo=dt.timezone.utc).timestamp():
             raise errors.unauthenticated("登录已失效，请重新登录")
-    if operator.role not in roles:
+    if right is not None and not roles.may(operator.role, right):
         raise errors.forbidden("当前角色无权执行此操作")
     return operator
 
@@ -85,18 +83,3 @@ async def end_operator_sessions(ctx, token: str):
     except errors.ServiceError:
         return
     await Operator.update(sessions_ended_at=utcnow()).where(Operator.id == operator_id).aio_execute()
-
-
-async def create_operator(username: str, password: str, role: str) -> Operator:
-    """Create an operator, or reset the password and role of an existing one."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if not username or len(username) > 64:
-        raise ValueError("username must be 1..64 characters")
-    if not 8 <= len(password) <= passwords.MAX_PASSWORD_CHARS:
-        raise ValueError(f"password must be 8 to {passwords.MAX_PASSWORD_CHARS} characters")
-    hashed = await passwords.hash_password_async(password)
-    await Operator.insert(username=username, password_hash=hashed, role=role).on_conflict(
-        update={Operator.password_hash: hashed, Operator.role: role, Operator.active: True,
-                Operator.password_changed_at: utcnow()}).aio_execute()
-    return await Operator.select().where(Operator.username == username).aio_get()

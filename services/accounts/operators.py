@@ -1,15 +1,16 @@
-"""Operator accounts (admin only): list, create, change role, password or active flag — each audited."""
+"""Operator accounts: list, create, change role, password or active flag (admin only, through the API or the back
+office), and the command line's provisioning (`manage.py create-operator`) — each audited."""
 from __future__ import annotations
 
 import errors
-from models import Operator, utcnow
+from models import Operator, database, utcnow
 
 from .. import audit
-from ..backoffice.paging import page, parse_limit
-from ..timefmt import iso
+from ..formats import iso
+from ..paging import page, parse_limit
 from ..uow import run_in_transaction
 from . import passwords
-from .auth import ROLES
+from .roles import ROLES
 
 
 def serialize(operator) -> dict:
@@ -94,3 +95,35 @@ async def list_operators(args: dict) -> dict:
     """Operators, newest first, paged."""
     rows, cursor = await page(Operator.select(), Operator.id, parse_limit(args.get("limit")), args.get("cursor"))
     return {"items": [serialize(o) for o in rows], "next_cursor": cursor}
+
+
+CLI = audit.Actor("system", user_agent="manage.py create-operator")
+
+
+async def provision_operator(username: str, password: str, role: str) -> tuple[Operator, bool]:
+    """`manage.py create-operator`: create the operator, or (the way back in for a locked-out gym) give an existing
+    one this password and role and make it active again; (operator, created). Audited either way; ValueError for
+    a bad argument."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if not username or len(username) > 64 or any(c.isspace() for c in username):
+        raise ValueError("username must be 1..64 characters without spaces")
+    if not 8 <= len(password) <= passwords.MAX_PASSWORD_CHARS:
+        raise ValueError(f"password must be 8 to {passwords.MAX_PASSWORD_CHARS} characters")
+    hashed = await passwords.hash_password_async(password)
+    async with database.aio_atomic():
+        existing = await Operator.select().where(Operator.username == username).for_update().aio_first()
+        if existing is None:
+            operator_id = await Operator.insert(username=username, password_hash=hashed, role=role).aio_execute()
+            await audit.record("operator_created", CLI, entity="operator", new_status=f"{role}/active",
+                               detail=f"operator {operator_id} {username} (command line)")
+        else:
+            operator_id = existing.id
+            await Operator.update(password_hash=hashed, role=role, active=True, password_changed_at=utcnow()).where(
+                Operator.id == operator_id).aio_execute()
+            await audit.record("operator_reset", CLI, entity="operator",
+                               old_status=f"{existing.role}/{'active' if existing.active else 'inactive'}",
+                               new_status=f"{role}/active",
+                               detail=f"operator {operator_id} {username}: password, role and active set "
+                                      "(command line)")
+    return await Operator.select().where(Operator.id == operator_id).aio_get(), existing is None

@@ -1,1 +1,1 @@
-"""What the back office reads: order stories, lists with cursor paging, the inbox, the audit, the figures."""
+"""What the back office reads: order stories, lists, the notification inbox, the audit, the figures."""

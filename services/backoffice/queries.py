@@ -7,23 +7,20 @@ from peewee import JOIN
 
 import errors
 from models import (
-    CourseSchedule, NotificationReceipt, Operator, PaymentAuditLog, PaymentOrder, PaymentTransaction, Refund,
-    SeatReservation, User, utcnow,
+    CourseSchedule, Operator, PaymentAuditLog, PaymentOrder, PaymentTransaction, Refund, User,
+    WechatPayNotification, utcnow,
 )
 
 from ..audit import mask_value
-from ..orders.booking import serialize as order_object
-from ..orders.seats import seat_taking_condition
+from ..formats import is_order_id, iso
+from ..lifecycle.seats import R, select_reservations, takes_seat_where
+from ..lifecycle.statuses import ORDER_STATUSES, REFUND_STATUSES
+from ..notifications import KINDS, OUTCOMES
+from ..orders import views
+from ..paging import page, parse_limit
 from ..refunds.refunds import refund_views
-from ..timefmt import iso
-from .paging import page, parse_limit
 
-ORDER_STATUSES = ("pending", "paid", "failed", "cancelled", "expired", "refund_required", "refunded")
-REFUND_STATUSES = ("PROCESSING", "SUCCESS", "CLOSED", "ABNORMAL", "REJECTED")
-KINDS = ("payment", "refund")
-OUTCOMES = ("applied", "duplicate", "anomaly", "ignored", "unknown_order", "refused")
 _ACTION = re.compile(r"^[a-z_]{1,64}$")
-_ORDER_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _choice(value, allowed, name):
@@ -51,14 +48,13 @@ def _user(user) -> dict:
 
 
 async def admin_orders(orders) -> list[dict]:
-    """Admin order objects: the order plus its user, its session and its refunds (five queries for any number)."""
+    """Admin order objects: the order plus its user, its schedule and its refunds (five queries for any number)."""
     orders = list(orders)
     ids = [o.id for o in orders] or [0]
     users = {u.id: u for u in await User.select().where(User.id.in_({o.user_id for o in orders} or {0})).aio_execute()}
     schedules = {s.id: s for s in await CourseSchedule.select().where(
         CourseSchedule.id.in_({o.course_schedule_id for o in orders} or {0})).aio_execute()}
-    reservations = {r.order_id: r for r in await SeatReservation.select().where(
-        SeatReservation.order.in_(ids)).aio_execute()}
+    reservations = {r.order_id: r for r in await select_reservations().where(R.order.in_(ids)).aio_execute()}
     refunds_by_order = {}
     refund_rows = list(await Refund.select().where(Refund.order.in_(ids)).order_by(Refund.id).aio_execute())
     for row, view in zip(refund_rows, await refund_views(refund_rows)):
@@ -67,7 +63,7 @@ async def admin_orders(orders) -> list[dict]:
     for order in orders:
         schedule = schedules.get(order.course_schedule_id)
         items.append({
-            **order_object(order, reservations.get(order.id)),
+            **views.serialize(order, reservations.get(order.id)),
             "user": _user(users[order.user_id]),
             "schedule": {"id": schedule.id, "title": schedule.title, "starts_at": iso(schedule.starts_at)},
             "refunds": refunds_by_order.get(order.id, []),
@@ -114,15 +110,15 @@ def _audit_row(row, names) -> dict:
 async def order_story(order_id: str) -> dict:
     """GET /api/v1/admin/orders/{order_id}: the admin order with its timeline, notifications and transaction."""
     order = await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_first() \
-        if isinstance(order_id, str) and _ORDER_ID.match(order_id) else None
+        if is_order_id(order_id) else None
     if order is None:
         raise errors.not_found("订单不存在")
     [view] = await admin_orders([order])
     rows = list(await PaymentAuditLog.select().where(PaymentAuditLog.order == order.id)
                 .order_by(PaymentAuditLog.id).aio_execute())
     names = await _actors(rows)
-    notes = await NotificationReceipt.select().where(NotificationReceipt.out_trade_no == order.order_id) \
-        .order_by(NotificationReceipt.id).aio_execute()
+    notes = await WechatPayNotification.select().where(WechatPayNotification.out_trade_no == order.order_id) \
+        .order_by(WechatPayNotification.id).aio_execute()
     txn = await PaymentTransaction.select().where(PaymentTransaction.order == order.id).aio_first()
     return {
         **view,
@@ -147,7 +143,7 @@ async def list_refunds(args: dict) -> dict:
     return {"items": await refund_views(rows), "next_cursor": cursor}
 
 
-def inbox_item(row) -> dict:
+def notification_item(row) -> dict:
     """One notification of the inbox."""
     return {"id": row.id, "received_at": iso(row.first_seen_at), "last_seen_at": iso(row.last_seen_at),
             "kind": row.kind, "event_type": row.event_type or None, "out_trade_no": row.out_trade_no,
@@ -159,20 +155,20 @@ async def list_notifications(args: dict) -> dict:
     """GET /api/v1/admin/notifications?kind=&outcome=: every notification received, refused ones included."""
     kind = _choice(args.get("kind"), KINDS, "kind")
     outcome = _choice(args.get("outcome"), OUTCOMES, "outcome")
-    query = NotificationReceipt.select()
+    query = WechatPayNotification.select()
     if kind:
-        query = query.where(NotificationReceipt.kind == kind)
+        query = query.where(WechatPayNotification.kind == kind)
     if outcome:
-        query = query.where(NotificationReceipt.outcome == outcome)
-    rows, cursor = await page(query, NotificationReceipt.id, parse_limit(args.get("limit")), args.get("cursor"))
-    return {"items": [inbox_item(r) for r in rows], "next_cursor": cursor}
+        query = query.where(WechatPayNotification.outcome == outcome)
+    rows, cursor = await page(query, WechatPayNotification.id, parse_limit(args.get("limit")), args.get("cursor"))
+    return {"items": [notification_item(r) for r in rows], "next_cursor": cursor}
 
 
 async def list_audit(args: dict) -> dict:
     """GET /api/v1/admin/audit?order_id=&action_type=: audit rows, newest first, with their order_id."""
     order_id = args.get("order_id") or None
     action = args.get("action_type") or None
-    if order_id is not None and not _ORDER_ID.match(order_id):
+    if order_id is not None and not is_order_id(order_id):
         raise errors.invalid_request("order_id 必须是 32 位十六进制", field="order_id")
     if action is not None and not _ACTION.match(action):
         raise errors.invalid_request("action_type 无效", field="action_type")
@@ -188,16 +184,17 @@ async def list_audit(args: dict) -> dict:
 
 
 async def roster(schedule_id: int, args: dict) -> dict:
-    """GET /api/v1/admin/schedules/{id}/roster: every confirmed or held seat of a session."""
+    """GET /api/v1/admin/schedules/{id}/roster: every confirmed or held seat of a schedule."""
     schedule = await CourseSchedule.select().where(CourseSchedule.id == schedule_id).aio_first()
     if schedule is None:
         raise errors.not_found("课程不存在")
-    query = SeatReservation.select(SeatReservation, PaymentOrder, User).join(
-        PaymentOrder, on=(SeatReservation.order == PaymentOrder.id)).switch(SeatReservation).join(
-        User, on=(SeatReservation.user == User.id)).where(
-        (SeatReservation.course_schedule == schedule.id) & seat_taking_condition(utcnow()))
-    rows, cursor = await page(query, SeatReservation.id, parse_limit(args.get("limit")), args.get("cursor"))
-    return {"items": [{"reservation_id": r.reservation_id, "status": r.status, "order_id": r.order.order_id,
-                       "order_status": r.order.status, "user": _user(r.user),
+    query = select_reservations(
+        R.id, R.reservation_id, R.status, R.expires_at, R.confirmed_at, R.user,
+        PaymentOrder.order_id.alias("public_order_id"), PaymentOrder.status.alias("order_status"),
+        User.openid.alias("openid")).join(PaymentOrder, on=(R.order == PaymentOrder.id)).switch(R).join(
+        User, on=(R.user == User.id)).where((R.course_schedule == schedule.id) & takes_seat_where(utcnow())).objects()
+    rows, cursor = await page(query, R.id, parse_limit(args.get("limit")), args.get("cursor"))
+    return {"items": [{"reservation_id": r.reservation_id, "status": r.status, "order_id": r.public_order_id,
+                       "order_status": r.order_status, "user": {"id": r.user_id, "openid_masked": mask_value(r.openid)},
                        "expires_at": iso(r.expires_at), "confirmed_at": iso(r.confirmed_at)} for r in rows],
             "next_cursor": cursor}

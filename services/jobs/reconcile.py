@@ -19,10 +19,12 @@ from telemetry import metrics
 from telemetry.context import bind_order, new_job_context
 
 from .. import audit
-from ..leases import LeaseLost, ensure_job_row, job_lease, order_lease
-from ..orders.seats import hold_lapsed, lapsed_hold_condition
+from ..leases import LeaseLost, ensure_job_row, job_lease, order_lease, refund_lease
+from ..lifecycle.seats import R, hold_lapsed, hold_lapsed_where
+from ..lifecycle.statuses import EXPIRED, FAILED, PENDING, TRADE_ENDED, TRADE_FAILED, TRADE_PAID
 from ..payments.checkout import close_and_release, settle_from_wechat
-from ..refunds.refunds import check_refund, refund_checked, refund_lease, refunds_to_check
+from ..refunds.refunds import check_refund, refund_checked, refunds_to_check
+from ..retry import backoff_seconds
 from ..wechat.pay_gateway import PaymentGatewayError
 from ..worker import BackgroundWorker
 
@@ -30,7 +32,6 @@ log = logging.getLogger("gym.reconcile")
 
 JOB = "reconcile"
 CONCURRENCY = 8
-MAX_BACKOFF_SECONDS = 300
 
 
 def _due(now):
@@ -40,10 +41,10 @@ def _due(now):
 async def _lapsed_unstarted(now, batch):
     """Pending orders without a WeChat Pay order whose hold or order has run out: expired without any call."""
     return [o.id for o in await PaymentOrder.select(PaymentOrder.id).join(
-        SeatReservation, on=(SeatReservation.order == PaymentOrder.id)).where(
-        (PaymentOrder.status == "pending") & PaymentOrder.trade_type.is_null() & _due(now)
-        & (lapsed_hold_condition(now) | (PaymentOrder.expires_at <= now)))
-        .order_by(SeatReservation.expires_at).limit(batch).aio_execute()]
+        R, on=(R.order == PaymentOrder.id)).where(
+        (PaymentOrder.status == PENDING) & PaymentOrder.trade_type.is_null() & _due(now)
+        & (hold_lapsed_where(now) | (PaymentOrder.expires_at <= now)))
+        .order_by(R.expires_at).limit(batch).aio_execute()]
 
 
 async def _started_to_check(now, overdue, batch):
@@ -51,7 +52,7 @@ async def _started_to_check(now, overdue, batch):
     recently checked first."""
     stale = now - dt.timedelta(seconds=overdue)
     return [o.id for o in await PaymentOrder.select(PaymentOrder.id).where(
-        (PaymentOrder.status == "pending") & PaymentOrder.trade_type.is_null(False) & _due(now)
+        (PaymentOrder.status == PENDING) & PaymentOrder.trade_type.is_null(False) & _due(now)
         & ((PaymentOrder.expires_at <= now) | (PaymentOrder.payment_started_at <= stale)))
         .order_by(fn.COALESCE(PaymentOrder.next_check_at, PaymentOrder.payment_started_at))
         .limit(batch).aio_execute()]
@@ -62,28 +63,28 @@ async def check_order(ctx, order_pk, lease):
     now = utcnow()
     order = await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
     bind_order(order.order_id)
-    if order.status != "pending":
+    if order.status != PENDING:
         return
     if not order.trade_type:
         reservation = await SeatReservation.select().where(SeatReservation.order == order.id).aio_first()
         if order.expires_at <= now or hold_lapsed(reservation, now):
-            await close_and_release(ctx, order_pk, "expired", "seat_hold_lapsed" if order.expires_at > now
+            await close_and_release(ctx, order_pk, EXPIRED, "seat_hold_lapsed" if order.expires_at > now
                                     else "order_expired", audit.SYSTEM, "order_expired", lease)
         return
     state = await settle_from_wechat(ctx, order_pk, audit.SYSTEM, source="query")
-    if state in ("SUCCESS", "REFUND"):
+    if state in TRADE_PAID:
         return
-    if state == "PAYERROR":
-        await close_and_release(ctx, order_pk, "failed", "payment_error", audit.SYSTEM, "payment_failed", lease)
-    elif state in ("CLOSED", "REVOKED") or order.expires_at <= now:
-        await close_and_release(ctx, order_pk, "expired", "order_expired", audit.SYSTEM, "order_expired", lease)
+    if state == TRADE_FAILED:
+        await close_and_release(ctx, order_pk, FAILED, "payment_error", audit.SYSTEM, "payment_failed", lease)
+    elif state in TRADE_ENDED or order.expires_at <= now:
+        await close_and_release(ctx, order_pk, EXPIRED, "order_expired", audit.SYSTEM, "order_expired", lease)
 
 
 async def _checked(order_pk, interval, failed: bool):
-    """Note the check; a failed one backs off exponentially (up to MAX_BACKOFF_SECONDS)."""
+    """Note the check; a failed one backs off (services.retry)."""
     order = await PaymentOrder.select(PaymentOrder.check_failures).where(PaymentOrder.id == order_pk).aio_first()
     failures = (order.check_failures + 1) if (failed and order) else 0
-    delay = min(interval * (2 ** failures), MAX_BACKOFF_SECONDS) if failed else interval
+    delay = backoff_seconds(interval, failures)
     now = utcnow()
     await PaymentOrder.update(last_checked_at=now, check_failures=failures,
                               next_check_at=now + dt.timedelta(seconds=delay)).where(
@@ -143,7 +144,6 @@ class Reconciler(BackgroundWorker):
         # within about two intervals, as the others try every half interval.
         self.lease = job_lease(JOB, seconds=max(self.interval * 1.5, 3.0))
         self.holding = False
-        self.passes = 0
 
     async def run_once(self):
         if not self.holding:
@@ -157,7 +157,6 @@ class Reconciler(BackgroundWorker):
         new_job_context("reconcile")
         try:
             await run_pass(self.ctx)
-            self.passes += 1
             metrics.RECONCILE_LAST_SUCCESS.set(time.time())
             await JobLease.update(runs=JobLease.runs + 1).where(
                 (JobLease.name == JOB) & (JobLease.owner == self.lease.token)).aio_execute()

@@ -18,12 +18,13 @@ from models.prepared import Prepared
 from telemetry.context import new_job_context
 
 from ..leases import Lease
-from ..timefmt import CN, yuan
+from ..formats import beijing_minute, yuan
 from ..wechat.open_api import OpenAPIError
 from ..worker import BackgroundWorker
 
 log = logging.getLogger("gym.messages")
 
+MESSAGE_KINDS = ("booking", "refund")
 BACKOFF_SECONDS = (2, 10, 60, 300, 1800)  # after the 1st..5th failure; then the message is marked failed
 SEND_CONCURRENCY = 8
 PAGE = "pages/order/order"
@@ -58,34 +59,30 @@ MARK_FAILED = Prepared(
 BATCH = 100
 
 
-def _cn_time(when) -> str:
-    return when.replace(tzinfo=dt.timezone.utc).astimezone(CN).strftime("%Y-%m-%d %H:%M")
-
-
-async def queue_booking_notice(settings, order):
+async def queue_booking_message(settings, order):
     """Queue 预约成功 for a paid order (call inside the payment's transaction)."""
     now = utcnow()
     await QUEUE.execute(f"booking:{order.id}", "booking", order.id, None, settings.subscribe_template_id, now, now)
 
 
-async def unqueue_booking_notice(order):
+async def unqueue_booking_message(order):
     """Take back a 预约成功 queued in this transaction (the payment found no seat after all)."""
     await SubscribeMessage.delete().where(SubscribeMessage.dedupe_key == f"booking:{order.id}").aio_execute()
 
 
-async def queue_refund_notice(settings, order, refund):
+async def queue_refund_message(settings, order, refund):
     """Queue 退款通知 for a refund that succeeded (call inside the refund's transaction)."""
     now = utcnow()
     await QUEUE.execute(f"refund:{refund.id}", "refund", order.id, refund.id, settings.refund_template_id, now, now)
 
 
 def compose(message) -> dict:
-    """The template data of a claimed message (its session and amounts read with the batch)."""
+    """The template data of a claimed message (its schedule and amounts read with the batch)."""
     if message.kind == "refund":
         return {"thing1": {"value": message.title[:20]}, "amount2": {"value": f"{yuan(message.refund_fen or 0)}元"},
-                "time3": {"value": _cn_time(utcnow())}, "phrase4": {"value": "退款成功"},
+                "time3": {"value": beijing_minute(utcnow())}, "phrase4": {"value": "退款成功"},
                 "thing5": {"value": "款项将原路退回您的微信支付账户"}}
-    return {"thing1": {"value": message.title[:20]}, "time2": {"value": _cn_time(message.starts_at)},
+    return {"thing1": {"value": message.title[:20]}, "time2": {"value": beijing_minute(message.starts_at)},
             "amount3": {"value": f"{yuan(message.order_fen)}元"}, "phrase4": {"value": "预约成功"}}
 
 
@@ -107,7 +104,7 @@ class MessageSender(BackgroundWorker):
         """Claim a batch of due messages (one statement) and send them, SEND_CONCURRENCY at a time; returns how
         many were claimed."""
         token = secrets.token_hex(16)
-        seconds = self.ctx.settings.notice_lease_seconds
+        seconds = self.ctx.settings.message_lease_seconds
         claimed = await CLAIM_DUE.execute(token, int(seconds * 1_000_000), utcnow(), BATCH)
         if not claimed:
             return 0

@@ -1,1 +1,1 @@
-"""Class sessions, orders and their seats: the state machine, row locks and seat counting, booking."""
+"""Schedules and orders as parents meet them: the schedules with their seats left, booking an order, reading it."""

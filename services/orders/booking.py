@@ -1,4 +1,4 @@
-"""Booking: creating and reading orders: the fixed price, one trial per user, and a seat held without oversell."""
+"""Booking: creating an order at the fixed price, one trial per parent, and a seat held without oversell."""
 from __future__ import annotations
 
 import asyncio
@@ -10,31 +10,16 @@ from decimal import Decimal, InvalidOperation
 import peewee
 
 import errors
-from models import IdempotencyKey, PaymentOrder, SeatReservation, utcnow
-
-from telemetry.context import bind_order
+from models import IdempotencyKey, PaymentOrder, utcnow
+from models.prepared import Prepared
 
 from .. import audit
-from ..timefmt import iso, yuan
+from ..lifecycle.locks import LIVE_ORDERS, LOCK_SCHEDULE, lock_order, split
+from ..lifecycle.orders import end_order, open_order
+from ..lifecycle.seats import SEATS_TAKEN, hold_lapsed, takes_seat_sql
+from ..lifecycle.statuses import EXPIRED, PAID, PENDING, TRIAL_HOLDING, sql_in
 from ..uow import run_in_transaction
-from . import statements
-from .lifecycle import end_order, open_order
-from .seats import hold_lapsed, lock_order
-
-
-def serialize(order, reservation) -> dict:
-    """The contract's order object."""
-    return {
-        "order_id": order.order_id, "status": order.status, "amount_fen": order.amount_fen,
-        "amount": yuan(order.amount_fen), "currency": order.currency,
-        "course_schedule_id": order.course_schedule_id, "created_at": iso(order.created_at),
-        "expires_at": iso(order.expires_at), "paid_at": iso(order.paid_at), "transaction_id": order.transaction_id,
-        "refunded_fen": order.refunded_fen, "failure_reason": order.failure_reason,
-        "reservation": None if reservation is None else {
-            "reservation_id": reservation.reservation_id, "status": reservation.status,
-            "expires_at": iso(reservation.expires_at), "confirmed_at": iso(reservation.confirmed_at),
-        },
-    }
+from .views import order_view, serialize
 
 
 MAX_AMOUNT_TEXT = 40  # "200.00" needs 6; a longer number is not the price (and is not worth parsing)
@@ -100,45 +85,14 @@ def parse_schedule_id(raw) -> int:
     return value
 
 
-async def reservation_of(order):
-    """The order's reservation (no lock)."""
-    return await SeatReservation.select().where(SeatReservation.order == order.id).aio_first()
-
-
-async def order_view(order) -> dict:
-    """The order object with its reservation, read now."""
-    return serialize(order, await reservation_of(order))
-
-
-async def get_user_order(user_id: int, order_id: str) -> PaymentOrder:
-    """The user's order by its public id; 404 for unknown ids and other users' orders alike."""
-    if not isinstance(order_id, str) or len(order_id) != 32:
-        raise errors.not_found("订单不存在")
-    order = await PaymentOrder.select().where(
-        (PaymentOrder.order_id == order_id) & (PaymentOrder.user == user_id)).aio_first()
-    if order is None:
-        raise errors.not_found("订单不存在")
-    bind_order(order.order_id)
-    return order
-
-
-async def list_user_orders(user_id: int) -> list[dict]:
-    """The user's orders, newest first."""
-    orders = list(await PaymentOrder.select().where(PaymentOrder.user == user_id)
-                  .order_by(PaymentOrder.created_at.desc()).limit(100).aio_execute())
-    reservations = {r.order_id: r for r in await SeatReservation.select().where(
-        SeatReservation.order.in_([o.id for o in orders] or [0])).aio_execute()}
-    return [serialize(o, reservations.get(o.id)) for o in orders]
-
-
 async def _live_orders(uow, user_id, now):
     """The user's pending and paid orders (locked); a pending one whose hold lapsed before any WeChat Pay order is
     ended first: it can never be paid."""
     live = []
-    for row in await statements.LIVE_ORDERS.objects(user_id, "pending", "paid"):
-        order, reservation = statements.split(row)
-        if order.status == "pending" and hold_lapsed(reservation, now):
-            await end_order(uow, await lock_order(order.id), "expired", "seat_hold_lapsed", audit.SYSTEM,
+    for row in await LIVE_ORDERS.objects(user_id):
+        order, reservation = split(row)
+        if order.status == PENDING and hold_lapsed(reservation, now):
+            await end_order(uow, await lock_order(order.id), EXPIRED, "seat_hold_lapsed", audit.SYSTEM,
                             "order_expired")
             continue
         live.append(order)
@@ -157,18 +111,18 @@ async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor,
             order = await PaymentOrder.select().where(PaymentOrder.id == seen.order_id).aio_get()
             return seen.status_code, order, None
     live = await _live_orders(uow, user_id, now)
-    if any(o.status == "paid" for o in live):
+    if any(o.status == PAID for o in live):
         raise errors.trial_already_booked()
     for order in live:
         if order.course_schedule_id == schedule_id:
             return 200, order, None
         raise errors.pending_order_exists(order.order_id)
-    schedule = await statements.LOCK_SCHEDULE.first(schedule_id)
+    schedule = await LOCK_SCHEDULE.first(schedule_id)
     if schedule is None:
         raise errors.not_found("课程不存在")
     if schedule.starts_at <= now:
         raise errors.ServiceError(409, "SCHEDULE_CLOSED", "该课程已开始，无法预约")
-    if (await statements.SEATS_TAKEN.rows(schedule.id, now))[0][0] >= schedule.capacity:
+    if (await SEATS_TAKEN.rows(schedule.id, now))[0][0] >= schedule.capacity:
         raise errors.sold_out()
     order, reservation = await open_order(uow, settings, user_id, schedule, actor, request_snapshot, now)
     if idem_key:
@@ -177,10 +131,20 @@ async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor,
     return 201, order, reservation
 
 
-_gates = weakref.WeakValueDictionary()  # session id -> the local lock its order creations take turns on
+# Before any lock or transaction: is the schedule there, still open, and full, and has the parent no live order?
+# A parent with nothing open who asks for a full schedule is answered SOLD_OUT from this one read (the many losers
+# of a rush never queue on the schedule's lock); anything else goes through the locked path, which alone decides.
+# Parameters: now, user id, schedule id.
+PRECHECK = Prepared(
+    "SELECT s.`capacity`, s.`starts_at`, (SELECT COUNT(*) FROM `seat_reservations` r WHERE r.`course_schedule_id` "
+    "= s.`id` AND " + takes_seat_sql("r") + "), (SELECT COUNT(*) FROM `payment_orders` o WHERE o.`user_id` = %s "
+    f"AND {sql_in('o.`status`', TRIAL_HOLDING)}) FROM `course_schedules` s WHERE s.`id` = %s",
+    ("capacity", "starts_at", "taken", "live"))
+
+_gates = weakref.WeakValueDictionary()  # schedule id -> the local lock its order creations take turns on
 
 
-def _session_gate(schedule_id) -> asyncio.Lock:
+def _schedule_gate(schedule_id) -> asyncio.Lock:
     gate = _gates.get(schedule_id)
     if gate is None:
         gate = _gates[schedule_id] = asyncio.Lock()
@@ -188,11 +152,11 @@ def _session_gate(schedule_id) -> asyncio.Lock:
 
 
 async def _precheck(user_id, schedule_id):
-    """Answer the plain refusals from one unlocked read: an unknown session, one that started, or a full one asked
+    """Answer the plain refusals from one unlocked read: an unknown schedule, one that started, or a full one asked
     for by a parent with nothing open (a stale "full" is only as stale as arriving a moment earlier; a seat is
-    granted only under the session's lock, in _create)."""
+    granted only under the schedule's lock, in _create)."""
     now = utcnow()
-    seen = await statements.PRECHECK.first(now, user_id, schedule_id)
+    seen = await PRECHECK.first(now, user_id, schedule_id)
     if seen is None:
         raise errors.not_found("课程不存在")
     if seen.live:
@@ -220,10 +184,10 @@ async def create_order(ctx, user_id: int, body: dict, idem_key: str | None, acto
     if idem_key is not None and not (1 <= len(idem_key) <= 128):
         raise errors.invalid_request("Idempotency-Key 长度必须在 1 到 128 之间")
     request_hash = hashlib.sha256(json.dumps([schedule_id, sent_fen]).encode()).hexdigest()
-    # One request per session at a time from this process goes to the session's row lock; the others wait here,
+    # One request per schedule at a time from this process goes to the schedule's row lock; the others wait here,
     # for nothing but a local lock, and look again (one unlocked read) when their turn comes: in a rush, once the
     # seats are gone, they are answered without ever queueing on the database.
-    async with _session_gate(schedule_id):
+    async with _schedule_gate(schedule_id):
         if not idem_key:
             await _precheck(user_id, schedule_id)
         for attempt in range(2):

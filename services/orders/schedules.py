@@ -1,13 +1,15 @@
-"""Class sessions and their seats left."""
+"""Schedules (schedules) and their seats left."""
 from __future__ import annotations
 
 import errors
 from models import CourseSchedule, utcnow
 
 from .. import audit
-from ..timefmt import iso, parse_iso, yuan
+from ..formats import iso, parse_iso, yuan
+from ..lifecycle.locks import lock_schedule
+from ..lifecycle.seats import seats_confirmed, taken_by_schedule
+from ..paging import page, parse_limit
 from ..uow import run_in_transaction
-from .seats import lock_schedule, seats_confirmed, taken_by_schedule
 
 
 def serialize(schedule, taken: int, price_fen: int) -> dict:
@@ -30,9 +32,7 @@ async def list_schedules(settings, upcoming_only=True) -> list[dict]:
 
 
 async def page_schedules(settings, args: dict) -> dict:
-    """The operators' list: every session, newest first, paged."""
-    from ..backoffice.paging import page, parse_limit
-
+    """The operators' list: every schedule, newest first, paged."""
     rows, cursor = await page(CourseSchedule.select(), CourseSchedule.id, parse_limit(args.get("limit")),
                               args.get("cursor"))
     taken = await taken_by_schedule([s.id for s in rows])
@@ -76,7 +76,7 @@ async def _create(uow, title, starts_at, capacity, operator_id, actor):
 
 
 async def create_schedule(ctx, body: dict, operator_id: int | None, actor) -> dict:
-    """Create a class session (audited with the operator and IP)."""
+    """Create a schedule (audited with the operator and IP)."""
     title, starts_at, capacity = parse_schedule_input(body)
     schedule_id = await run_in_transaction(ctx, _create, title, starts_at, capacity, operator_id, actor)
     return await get_schedule(ctx.settings, schedule_id)
@@ -102,7 +102,7 @@ async def _change(uow, schedule_id, capacity, title, actor):
 
 
 async def change_schedule(ctx, schedule_id: int, body: dict, actor) -> dict:
-    """An operator changes a session's capacity (never below its confirmed bookings; holds may exceed it) or
+    """An operator changes a schedule's capacity (never below its confirmed bookings; holds may exceed it) or
     title."""
     capacity, title = body.get("capacity"), body.get("title")
     if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool)

@@ -10,43 +10,41 @@ from qrcode.image.pure import PyPNGImage
 
 import errors
 from models import PaymentOrder, utcnow
+from models.prepared import Prepared
 from telemetry import metrics
 from telemetry.context import bind_order
 
 from .. import audit
+from ..formats import is_order_id
 from ..leases import LeaseLost, holding, order_lease
-from ..orders.booking import get_user_order, order_view
-from ..orders.lifecycle import apply_payment, end_order, extend_hold
-from ..orders.seats import hold_lapsed, lock_order
-from ..orders.statements import CLAIM_AND_START, LOCK_BY_PK, LOCK_BY_PK_LEASED, SAVE_PREPAY, USER_ORDER, split
+from ..lifecycle.locks import lock_order, lock_order_with_reservation, split
+from ..lifecycle.orders import apply_payment, end_order, payable_problem, start_payment
+from ..lifecycle.statuses import CANCELLED, FAILED, PENDING, TRADE_PAID
+from ..orders.views import USER_ORDER, get_user_order, order_view
 from ..uow import run_in_transaction
 from ..wechat.pay_gateway import PaymentGatewayError
 
 log = logging.getLogger("gym.payments")
 
-CANCEL_REASONS = {"user_cancelled": "cancelled", "payment_failed": "failed"}
+CANCEL_REASONS = {"user_cancelled": CANCELLED, "payment_failed": FAILED}
+
+# The prepay id (or Native code URL) kept, and the lease given back, in one statement — if still pending and ours.
+SAVE_PREPAY = {column: Prepared(
+    f"UPDATE `payment_orders` SET `{column}` = %s, `updated_at` = %s, `lease_owner` = NULL, `lease_until` = NULL "
+    f"WHERE `id` = %s AND `status` = '{PENDING}' AND `lease_owner` = %s AND `lease_until` > UTC_TIMESTAMP(6)")
+    for column in ("prepay_id", "code_url")}
 
 
-async def _begin_payment(uow, order_pk, trade_type, actor, lease):
-    """Mark the payment started: the hold now lasts until the order's end and no longer lapses by time alone."""
-    order, reservation = split(await (LOCK_BY_PK_LEASED.first(order_pk, lease.token) if lease is not None
-                                      else LOCK_BY_PK.first(order_pk)))
-    if order is None:
-        raise LeaseLost(f"order {order_pk}: lease lost")
-    now = utcnow()
-    if order.status != "pending":
-        raise errors.order_not_payable("订单已不是待支付状态")
-    if order.trade_type and order.trade_type != trade_type:
-        raise errors.order_not_payable("该订单已选择另一种支付方式")
-    if order.expires_at <= now:
-        raise errors.order_not_payable("订单已过期")
-    if reservation is None or reservation.status != "temporary":
-        raise errors.order_not_payable("座位保留已失效")
-    if hold_lapsed(reservation, now):
-        raise errors.order_not_payable("座位保留已过期，请重新下单")
-    if not reservation.payment_started:
-        await extend_hold(uow, order, reservation, trade_type, actor, now)
+async def _start_under_lease(uow, order_pk, trade_type, actor, lease):
+    """The payment's start, step by step, with the order's lease held (it says why when the order is not payable)."""
+    order, reservation = await lock_order_with_reservation(order_pk, lease)
+    await start_payment(uow, order, reservation, trade_type, actor, utcnow())
     return order
+
+
+async def _claim_and_start(uow, order, reservation, trade_type, actor, lease) -> bool:
+    """The order's lease claimed and the payment started in one statement; False when the slow path must decide."""
+    return await start_payment(uow, order, reservation, trade_type, actor, utcnow(), claim_lease=lease)
 
 
 async def _save_prepay(uow, order, column, value, actor, lease) -> bool:
@@ -55,7 +53,7 @@ async def _save_prepay(uow, order, column, value, actor, lease) -> bool:
     if await SAVE_PREPAY[column].execute(value, utcnow(), order.id, lease.token) != 1:
         return False
     lease.given_back = True
-    await audit.record("prepay_created", actor, order=order, old_status="pending", new_status="pending",
+    await audit.record("prepay_created", actor, order=order, old_status=PENDING, new_status=PENDING,
                        detail=f"{order.trade_type} {column} obtained")
     return True
 
@@ -74,20 +72,19 @@ def _gateway_error_to_service(e: PaymentGatewayError):
     return errors.ServiceError(422, "PAYMENT_REJECTED", f"微信支付拒绝了该订单：{e.message}", wechat_code=e.code)
 
 
-async def start_payment(ctx, user_id, order_id, trade_type, actor):
+async def obtain_prepay(ctx, user_id, order_id, trade_type, actor):
     """Place (or reuse) the WeChat Pay order; returns the order row with prepay_id (JSAPI) or code_url (NATIVE).
 
     The order's lease is held from the check to the saved prepay, so a cancel or an expiry of the same order
     waits for it and then finds the WeChat Pay order to close.
     """
     column = "prepay_id" if trade_type == "JSAPI" else "code_url"
-    row = await USER_ORDER.first(order_id, user_id) if isinstance(order_id, str) and len(order_id) == 32 else None
+    row = await USER_ORDER.first(order_id, user_id) if is_order_id(order_id) else None
     if row is None:
         raise errors.not_found("订单不存在")
     bind_order(row.order_id)
     order, reservation = split(row)
-    if getattr(order, column) and order.status == "pending" and order.trade_type == trade_type \
-            and reservation is not None and reservation.status == "temporary" and order.expires_at > utcnow():
+    if getattr(order, column) and payable_problem(order, reservation, trade_type, utcnow()) is None:
         return order  # asked again: the same prepay, nothing to change (WeChat Pay keeps it 2 hours)
     user_openid = row.openid if trade_type == "JSAPI" else None
     lease = order_lease(order.id)
@@ -100,26 +97,12 @@ async def start_payment(ctx, user_id, order_id, trade_type, actor):
     lease.start_heartbeat()
     try:
         if not started:
-            order = await _in_lease(ctx, _begin_payment, order.id, trade_type, actor, lease)
+            order = await _in_lease(ctx, _start_under_lease, order.id, trade_type, actor, lease)
         if getattr(order, column):
             return order
         return await _place(ctx, order, trade_type, column, user_openid, actor, lease)
     finally:
         await lease.end()
-
-
-async def _claim_and_start(uow, order, reservation, trade_type, actor, lease) -> bool:
-    """The order's lease and the payment's start in one statement; False when the step-by-step path must decide."""
-    now = utcnow()
-    rows = await CLAIM_AND_START.execute(lease.token, int(lease.seconds * 1_000_000), trade_type, now, now, now,
-                                         order.id, now, trade_type, reservation.id, now)
-    if rows != 2:
-        return False
-    if not reservation.payment_started:
-        order.trade_type, reservation.payment_started, reservation.expires_at = trade_type, True, order.expires_at
-        await audit.record("payment_started", actor, order=order, entity="reservation", old_status="temporary",
-                           new_status="temporary", detail=f"{trade_type}; hold extended to the order's end")
-    return True
 
 
 async def _place(ctx, order, trade_type, column, user_openid, actor, lease):
@@ -160,7 +143,7 @@ async def _in_lease(ctx, fn, *args):
 
 
 async def _apply_queried(uow, ctx, order_pk, txn, actor, source):
-    order, reservation = split(await LOCK_BY_PK.first(order_pk))
+    order, reservation = await lock_order_with_reservation(order_pk)
     return await apply_payment(uow, ctx.settings, order, reservation, txn, actor, source)
 
 
@@ -168,7 +151,7 @@ async def settle_from_wechat(ctx, order_pk, actor, source="query"):
     """Ask WeChat Pay about the order and apply a SUCCESS answer; returns the trade_state or None."""
     order = await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
     txn = await ctx.gateway.query(order.order_id)
-    if txn and txn.get("trade_state") in ("SUCCESS", "REFUND"):
+    if txn and txn.get("trade_state") in TRADE_PAID:
         await run_in_transaction(ctx, _apply_queried, ctx, order_pk, txn, actor, source)
     return txn.get("trade_state") if txn else None
 
@@ -179,7 +162,7 @@ _CLOSE_FIRST = object()
 async def _release(uow, order_pk, new_status, reason, actor, action, lease, closed, response=None):
     """End the pending order and free its seat, unless a WeChat Pay order exists that was not closed just now."""
     order = await lock_order(order_pk, lease)
-    if order.status != "pending":
+    if order.status != PENDING:
         return order
     if order.trade_type and not closed:
         return _CLOSE_FIRST  # payment started after we looked: WeChat Pay must confirm the close first
@@ -195,7 +178,7 @@ async def close_and_release(ctx, order_pk, new_status, reason, actor, action, le
     """
     for _ in range(3):
         order = await PaymentOrder.select().where(PaymentOrder.id == order_pk).aio_get()
-        if order.status != "pending":
+        if order.status != PENDING:
             return order
         outcome = None
         if order.trade_type:
@@ -217,7 +200,7 @@ async def cancel_order(ctx, user_id, order_id, body, actor) -> dict:
     if not isinstance(reason, str) or reason not in CANCEL_REASONS:
         raise errors.invalid_request("reason 必须是 user_cancelled 或 payment_failed", field="reason")
     order = await get_user_order(user_id, order_id)
-    if order.status == "pending":
+    if order.status == PENDING:
         async with holding(order_lease(order.id)) as lease:
             action = "order_cancelled" if reason == "user_cancelled" else "payment_failed"
             try:
@@ -237,13 +220,13 @@ async def request_payment(ctx, user_id, body: dict, actor) -> dict:
     order_id = body.get("order_id")
     if not isinstance(order_id, str) or not order_id:
         raise errors.invalid_request("order_id 必填", field="order_id")
-    order = await start_payment(ctx, user_id, order_id, "JSAPI", actor)
+    order = await obtain_prepay(ctx, user_id, order_id, "JSAPI", actor)
     return ctx.gateway.request_payment_params(order.prepay_id)
 
 
 async def native_qr_png(ctx, user_id, order_id, actor) -> bytes:
     """The Native-pay QR code of the order, as PNG bytes."""
-    order = await start_payment(ctx, user_id, order_id, "NATIVE", actor)
+    order = await obtain_prepay(ctx, user_id, order_id, "NATIVE", actor)
     buffer = io.BytesIO()
     qrcode.make(order.code_url, image_factory=PyPNGImage, box_size=8, border=2).save(buffer)
     return buffer.getvalue()

@@ -4,9 +4,9 @@ from __future__ import annotations
 from telemetry.context import bind_order
 
 from .. import audit
-from ..inbox import note_receipt, receive
-from ..orders.lifecycle import apply_payment
-from ..orders.statements import LOCK_BY_OUT_TRADE_NO, split
+from ..lifecycle.locks import LOCK_BY_OUT_TRADE_NO, split
+from ..lifecycle.orders import apply_payment
+from ..notifications import record_notification, receive
 
 
 async def _apply(uow, ctx, envelope, actor):
@@ -25,7 +25,7 @@ async def _apply(uow, ctx, envelope, actor):
     else:
         outcome = await apply_payment(uow, ctx.settings, order, reservation, txn, actor, "notify")
         outcome = "applied" if outcome == "no_seat" else outcome  # applied: the order is now refund_required
-    await note_receipt(envelope, outcome, out_trade_no, "payment")
+    await record_notification(envelope, outcome, out_trade_no, "payment")
     return outcome
 
 

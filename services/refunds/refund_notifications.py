@@ -5,8 +5,8 @@ from models import Refund
 from telemetry.context import bind_order
 
 from .. import audit
-from ..inbox import note_receipt, receive
-from ..orders.seats import lock_order, lock_refund
+from ..lifecycle.locks import lock_order, lock_refund
+from ..notifications import record_notification, receive
 from .refunds import settle
 
 
@@ -17,13 +17,13 @@ async def _apply(uow, ctx, envelope, actor):
     if known is None:
         await audit.record("refund_notification_unknown", actor, entity="refund", request=data,
                            error=f"no refund {out_refund_no!r}")
-        await note_receipt(envelope, "unknown_order", data.get("out_trade_no"), "refund")
+        await record_notification(envelope, "unknown_order", data.get("out_trade_no"), "refund")
         return "unknown_order"
     order = await lock_order(known.order_id)
     bind_order(order.order_id)
     refund = await lock_refund(known.id)
     outcome = await settle(uow, ctx.settings, order, refund, data, actor, "notify")
-    await note_receipt(envelope, outcome, order.order_id, "refund")
+    await record_notification(envelope, outcome, order.order_id, "refund")
     return outcome
 
 

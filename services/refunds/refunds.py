@@ -11,25 +11,22 @@ from models import Operator, PaymentOrder, Refund, utcnow
 from telemetry.context import bind_order
 
 from .. import audit
-from ..leases import Lease
-from ..orders.lifecycle import (
-    REFUND_TRANSITIONS, REFUNDABLE, IllegalTransition, open_refund, refundable_fen, set_refund_status,
+from ..formats import is_order_id, iso, yuan
+from ..leases import refund_lease
+from ..lifecycle.locks import lock_order, lock_refund
+from ..lifecycle.refunds import open_refund, refundable_fen, refunds_of, set_refund_status
+from ..lifecycle.statuses import (
+    ABNORMAL, PROCESSING, REFUND_TRANSITIONS, REFUND_UNSETTLED, REFUNDABLE, REJECTED, WECHAT_REFUND_STATUSES,
+    IllegalTransition,
 )
-from ..orders.seats import lock_order, lock_refund
-from ..timefmt import iso, yuan
+from ..retry import backoff_seconds
 from ..uow import run_in_transaction
 from ..wechat.pay_gateway import PaymentGatewayError
 
 log = logging.getLogger("gym.refunds")
 
-WECHAT_STATUSES = ("PROCESSING", "SUCCESS", "CLOSED", "ABNORMAL")
 MAX_REASON = 80  # WeChat Pay's limit
 DEFAULT_REASON = "体验课退款"
-
-
-def refund_lease(refund_pk: int, seconds: float = 30) -> Lease:
-    """A lease on one refund: its submission and its settlement by the reconciler never overlap."""
-    return Lease(Refund, Refund.id, refund_pk, seconds)
 
 
 def serialize(refund, order_id: str, operator=None) -> dict:
@@ -78,7 +75,7 @@ async def _open(uow, order_pk, amount, reason, operator, idem_key, actor):
         return 200, existing
     if order.status not in REFUNDABLE:
         raise errors.order_not_refundable()
-    if not 1 <= amount <= await refundable_fen(order):
+    if not 1 <= amount <= refundable_fen(order.status, order.amount_fen, await refunds_of(order)):
         raise errors.refund_exceeds_paid()
     return 201, await open_refund(uow, order, amount, reason, operator, idem_key, actor)
 
@@ -90,7 +87,7 @@ async def request_refund(ctx, operator, order_id, body: dict, idem_key, actor) -
     """
     _check_key(idem_key)
     order = await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_first() \
-        if isinstance(order_id, str) and len(order_id) == 32 else None
+        if is_order_id(order_id) else None
     if order is None:
         raise errors.not_found("订单不存在")
     bind_order(order.order_id)
@@ -141,7 +138,7 @@ async def _unanswered(uow, refund_pk, error, actor, lease):
 async def _rejected(uow, order_pk, refund_pk, error, actor, lease):
     order = await lock_order(order_pk)
     refund = await lock_refund(refund_pk, lease)
-    await set_refund_status(uow, None, refund, order, "REJECTED", actor, "refund_rejected",
+    await set_refund_status(uow, None, refund, order, REJECTED, actor, "refund_rejected",
                             detail=f"{error.code}: {error.message}", last_error=f"{error.code}: {error.message}"[:255],
                             request={"code": error.code, "message": error.message})
 
@@ -168,7 +165,7 @@ async def settle(uow, settings, order, refund, wechat: dict, actor, source) -> s
         problem = f"refund amount mismatch: {amount.get('refund')} != {refund.amount_fen}"
     elif wechat.get("mchid") not in (None, settings.wechatpay_mchid):
         problem = "mchid mismatch"
-    elif new not in WECHAT_STATUSES:
+    elif new not in WECHAT_REFUND_STATUSES:
         problem = f"unknown refund status {new!r}"
     if problem:
         await audit.record("refund_anomaly", actor, order=order, refund=refund, entity="refund", request=wechat,
@@ -199,7 +196,7 @@ async def refunds_to_check(now, interval, batch) -> list[int]:
     """PROCESSING refunds not heard of for an interval, and ABNORMAL ones, least recently checked first."""
     stale = now - dt.timedelta(seconds=interval)
     return [r.id for r in await Refund.select(Refund.id).where(
-        (((Refund.status == "PROCESSING") & (Refund.created_at <= stale)) | (Refund.status == "ABNORMAL"))
+        (((Refund.status == PROCESSING) & (Refund.created_at <= stale)) | (Refund.status == ABNORMAL))
         & (Refund.next_check_at.is_null() | (Refund.next_check_at <= now)))
         .order_by(Refund.next_check_at, Refund.id).limit(batch).aio_execute()]
 
@@ -207,11 +204,11 @@ async def refunds_to_check(now, interval, batch) -> list[int]:
 async def check_refund(ctx, refund_pk, lease, actor=audit.SYSTEM):
     """Ask WeChat Pay about one refund; settle it, or send it again when WeChat Pay never saw it."""
     refund = await Refund.select().where(Refund.id == refund_pk).aio_get()
-    if refund.status not in ("PROCESSING", "ABNORMAL"):
+    if refund.status not in REFUND_UNSETTLED:
         return
     answer = await ctx.gateway.query_refund(refund.out_refund_no)
     if answer is None:
-        if refund.status == "PROCESSING":
+        if refund.status == PROCESSING:
             log.info("refund %s unknown to WeChat Pay: sending it again", refund.out_refund_no)
             try:
                 await submit(ctx, refund_pk, actor, lease)
@@ -228,8 +225,8 @@ async def refund_checked(refund_pk, interval, failed: bool, abnormal_seconds=600
     if refund is None:
         return
     failures = refund.check_failures + 1 if failed else 0
-    delay = min(interval * (2 ** failures), 300) if failed else interval
-    if refund.status == "ABNORMAL":
+    delay = backoff_seconds(interval, failures)
+    if refund.status == ABNORMAL:
         delay = max(delay, abnormal_seconds)
     await Refund.update(check_failures=failures, next_check_at=utcnow() + dt.timedelta(seconds=delay)).where(
         Refund.id == refund_pk).aio_execute()

@@ -178,14 +178,14 @@ const SCENARIOS = {
   async roster(page, run, args) {
     const login = await logIn(page, run, args);
     await page.click("header nav >> text=课程");
-    const session = page.locator(`#sessions-table tr[data-session-id="${args.sessionId}"]`);
+    const session = page.locator(`#schedules-table tr[data-schedule-id="${args.sessionId}"]`);
     const listed = await session.innerText();
     await run.snap("2-sessions");
     await session.locator("a").click();
     const row = page.locator(`#roster-table tr[data-order-id="${args.orderId}"]`);
     await row.waitFor();
     const rostered = await row.innerText();
-    const editable = await page.locator("#edit-session").count();
+    const editable = await page.locator("#edit-schedule").count();
     await run.snap("3-roster");
 
     await row.locator(`a[href="/admin/orders/${args.orderId}"]`).click();

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from models import PaymentOrder, Refund
-from services.accounts.auth import create_operator
+from services.accounts.operators import provision_operator
 from services.audit import mask_value
 from tests.harness import VAR
 
@@ -49,7 +49,7 @@ def backoffice(node_packages, base_url):
 async def operator(role):
     """A new operator of `role`; returns its username."""
     name = f"browser-{role}-{time.monotonic_ns()}"
-    await create_operator(name, PASSWORD, role)
+    await provision_operator(name, PASSWORD, role)
     return name
 
 

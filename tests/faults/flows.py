@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from models import NotificationReceipt, PaymentAuditLog, PaymentOrder, PaymentTransaction, SeatReservation
+from models import WechatPayNotification, PaymentAuditLog, PaymentOrder, PaymentTransaction, SeatReservation
 from services.invariants import check_invariants
 
 
@@ -66,8 +66,8 @@ async def assert_paid_exactly_once(order_ids):
 
 async def inbox(order_ids) -> list:
     """The notification inbox rows about these orders."""
-    return list(await NotificationReceipt.select().where(
-        NotificationReceipt.out_trade_no.in_(list(order_ids))).aio_execute())
+    return list(await WechatPayNotification.select().where(
+        WechatPayNotification.out_trade_no.in_(list(order_ids))).aio_execute())
 
 
 async def assert_invariants(reconcile_interval):

@@ -87,10 +87,11 @@ def test_config_and_rules_validation(sandbox):
     assert status == 400
     sandbox.control("POST", "/sandbox/notifications/next", {"action": "drop", "count": 2})
     sandbox.control("POST", "/sandbox/faults", {"path_prefix": "/v3/", "status": 500})
-    sandbox.control("POST", "/sandbox/config", {"refund_auto_settle": False, "answer_key_mode": "either"})
+    sandbox.control("POST", "/sandbox/config", {"refund_auto_settle": False, "bill_url_ttl_seconds": 1,
+                                                "answer_key_mode": "either"})
     reset = sandbox.control("POST", "/sandbox/reset")
     assert reset["config"] == {"notify_key_mode": "pubkey", "answer_key_mode": "request", "refund_auto_settle": True,
-                               "refund_settle_seconds": 2.0}
+                               "refund_settle_seconds": 2.0, "bill_url_ttl_seconds": 300.0}
     assert sandbox.control("GET", "/sandbox/notifications/next")["rules"] == []
     assert sandbox.control("GET", "/sandbox/faults")["faults"] == []
 

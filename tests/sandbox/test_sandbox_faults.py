@@ -151,3 +151,35 @@ def test_5xx_answers(sandbox, status, code, message):
     (answer, text), _ = with_client(sandbox, "pubkey")(lambda c: c.pay(**jsapi_order(sandbox, no, "http://x.cn/n")))
     assert answer == status and json.loads(text) == {"code": code, "message": message}
     assert _order_or_none(sandbox, no) is None, "a failing fault handles nothing"
+
+
+def test_handled_fault_does_the_work_and_answers_the_error(sandbox):
+    """WeChat Pay made the refund (and placed the order) but answered an error: `handled` faults."""
+    sandbox.control("POST", "/sandbox/config", {"refund_auto_settle": False})
+    no, out_refund_no = new_trade_no("H"), new_trade_no("HR")
+    sandbox.control("POST", "/sandbox/faults", {"path_prefix": "/v3/pay/transactions/jsapi", "status": 503,
+                                                "handled": True})
+    placed = signed_call(sandbox, "POST", "/v3/pay/transactions/jsapi", {
+        **jsapi_order(sandbox, no, "http://127.0.0.1:9/n"), "appid": sandbox.env["WECHAT_APPID"],
+        "mchid": sandbox.env["WECHATPAY_MCHID"], "amount": {"total": 20000, "currency": "CNY"}})
+    assert placed.status_code == 503 and not placed.headers.get("Wechatpay-Signature"), "a 5xx is unsigned"
+    assert sandbox.control("GET", f"/sandbox/orders/{no}")["trade_state"] == "NOTPAY", "yet the order was placed"
+    sandbox.control("POST", f"/sandbox/orders/{no}/pay", {"notify": False})
+
+    sandbox.control("POST", "/sandbox/faults", {"path_prefix": "/v3/refund/domestic/refunds", "method": "POST",
+                                                "status": 400, "code": "INVALID_REQUEST", "message": "退款被拒绝",
+                                                "handled": True})
+    (status, text), _ = with_client(sandbox, "pubkey")(lambda c: c.refund(
+        out_refund_no=out_refund_no, amount={"refund": 20000, "total": 20000, "currency": "CNY"}, out_trade_no=no))
+    assert status == 400 and json.loads(text) == {"code": "INVALID_REQUEST", "message": "退款被拒绝"}
+    record = sandbox.control("GET", "/sandbox/requests?path_prefix=/v3/refund/domestic/refunds&method=POST")["items"]
+    assert record[-1]["signed_with"] == "pubkey", "a 4xx refusal is signed, handled or not"
+    refund = sandbox.control("GET", f"/sandbox/refunds/{out_refund_no}")
+    assert refund["status"] == "PROCESSING", "the refund exists at WeChat Pay all the same"
+    (status, text), _ = with_client(sandbox, "pubkey")(lambda c: c.query_refund(out_refund_no))
+    assert status == 200 and json.loads(text)["refund_id"] == refund["refund_id"]
+
+    for bad in ({"path_prefix": "/sns/", "status": 500, "handled": True},
+                {"path_prefix": "/v3/", "latency_ms": 10, "handled": True}):
+        status, _, _ = http_json("POST", f"{sandbox.url}/sandbox/faults", bad)
+        assert status == 400, bad

@@ -1,7 +1,9 @@
-"""State survives a restart (SIGTERM or kill -9): orders, refunds, refund timers, pending notifications, tokens."""
+"""State survives a restart (SIGTERM or kill -9): orders, refunds, refund timers, pending notifications, tokens,
+bill controls and issued bill files."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import threading
@@ -10,6 +12,7 @@ import httpx
 import pytest
 
 from tests.harness import VAR, SandboxProcess, http_json, wait_until
+from tests.sandbox.bills import at, day_ago, paid_order
 from tests.sandbox.wx import jsapi_order, make_client, new_trade_no, signed_call, with_client
 
 STATE_DIR = os.path.join(VAR, "test", "sandbox-persistence")
@@ -181,3 +184,28 @@ def _place_orders(proc, acknowledged, paid, halt):
                     paid.add(no)
         except (httpx.HTTPError, OSError):
             pass  # the sandbox was killed under us
+
+
+def test_bill_controls_and_issued_files_survive_a_kill(processes):
+    first = processes(clear=True)
+    day = day_ago(5)
+    no = paid_order(first, at(day, "10:00:00"))
+    foreign = first.control("POST", f"/sandbox/bills/{day}/rows", {"kind": "payment", "amount": 777})["row"]
+    issued = signed_call(first, "GET", f"/v3/bill/tradebill?bill_date={day}").json()
+    first.control("POST", f"/sandbox/bills/{day}", {"ready": False, "unbalanced": True})
+    stop(first, "kill")
+
+    second = processes()
+    view = second.control("GET", f"/sandbox/bills/{day}")
+    assert view["controls"] == {"ready": False, "corrupt_download": False, "unbalanced": True}
+    assert [r["id"] for r in view["foreign_rows"]] == [foreign["id"]]
+    assert {r["商户订单号"] for r in view["rows"]} == {no, foreign["out_trade_no"]}
+    download = signed_call(second, "GET", issued["download_url"][len(first.url):])
+    assert download.status_code == 200 and hashlib.sha1(download.content).hexdigest() == issued["hash_value"]
+    assert signed_call(second, "GET", f"/v3/bill/tradebill?bill_date={day}").json()["code"] == "STATEMENT_CREATING"
+
+    second.control("POST", "/sandbox/reset")
+    stop(second, "terminate")
+    third = processes()
+    view = third.control("GET", f"/sandbox/bills/{day}")
+    assert view["controls"]["ready"] and view["foreign_rows"] == [] and [r["商户订单号"] for r in view["rows"]] == [no]

@@ -1,22 +1,15 @@
 // 课程详情 → 立即预约 → 确认支付 (金额固定为200元) → wx.requestPayment, and the order's status live over the socket.
+// Built with Component, as WeChat allows for a page (its page lifetimes are methods), so that miniprogram-simulate
+// renders the very same file in the tests.
 const config = require("../../config");
-const { idempotencyKey } = require("../../utils/api");
+const { request, idempotencyKey } = require("../../utils/api");
 const { when, wholeYuan } = require("../../utils/format");
 const { OrderSocket } = require("../../utils/order-socket");
+const { STATUS_TEXT, PROCESSING_TEXT, supersedes } = require("../../utils/status");
 
 const app = getApp();
 
-const STATUS_TEXT = {
-  pending: "订单待支付",
-  paid: "预约成功",
-  failed: "支付失败，请重试",
-  cancelled: "支付已取消",
-  expired: "订单已过期",
-  refund_required: "支付成功，但名额已满，工作人员将为您退款",
-  refunded: "订单已退款",
-};
-
-Page({
+Component({
   data: {
     schedule: null,
     fixedPrice: "",
@@ -24,146 +17,191 @@ Page({
     busy: false,
     order: null,
     status: "",
+    statusAt: "",
     statusText: "",
-    phase: "",  // "paying" while the WeChat Pay sheet is up, "processing" until the socket reports the outcome
+    phase: "",  // "paying" while the WeChat Pay sheet is up, "processing" until the service reports the outcome
+    notice: "",  // the API's own message for the last refusal
+    queued: false,  // a call is waiting out a 503's Retry-After: 排队中
   },
 
-  onLoad({ scheduleId }) {
-    this.scheduleId = Number(scheduleId);
-    this.socket = new OrderSocket({
-      getToken: () => app.token(),
-      relogin: () => app.login(),
-      onStatus: (frame) => this.onStatus(frame),
-      onError: (frame) => this.fail(frame),
-    });
-    this.loadSchedule();
-  },
-
-  onShow() {
-    // Back from the background (the WeChat Pay sheet, another app): the socket may have closed meanwhile.
-    if (this.data.order) this.socket.connect();
-  },
-
-  onUnload() {
-    this.socket.close();
-  },
-
-  async loadSchedule() {
-    try {
-      const s = await app.call({ path: `/api/v1/courses/schedules/${this.scheduleId}` });
-      this.setData({ schedule: Object.assign({}, s, { when: when(s.starts_at) }), fixedPrice: wholeYuan(s.price_fen) });
-    } catch (e) {
-      this.fail(e);
-    }
-  },
-
-  // 立即预约: the confirmation with the fixed price.
-  onBook() {
-    this.setData({ confirming: true });
-  },
-
-  onCloseConfirm() {
-    this.setData({ confirming: false });
-  },
-
-  // 确认支付. requestSubscribeMessage only works inside a tap handler, so it is asked first; a refusal
-  // changes nothing but the 预约成功 notice.
-  onConfirmPay() {
-    if (this.data.busy) return;
-    this.setData({ busy: true });
-    const key = idempotencyKey();
-    wx.requestSubscribeMessage({
-      tmplIds: [config.subscribeTemplateId],
-      complete: () => this.createAndPay(key).catch((e) => this.fail(e)).then(() => this.setData({ busy: false })),
-    });
-  },
-
-  async createAndPay(key) {
-    let order;
-    try {
-      order = await app.call({
-        method: "POST",
-        path: "/api/v1/payment/orders/create",
-        data: { course_schedule_id: this.scheduleId, amount: this.data.schedule.price },
-        headers: { "Idempotency-Key": key },
-      });
-    } catch (e) {
-      this.setData({ confirming: false });
-      if (e.code === "PENDING_ORDER_EXISTS" && e.body.order_id) {
-        this.track({ order_id: e.body.order_id });  // its snapshot shows it; 继续支付 or 取消订单 from there
-      } else if (e.code === "SOLD_OUT" || e.code === "AMOUNT_MISMATCH") {
-        this.loadSchedule();
+  methods: {
+    onLoad(query) {
+      // The query may come from a shared link: only a plain id is asked for.
+      const id = String((query && query.scheduleId) || "");
+      if (!/^[1-9]\d{0,14}$/.test(id)) {
+        this.setData({ notice: "课程不存在" });
+        return;
       }
-      throw e;
-    }
-    this.track(order);
-    this.setData({ confirming: false });
-    await this.pay();
-  },
-
-  track(order) {
-    this.setData({ order, status: "", statusText: "", phase: "" });
-    this.socket.subscribe(order.order_id);
-  },
-
-  // POST /api/v1/payment/wxpay/create, then wx.requestPayment with exactly the fields it returns.
-  // A repeat (继续支付) reuses the prepay id.
-  async pay() {
-    const p = await app.call({ method: "POST", path: "/api/v1/payment/wxpay/create", data: { order_id: this.data.order.order_id } });
-    this.setData({ phase: "paying" });
-    wx.requestPayment({
-      timeStamp: p.timeStamp,
-      nonceStr: p.nonceStr,
-      package: p.package,
-      signType: p.signType,
-      paySign: p.paySign,
-      // Paid in WeChat; the order turns paid when WeChat Pay's notification reaches the service,
-      // and the socket says so.
-      success: () => this.setData({ phase: "processing", statusText: "支付处理中，请稍候…" }),
-      // "requestPayment:fail cancel" is the parent closing the sheet; anything else is a failed payment.
-      // Either way the order is closed now so the seat is free at once.
-      fail: ({ errMsg }) => this.cancel(/cancel/.test(errMsg || "") ? "user_cancelled" : "payment_failed"),
-    });
-  },
-
-  onResume() {
-    this.pay().catch((e) => this.fail(e));
-  },
-
-  onCancelOrder() {
-    this.cancel("user_cancelled");
-  },
-
-  // POST …/cancel: the service closes the WeChat Pay order first; if WeChat says it was paid, it is paid.
-  // The outcome is shown when the socket reports it.
-  cancel(reason) {
-    this.setData({ phase: "processing", statusText: "处理中…" });
-    return app.call({ method: "POST", path: `/api/v1/payment/orders/${this.data.order.order_id}/cancel`, data: { reason } })
-      .catch((e) => {
-        this.setData({ phase: "", statusText: STATUS_TEXT[this.data.status] || "" });
-        this.fail(e);
+      this.scheduleId = Number(id);
+      this.socket = new OrderSocket({
+        getToken: () => app.token(),
+        relogin: () => app.login(),
+        onStatus: (frame) => this.onStatus(frame),
+        onError: (frame) => this.fail(frame),
       });
-  },
+      this.loadSchedule();
+    },
 
-  onStatus(frame) {
-    if (!this.data.order || frame.order_id !== this.data.order.order_id) return;
-    if (frame.status === "pending" && this.data.phase) {
-      this.setData({ status: "pending" });  // still paying: keep "支付处理中" until the outcome
-      return;
-    }
-    this.setData({ status: frame.status, statusText: STATUS_TEXT[frame.status] || frame.status, phase: "" });
-    if (frame.status !== "pending") this.loadSchedule();  // seats left changed
-  },
+    onShow() {
+      // Back from the background (the WeChat Pay sheet, another app): the socket may have closed meanwhile.
+      if (this.data.order) this.socket.connect();
+    },
 
-  onBackToList() {
-    wx.navigateBack();
-  },
+    onUnload() {
+      if (this.socket) this.socket.close();
+    },
 
-  onRetry() {
-    this.setData({ order: null, status: "", statusText: "", phase: "" });
-  },
+    // The page's calls to the service: 排队中 while one waits out a 503 (Retry-After), cleared when it ends.
+    api(options, { signedIn = true } = {}) {
+      const withQueue = Object.assign({ onQueued: () => this.setData({ queued: true }) }, options);
+      const call = signedIn ? app.call(withQueue) : request(withQueue);
+      const done = () => { if (this.data.queued) this.setData({ queued: false }); };
+      call.then(done, done);
+      return call;
+    },
 
-  fail(e) {
-    wx.showModal({ title: "提示", content: e.message || "请求失败", showCancel: false });
+    async loadSchedule() {
+      try {
+        const s = await this.api({ path: `/api/v1/courses/schedules/${this.scheduleId}` }, { signedIn: false });
+        this.setData({ schedule: Object.assign({}, s, { when: when(s.starts_at) }), fixedPrice: wholeYuan(s.price_fen) });
+      } catch (e) {
+        this.fail(e);
+      }
+    },
+
+    // 立即预约: the confirmation with the fixed price.
+    onBook() {
+      const s = this.data.schedule;
+      if (!s || s.remaining <= 0) return;
+      this.setData({ confirming: true, notice: "" });
+    },
+
+    onCloseConfirm() {
+      this.setData({ confirming: false });
+    },
+
+    // 确认支付. WeChat lets requestSubscribeMessage run only synchronously inside a tap handler, so it is asked first,
+    // before anything awaits; a refusal changes nothing but the 预约成功 notice.
+    onConfirmPay() {
+      if (this.data.busy) return;
+      this.setData({ busy: true, notice: "" });
+      const key = idempotencyKey();
+      this.askForNotice(() => this.createAndPay(key).catch((e) => this.fail(e)).then(() => this.setData({ busy: false })));
+    },
+
+    askForNotice(then) {
+      wx.requestSubscribeMessage({ tmplIds: [config.subscribeTemplateId], complete: () => then() });
+    },
+
+    async createAndPay(key) {
+      let order;
+      try {
+        order = await this.api({
+          method: "POST",
+          path: "/api/v1/payment/orders/create",
+          data: { course_schedule_id: this.scheduleId, amount: this.data.schedule.price },
+          headers: { "Idempotency-Key": key },
+        });
+      } catch (e) {
+        this.setData({ confirming: false });
+        if (e.code === "PENDING_ORDER_EXISTS" && e.body.order_id) {
+          this.track({ order_id: e.body.order_id });  // its first frame shows it; 继续支付 or 取消订单 from there
+        } else if (e.code === "SOLD_OUT" || e.code === "AMOUNT_MISMATCH") {
+          this.loadSchedule();
+        }
+        throw e;
+      }
+      this.track(order);
+      this.setData({ confirming: false });
+      await this.pay();
+    },
+
+    track(order) {
+      this.setData({ order, status: "", statusAt: "", statusText: "", phase: "" });
+      this.socket.subscribe(order.order_id);
+    },
+
+    // POST /api/v1/payment/wxpay/create, then wx.requestPayment with exactly the fields it returns.
+    // A repeat (继续支付) reuses the prepay id.
+    async pay() {
+      const orderId = this.data.order.order_id;
+      const p = await this.api({ method: "POST", path: "/api/v1/payment/wxpay/create", data: { order_id: orderId } });
+      if (!this.stillPayable(orderId)) return;
+      this.setData({ phase: "paying" });
+      wx.requestPayment({
+        timeStamp: p.timeStamp,
+        nonceStr: p.nonceStr,
+        package: p.package,
+        signType: p.signType,
+        paySign: p.paySign,
+        // Paid in WeChat; the order turns paid only when WeChat Pay's notification reaches the service, and the
+        // socket says so. The socket may have said so already.
+        success: () => {
+          if (this.stillPayable(orderId)) this.setData({ phase: "processing", statusText: PROCESSING_TEXT });
+        },
+        // "requestPayment:fail cancel" is the parent closing the sheet; anything else is a failed payment.
+        // Either way the order is closed now so the seat is free at once.
+        fail: ({ errMsg } = {}) => {
+          if (this.stillPayable(orderId)) this.cancel(/:fail cancel$/.test(errMsg || "") ? "user_cancelled" : "payment_failed");
+        },
+      });
+    },
+
+    // The page still shows this order, and nothing has reported it settled.
+    stillPayable(orderId) {
+      return Boolean(this.data.order) && this.data.order.order_id === orderId
+        && (this.data.status === "" || this.data.status === "pending");
+    },
+
+    // 继续支付 (an order left unpaid): the notice is asked for again, since this tap may be the first of this visit.
+    onResume() {
+      this.setData({ notice: "" });
+      this.askForNotice(() => this.pay().catch((e) => this.fail(e)));
+    },
+
+    onCancelOrder() {
+      this.cancel("user_cancelled");
+    },
+
+    // POST …/cancel: the service closes the WeChat Pay order first; if WeChat says it was paid, it is paid.
+    // Its answer is the order as it now stands, so it is shown at once; the socket says the same.
+    cancel(reason) {
+      const orderId = this.data.order.order_id;
+      this.setData({ phase: "processing", statusText: "处理中…" });
+      return this.api({ method: "POST", path: `/api/v1/payment/orders/${orderId}/cancel`, data: { reason } })
+        .then((order) => this.onStatus({ order_id: order.order_id, status: order.status }))
+        .catch((e) => {
+          this.setData({ phase: "", statusText: STATUS_TEXT[this.data.status] || "" });
+          this.fail(e);
+        });
+    },
+
+    onStatus(frame) {
+      if (!this.data.order || frame.order_id !== this.data.order.order_id) return;
+      if (!supersedes(frame, { status: this.data.status, at: this.data.statusAt })) return;
+      const at = frame.at || this.data.statusAt;
+      if (frame.status === "pending" && this.data.phase) {
+        this.setData({ status: "pending", statusAt: at });  // still paying: keep 支付处理中 until the outcome
+        return;
+      }
+      const settled = frame.status !== this.data.status && frame.status !== "pending";
+      this.setData({ status: frame.status, statusAt: at, statusText: STATUS_TEXT[frame.status] || frame.status, phase: "" });
+      if (settled) this.loadSchedule();  // seats left changed
+    },
+
+    onBackToList() {
+      wx.navigateBack();
+    },
+
+    // 重新支付 / 重新预约 (seed AC4: a parent who cancelled may come back and pay): a new order from the confirmation.
+    onRetry() {
+      const s = this.data.schedule;
+      if (this.data.order) this.socket.unsubscribe(this.data.order.order_id);
+      this.setData({ order: null, status: "", statusAt: "", statusText: "", phase: "", notice: "", confirming: Boolean(s && s.remaining > 0) });
+    },
+
+    fail(e) {
+      this.setData({ notice: (e && e.message) || "请求失败" });
+    },
   },
 });

@@ -1,30 +1,33 @@
 // The class sessions (GET /api/v1/courses/schedules, no token needed), each with its price and seats left.
+// Built with Component, as WeChat allows for a page, so that miniprogram-simulate renders it in the tests.
 const { request } = require("../../utils/api");
 const { when } = require("../../utils/format");
 
-Page({
-  data: { items: [], loading: true, error: "" },
+Component({
+  data: { items: [], loading: true, error: "", queued: false },
 
-  onShow() {
-    this.load();
-  },
+  methods: {
+    onShow() {
+      this.load();
+    },
 
-  onPullDownRefresh() {
-    this.load().then(() => wx.stopPullDownRefresh());
-  },
+    onPullDownRefresh() {
+      this.load().then(() => wx.stopPullDownRefresh());
+    },
 
-  async load() {
-    try {
-      const { items } = await request({ path: "/api/v1/courses/schedules" });
-      this.setData({ items: items.map((s) => Object.assign({}, s, { when: when(s.starts_at) })), error: "" });
-    } catch (e) {
-      this.setData({ error: e.message });
-    }
-    this.setData({ loading: false });
-  },
+    async load() {
+      try {
+        const { items } = await request({ path: "/api/v1/courses/schedules", onQueued: () => this.setData({ queued: true }) });
+        this.setData({ items: items.map((s) => Object.assign({}, s, { when: when(s.starts_at) })), error: "" });
+      } catch (e) {
+        this.setData({ error: e.message });
+      }
+      this.setData({ loading: false, queued: false });
+    },
 
-  onPick(e) {
-    const { id, remaining } = e.currentTarget.dataset;
-    if (remaining > 0) wx.navigateTo({ url: `/pages/order/order?scheduleId=${id}` });
+    onPick(e) {
+      const { id, remaining } = e.currentTarget.dataset;
+      if (remaining > 0) wx.navigateTo({ url: `/pages/order/order?scheduleId=${id}` });
+    },
   },
 });

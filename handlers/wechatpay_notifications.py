@@ -1,0 +1,34 @@
+"""WeChat Pay's notification endpoints: 204 when handled, `{"code": "FAIL"}` with 401/400/503 when refused."""
+from __future__ import annotations
+
+import json
+
+from services.audit import Actor
+from services.payments import payment_notifications
+from services.refunds import refund_notifications
+from services.wechat.notification_verifier import NotificationRejected
+
+from .base import BaseHandler
+
+
+class PaymentNotificationHandler(BaseHandler):
+    """POST /api/v1/payment/wxpay/callback."""
+
+    handle = staticmethod(payment_notifications.handle_payment_notification)
+
+    async def post(self):
+        actor = Actor("wechat", ip=self.client_ip, user_agent=self.request.headers.get("User-Agent"))
+        try:
+            await self.handle(self.ctx, self.request.headers, self.request.body, actor)
+        except NotificationRejected as e:
+            self.set_status(e.status)
+            self.finish(json.dumps({"code": "FAIL", "message": e.reason}))
+            return
+        self.set_status(204)
+        self.finish()
+
+
+class RefundNotificationHandler(PaymentNotificationHandler):
+    """POST /api/v1/payment/wxpay/refund-callback."""
+
+    handle = staticmethod(refund_notifications.handle_refund_notification)

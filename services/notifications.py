@@ -1,0 +1,90 @@
+"""WeChat Pay's notifications (the `/callback` and `/refund-callback` URLs of contract §2): each one verified,
+recorded in the notification inbox (table wechatpay_notifications) and applied in one transaction.
+
+Payment and refund notifications share this pipeline; what applying means is theirs
+(services.payments.payment_notifications, services.refunds.refund_notifications). Messages to parents are
+something else: subscribe messages (services.messages).
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+import peewee
+import pymysql
+
+from models import DATABASE_UNAVAILABLE, WechatPayNotification, utcnow
+from models.prepared import Prepared
+
+from .uow import run_in_transaction
+from .wechat.notification_verifier import NotificationRejected
+
+log = logging.getLogger("gym.notifications")
+
+KINDS = ("payment", "refund")
+OUTCOMES = ("applied", "duplicate", "anomaly", "ignored", "unknown_order", "refused")
+
+
+RECORD_NOTIFICATION = Prepared(
+    "INSERT INTO `wechatpay_notifications` (`event_id`, `event_type`, `kind`, `out_trade_no`, `outcome`, "
+    "`http_status`, `reason`, `deliveries`, `first_seen_at`, `last_seen_at`) "
+    "VALUES (%s, %s, %s, %s, %s, 204, %s, 1, %s, %s) "
+    "ON DUPLICATE KEY UPDATE `deliveries` = `deliveries` + 1, `last_seen_at` = %s, `outcome` = %s, "
+    "`reason` = COALESCE(%s, `reason`)")
+
+
+async def record_notification(envelope, outcome, out_trade_no, kind):
+    """Record a verified notification (one row per event id; a redelivery counts up and keeps the last outcome).
+
+    Its reason notes a notification only the previous APIv3 key opened (the verifier's Envelope.key_note).
+    """
+    now = utcnow()
+    reason = getattr(envelope, "key_note", None)
+    await RECORD_NOTIFICATION.execute(str(envelope.get("id") or "")[:64] or "unknown",
+                                      str(envelope.get("event_type", ""))[:32], kind,
+                                      str(out_trade_no)[:64] if out_trade_no else None, outcome, reason, now, now,
+                                      now, outcome, reason)
+
+
+async def record_refusal(kind, rejection):
+    """Count a refused notification: one row per kind, reason and minute, whatever the flood.
+
+    A refused notification is unauthenticated, so nothing in it (its id included) is trusted or kept.
+    """
+    now = utcnow()
+    slug = re.sub(r"[^a-z0-9]+", "_", rejection.reason.lower()).strip("_")[:24] or "refused"
+    try:
+        await WechatPayNotification.insert(
+            event_id=f"refused:{kind}:{slug}:{now:%Y%m%d%H%M}", event_type="", kind=kind, out_trade_no=None,
+            outcome="refused", http_status=rejection.status, reason=rejection.reason[:255], first_seen_at=now,
+            last_seen_at=now,
+        ).on_conflict(update={WechatPayNotification.deliveries: WechatPayNotification.deliveries + 1,
+                              WechatPayNotification.last_seen_at: now}).aio_execute()
+    except Exception:  # noqa: BLE001 - the refusal stands even when it cannot be counted (database down)
+        log.warning("counting a refused %s notification failed", kind)
+
+
+async def receive(ctx, headers, body: bytes, actor, kind, accepts, apply) -> str:
+    """Verify a notification, then apply it in one transaction if `accepts(event_type)`; returns the outcome.
+
+    Raises NotificationRejected: 401/400 refused (counted in the inbox), 503 when the database fails, so that
+    WeChat Pay delivers it again.
+    """
+    try:
+        envelope = await ctx.verifier.verify(headers, body)
+    except NotificationRejected as e:
+        log.warning("%s notification refused (%s): %s", kind, e.status, e.reason)
+        await record_refusal(kind, e)
+        ctx.count_notification(kind, "refused")
+        raise
+    try:
+        if not accepts(str(envelope.get("event_type", ""))):
+            await record_notification(envelope, "ignored", None, kind)
+            outcome = "ignored"
+        else:
+            outcome = await run_in_transaction(ctx, apply, ctx, envelope, actor)
+    except (peewee.DatabaseError, pymysql.err.MySQLError, *DATABASE_UNAVAILABLE) as e:  # any fault on our side
+        log.error("%s notification not applied, WeChat Pay will redeliver: %s", kind, e)
+        raise NotificationRejected(503, "database unavailable") from e
+    ctx.count_notification(kind, outcome)
+    return outcome
