@@ -61,6 +61,7 @@ class Settings:
     wechatpay_cert_serial_no: str
     wechatpay_private_key: str = field(repr=False)
     wechatpay_apiv3_key: str = field(repr=False)
+    wechatpay_apiv3_key_previous: str | None = field(repr=False)
     wechatpay_public_key: str | None = field(repr=False)
     wechatpay_public_key_id: str | None
     wechatpay_cert_dir: str
@@ -257,15 +258,17 @@ def _read_file(env, name, required=True):
         raise SettingsError(f"{name}: cannot read {path}: {e.strerror}") from None
 
 
-def _apiv3_key(env):
-    key = env.get("WECHATPAY_APIV3_KEY", "").strip()
+def _apiv3_key(env, name="WECHATPAY_APIV3_KEY", required=True):
+    key = env.get(name, "").strip()
     if not key:
-        content = _read_file(env, "WECHATPAY_APIV3_KEY_FILE", required=False)
+        content = _read_file(env, f"{name}_FILE", required=False)
         if content is None:
-            raise SettingsError("WECHATPAY_APIV3_KEY or WECHATPAY_APIV3_KEY_FILE is not set")
+            if not required:
+                return None
+            raise SettingsError(f"{name} or {name}_FILE is not set")
         key = content.strip()
     if len(key.encode()) != 32:
-        raise SettingsError("WECHATPAY_APIV3_KEY must be 32 bytes")
+        raise SettingsError(f"{name} must be 32 bytes")
     return key
 
 
@@ -338,6 +341,7 @@ def load(env=None) -> Settings:
         wechatpay_cert_serial_no=_required(env, "WECHATPAY_CERT_SERIAL_NO"),
         wechatpay_private_key=_read_file(env, "WECHATPAY_PRIVATE_KEY_FILE"),
         wechatpay_apiv3_key=_apiv3_key(env),
+        wechatpay_apiv3_key_previous=_apiv3_key(env, "WECHATPAY_APIV3_KEY_PREVIOUS", required=False),
         wechatpay_public_key=public_key,
         wechatpay_public_key_id=public_key_id,
         wechatpay_cert_dir=env.get("WECHATPAY_CERT_DIR", "").strip() or os.path.join("var", "wechatpay-certs"),

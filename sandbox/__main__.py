@@ -4,6 +4,7 @@ import asyncio
 import logging
 
 from .app import main
+from .config import KEY_MODES
 
 
 def parse_args(argv=None):
@@ -17,8 +18,8 @@ def parse_args(argv=None):
                         help="forget every order, refund, notification, code and token at start (keys stay)")
     parser.add_argument("--time-scale", type=float, default=1.0,
                         help="multiplies every delay (notification retries, refund settling)")
-    parser.add_argument("--notify-key-mode", choices=("pubkey", "cert"), default="pubkey",
-                        help="which platform key signs notifications")
+    parser.add_argument("--notify-key-mode", choices=KEY_MODES, default="pubkey",
+                        help="which platform key signs notifications (either: one then the other, in turn)")
     args = parser.parse_args(argv)
     if args.time_scale <= 0:
         parser.error("--time-scale must be positive")

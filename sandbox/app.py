@@ -8,8 +8,9 @@ import tornado.web
 
 from .credentials import load_or_create, write_service_env
 from .core import Sandbox
+from .key_changes import CHANGES
 from .recorder import mask_uri
-from .handlers import bill_control, bills, cashier, control, dashboard, openapi, pay
+from .handlers import bill_control, bills, cashier, control, dashboard, keys, openapi, pay
 from .handlers.base import NotFoundHandler
 from .handlers.ui import UI_METHODS, UI_MODULES
 from .store import Store
@@ -55,6 +56,9 @@ def make_app(sandbox):
         (rf"/sandbox/notifications/{NAME}/redeliver", control.NotificationRedeliverHandler),
         (r"/sandbox/faults", control.FaultsHandler),
         (r"/sandbox/config", control.ConfigHandler),
+        (r"/sandbox/keys", keys.KeysHandler),
+        (rf"/sandbox/keys/({'|'.join(CHANGES)})", keys.KeyChangeHandler),
+        (rf"/sandbox/keys/merchant-certificate/{NAME}/revoke", keys.MerchantRevokeHandler),
         (r"/sandbox/requests", control.RequestsHandler),
         (r"/sandbox/messages", control.MessagesHandler),
         (r"/sandbox/reset", control.ResetHandler),

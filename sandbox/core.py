@@ -99,7 +99,7 @@ class Sandbox:
 
     def reset(self):
         """Forget faults, notification rules and bill controls; settings back to the start values. Orders and
-        keys stay."""
+        keys (every key change included) stay."""
         self.faults.clear()
         self.notifier.clear_rules()
         self.bills.reset()
@@ -113,6 +113,7 @@ class Sandbox:
             "mchid": self.creds.mchid, "appid": self.creds.appid,
             "merchant_cert_serial": self.creds.merchant_serial,
             "public_key_id": self.creds.public_key_id, "platform_cert_serial": self.creds.platform_serial,
+            "apiv3_key_generation": len(self.creds.apiv3_keys),
             "time_scale": self.time_scale, "config": self.config.view(),
             "state_dir": self.creds.state_dir, "state_file": self.store.path,
         }

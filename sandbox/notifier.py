@@ -48,11 +48,13 @@ class Notification:
         self.retries = 0  # scheduled redeliveries made so far (an index into RETRY_SCHEDULE)
         self.next_attempt_at = None  # time.time() of the next scheduled attempt, while one is waited for
         self.body = None
+        self.apiv3_key_generation = 1  # which APIv3 key (sandbox/key_changes.py) encrypted the body
 
     def record(self):
         """The notification as a JSON-able dict for the store."""
         record = {name: getattr(self, name) for name in self.FIELDS}
-        record.update(created_at=self.created_at.isoformat(), body=self.body.decode("utf-8"))
+        record.update(created_at=self.created_at.isoformat(), body=self.body.decode("utf-8"),
+                      apiv3_key_generation=self.apiv3_key_generation)
         return record
 
     @classmethod
@@ -63,6 +65,7 @@ class Notification:
             setattr(note, name, record[name])
         note.created_at = datetime.fromisoformat(record["created_at"])
         note.body = record["body"].encode("utf-8")
+        note.apiv3_key_generation = record.get("apiv3_key_generation", 1)  # rows written before key changes
         for attempt in note.attempts:
             if "elapsed_ms" not in attempt:
                 attempt.update(status=None, error=INTERRUPTED, elapsed_ms=None)
@@ -75,7 +78,8 @@ class Notification:
             "id": self.id, "event_type": self.event_type, "notify_url": self.notify_url,
             "status": self.status, "rule": self.rule, "created_at": clock.iso(self.created_at),
             "next_attempt_in_seconds": due, "retries": self.retries, "attempts": list(self.attempts),
-            "plaintext": self.plaintext, "body": self.body.decode("utf-8"), "probe": self.probe, **self.subject,
+            "plaintext": self.plaintext, "body": self.body.decode("utf-8"), "probe": self.probe,
+            "apiv3_key_generation": self.apiv3_key_generation, **self.subject,
         }
 
 
@@ -132,6 +136,8 @@ class Notifier:
         once and takes no notification rule: a merchant must refuse it (non-2xx).
         """
         note = Notification(event_type, summary, original_type, plaintext, notify_url, subject, probe)
+        # Encrypted once, now: every redelivery resends these bytes, whatever APIv3 key change comes later.
+        note.apiv3_key_generation = len(self.creds.apiv3_keys)
         resource = encrypt_resource(self.creds.apiv3_key, json.dumps(plaintext, ensure_ascii=False,
                                                                       separators=(",", ":")), original_type)
         resource["original_type"] = original_type
@@ -206,8 +212,7 @@ class Notifier:
 
     async def _attempt(self, note, redelivery=False):
         """One signed POST (fresh timestamp and nonce, same body), recorded and stored; returns the record."""
-        mode = self.config.notify_key_mode
-        key, serial = self.creds.signing_key(mode)
+        mode, key, serial = self.creds.signer(self.config.notify_key_mode)
         headers = signed_headers(key, serial, note.body)
         if note.probe:
             headers["Wechatpay-Signature"] = "WECHATPAY/SIGNTEST/" + base64.b64encode(secrets.token_bytes(192)).decode()

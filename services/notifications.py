@@ -27,16 +27,23 @@ OUTCOMES = ("applied", "duplicate", "anomaly", "ignored", "unknown_order", "refu
 
 RECORD_NOTIFICATION = Prepared(
     "INSERT INTO `wechatpay_notifications` (`event_id`, `event_type`, `kind`, `out_trade_no`, `outcome`, "
-    "`http_status`, `deliveries`, `first_seen_at`, `last_seen_at`) VALUES (%s, %s, %s, %s, %s, 204, 1, %s, %s) "
-    "ON DUPLICATE KEY UPDATE `deliveries` = `deliveries` + 1, `last_seen_at` = %s, `outcome` = %s")
+    "`http_status`, `reason`, `deliveries`, `first_seen_at`, `last_seen_at`) "
+    "VALUES (%s, %s, %s, %s, %s, 204, %s, 1, %s, %s) "
+    "ON DUPLICATE KEY UPDATE `deliveries` = `deliveries` + 1, `last_seen_at` = %s, `outcome` = %s, "
+    "`reason` = COALESCE(%s, `reason`)")
 
 
 async def record_notification(envelope, outcome, out_trade_no, kind):
-    """Record a verified notification (one row per event id; a redelivery counts up and keeps the last outcome)."""
+    """Record a verified notification (one row per event id; a redelivery counts up and keeps the last outcome).
+
+    Its reason notes a notification only the previous APIv3 key opened (the verifier's Envelope.key_note).
+    """
     now = utcnow()
+    reason = getattr(envelope, "key_note", None)
     await RECORD_NOTIFICATION.execute(str(envelope.get("id") or "")[:64] or "unknown",
-                               str(envelope.get("event_type", ""))[:32], kind,
-                               str(out_trade_no)[:64] if out_trade_no else None, outcome, now, now, now, outcome)
+                                      str(envelope.get("event_type", ""))[:32], kind,
+                                      str(out_trade_no)[:64] if out_trade_no else None, outcome, reason, now, now,
+                                      now, outcome, reason)
 
 
 async def record_refusal(kind, rejection):

@@ -2,7 +2,10 @@
 
 The multiprocess directory must be known before prometheus_client is imported: PROMETHEUS_MULTIPROC_DIR from the
 environment (systemd: under /run/gym), else a fresh directory under the system's temp dir, chosen here, at import.
-`server.py` empties it before the workers start.
+`server.py` empties it before the workers start, of every file but this process's own: those hold the metrics made
+at import (the unlabelled ones), and deleting them would leave this process counting into unlinked files that
+/metrics never reads (so a one-worker service showed no counters). A file of a dead process that had this pid is
+stale and goes before prometheus_client opens it.
 """
 from __future__ import annotations
 
@@ -12,6 +15,10 @@ import tempfile
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gym-metrics-")
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+_OWN_SUFFIX = f"_{os.getpid()}.db"
+for _name in os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
+    if _name.endswith(_OWN_SUFFIX):
+        os.remove(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], _name))
 
 from prometheus_client import (  # noqa: E402 - after the directory is set
     CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess,
@@ -40,6 +47,9 @@ SUBSCRIBE_MESSAGES = Counter("gym_subscribe_messages_total", "Subscribe messages
 WECHATPAY_DURATION = Histogram("gym_wechatpay_request_duration_seconds", "WeChat Pay API call latency", ["api"],
                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 15))
 WECHATPAY_CALLS = Counter("gym_wechatpay_requests_total", "WeChat Pay API calls by outcome", ["api", "outcome"])
+APIV3_DECRYPTS = Counter("gym_wechatpay_apiv3_decrypts_total",
+                         "Resources decrypted (notification, certificates) by the APIv3 key that opened them "
+                         "(current | previous | none)", ["what", "key"])
 DEPENDENCY_UP = Gauge("gym_dependency_up", "1 when the dependency answers (checked at each scrape)",
                       ["dependency"], multiprocess_mode="mostrecent")
 DB_POOL = Gauge("gym_db_pool_connections", "Database pool connections of each process", ["state"],
@@ -65,6 +75,9 @@ def init_series(reconcile_interval: float, notification_kinds, notification_outc
         REFUNDS.labels(status)
     for on_time in ON_TIME_LABELS:
         SEAT_RELEASES.labels(on_time)
+    for what in ("notification", "certificates"):
+        for key in ("current", "previous", "none"):
+            APIV3_DECRYPTS.labels(what, key)
     RECONCILE_INTERVAL.set(reconcile_interval)
 
 
@@ -102,10 +115,11 @@ def process_exited(pid: int):
 
 
 def clear_directory():
-    """Start from nothing: remove the files of a previous run (called before the workers start)."""
+    """Start from nothing: remove the files of a previous run, not this process's (called before the workers
+    start)."""
     os.makedirs(MULTIPROC_DIR, exist_ok=True)
     for name in os.listdir(MULTIPROC_DIR):
-        if name.endswith(".db"):
+        if name.endswith(".db") and not name.endswith(f"_{os.getpid()}.db"):
             os.remove(os.path.join(MULTIPROC_DIR, name))
 
 

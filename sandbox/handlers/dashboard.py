@@ -2,7 +2,7 @@
 from datetime import timedelta
 from itertools import islice
 
-from .. import clock
+from .. import clock, key_changes
 from ..errors import SandboxError
 from .base import BaseHandler
 
@@ -25,7 +25,7 @@ class DashboardHandler(BaseHandler):
         sandbox = self.sandbox
         today = clock.now().date()
         self.render(
-            "dashboard.html", info=sandbox.info(), limit=limit,
+            "dashboard.html", info=sandbox.info(), keys=key_changes.view(sandbox.creds), limit=limit,
             orders=[sandbox.trades.refresh(o) for o in newest(sandbox.trades.orders.values(), limit)],
             refunds=newest(sandbox.refunds.refunds.values(), limit),
             notifications=[n.view() for n in newest(sandbox.notifier.notifications, limit)],

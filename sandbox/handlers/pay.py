@@ -1,6 +1,8 @@
 """WeChat Pay API v3 endpoints: authenticated requests, signed answers."""
 import time
 
+from cryptography.hazmat.primitives import serialization
+
 from .. import clock
 from ..crypto import encrypt_resource, parse_authorization, request_message, signed_headers, verify
 from ..errors import SandboxError
@@ -42,13 +44,14 @@ class PayHandler(RecordedHandler):
             raise sign_error("Authorization 缺失或格式错误")
         if fields["mchid"] != creds.mchid:
             raise sign_error("mchid 与商户号不匹配")
-        if fields["serial_no"].upper() != creds.merchant_serial:
+        merchant = creds.merchant_certificate(fields["serial_no"])
+        if merchant is None:
             raise sign_error("商户证书序列号 serial_no 不存在或已失效")
         if not fields["timestamp"].isdigit() or abs(time.time() - int(fields["timestamp"])) > CLOCK_SKEW:
             raise sign_error("timestamp 与当前时间相差超过 5 分钟")
         message = request_message(self.request.method, self.request.uri, fields["timestamp"],
                                   fields["nonce_str"], self.request.body or b"")
-        if not verify(creds.merchant_cert.public_key(), message, fields["signature"]):
+        if not verify(merchant.cert.public_key(), message, fields["signature"]):
             raise sign_error("sign not match")
         self.authenticated = True
 
@@ -62,24 +65,27 @@ class PayHandler(RecordedHandler):
             self.set_status(exc.status)
         self.answer_body = self.error_body(self.get_status(), exc)
         body = dump(self.answer_body)
-        asked = self.request.headers.get("Wechatpay-Serial")
-        mode = "pubkey" if asked == self.sandbox.creds.public_key_id else "cert"
-        key, serial = self.sandbox.creds.signing_key(mode)
+        self.signed_with, key, serial = self.signer()
         for name, value in signed_headers(key, serial, body).items():
             self.set_header(name, value)
-        self.signed_with = mode
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(body)
 
-    def answer(self, status, payload=None, mode=None):
-        """Send a signed answer; the key follows the request's Wechatpay-Serial unless `mode` is given."""
-        self.answer_handled_fault()
+    def signer(self, mode=None):
+        """(mode, key, serial) of an answer: `mode`, else /sandbox/config's answer_key_mode; in its default
+        `request`, the public key the request's Wechatpay-Serial names (an earlier one too), else the certificate."""
         creds = self.sandbox.creds
-        if mode is None:
-            asked = self.request.headers.get("Wechatpay-Serial")
-            mode = "pubkey" if asked == creds.public_key_id else "cert"
+        asked = self.request.headers.get("Wechatpay-Serial")
+        mode = mode or self.sandbox.config.answer_key_mode
+        if mode == "request":
+            mode = "pubkey" if creds.public_key(asked) is not None else "cert"
+        return creds.signer(mode, asked)
+
+    def answer(self, status, payload=None, mode=None):
+        """Send a signed answer; the key as `signer` chooses it."""
+        self.answer_handled_fault()
         body = b"" if payload is None else dump(payload)
-        key, serial = creds.signing_key(mode)
+        mode, key, serial = self.signer(mode)
         headers = signed_headers(key, serial, body)
         headers["Request-ID"] = self.request_id
         for name, value in headers.items():
@@ -143,18 +149,21 @@ class RefundQueryHandler(PayHandler):
 
 
 class CertificatesHandler(PayHandler):
-    """GET /v3/certificates: the platform certificate, encrypted with the APIv3 key, signed by it."""
+    """GET /v3/certificates: every platform certificate still valid, encrypted with the current APIv3 key, signed
+    by the current certificate."""
 
     def get(self):
         creds = self.sandbox.creds
-        cert = creds.platform_cert
-        pem = open(creds.path("cert"), encoding="ascii").read()
+        now = clock.now()
         self.answer(200, {"data": [{
-            "serial_no": creds.platform_serial,
-            "effective_time": clock.iso(cert.not_valid_before_utc),
-            "expire_time": clock.iso(cert.not_valid_after_utc),
-            "encrypt_certificate": encrypt_resource(creds.apiv3_key, pem, "certificate"),
-        }]}, mode="cert")
+            "serial_no": platform.serial,
+            "effective_time": clock.iso(platform.cert.not_valid_before_utc),
+            "expire_time": clock.iso(platform.cert.not_valid_after_utc),
+            "encrypt_certificate": encrypt_resource(
+                creds.apiv3_key, platform.cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+                "certificate"),
+        } for platform in creds.platform_certs
+            if platform.cert.not_valid_before_utc <= now <= platform.cert.not_valid_after_utc]}, mode="cert")
 
 
 class PayNotFoundHandler(PayHandler):

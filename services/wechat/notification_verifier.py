@@ -1,10 +1,15 @@
-"""Verifying and decrypting a WeChat Pay notification: signature (either key mode), timestamp window, AES-GCM."""
+"""Verifying and decrypting a WeChat Pay notification: signature (the key its Wechatpay-Serial names), timestamp
+window, AES-GCM with the APIv3 key or the previous one."""
 from __future__ import annotations
 
-import base64
 import json
+import logging
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from .apiv3 import CURRENT, PREVIOUS, MalformedResource, UndecryptableResource
+
+log = logging.getLogger("gym.wechatpay.notify")
+
+PREVIOUS_KEY_REASON = "decrypted with WECHATPAY_APIV3_KEY_PREVIOUS"
 
 
 class NotificationRejected(Exception):
@@ -16,34 +21,48 @@ class NotificationRejected(Exception):
         self.reason = reason
 
 
+class Envelope(dict):
+    """A verified notification with its resource decrypted; `apiv3_key` names the key that opened it."""
+
+    apiv3_key = CURRENT
+
+    @property
+    def key_note(self) -> str | None:
+        """What the inbox records about the key (never the key): set only when the previous one was needed."""
+        return PREVIOUS_KEY_REASON if self.apiv3_key == PREVIOUS else None
+
+
 class NotificationVerifier:
-    """Checks notifications against the platform public key or the platform certificates (gateway.keys)."""
+    """Checks notifications with the gateway's platform keys and opens them with its APIv3 keys."""
 
     def __init__(self, settings, gateway):
         self.settings = settings
         self.keys = gateway.keys
-        self.aes = AESGCM(settings.wechatpay_apiv3_key.encode())
+        self.apiv3 = gateway.apiv3
 
-    async def verify(self, headers, body: bytes) -> dict:
+    async def verify(self, headers, body: bytes) -> Envelope:
         """The notification with `resource` decrypted; raises NotificationRejected."""
         problem = await self.keys.check_signed(headers, body)
         if problem:
             raise NotificationRejected(401, problem)
         return self.decrypt(body)
 
-    def decrypt(self, body: bytes) -> dict:
+    def decrypt(self, body: bytes) -> Envelope:
         """Parse the envelope and decrypt its resource; raises NotificationRejected(400)."""
         try:
-            envelope = json.loads(body)
+            envelope = Envelope(json.loads(body))
             resource = envelope["resource"]
             if resource.get("algorithm") != "AEAD_AES_256_GCM":
-                raise ValueError("algorithm")
-            aad = resource.get("associated_data") or ""
-            plain = self.aes.decrypt(resource["nonce"].encode(), base64.b64decode(resource["ciphertext"]),
-                                     aad.encode() if aad else None)
+                raise MalformedResource("algorithm")
+            plain, envelope.apiv3_key = self.apiv3.decrypt(resource, "notification")
             envelope["resource"] = json.loads(plain)
-        except Exception:  # noqa: BLE001 - any malformed or undecryptable body is the same refusal
-            raise NotificationRejected(400, "malformed or undecryptable body") from None
+        except UndecryptableResource as e:
+            raise NotificationRejected(400, e.reason) from None
+        except Exception:  # noqa: BLE001 - any malformed body is the same refusal
+            raise NotificationRejected(400, "malformed body") from None
         if not isinstance(envelope["resource"], dict) or not isinstance(envelope.get("event_type"), str):
             raise NotificationRejected(400, "malformed resource")
+        if envelope.apiv3_key == PREVIOUS:
+            log.info("notification %s (%s) %s: WeChat Pay encrypted it before the APIv3 key change",
+                     str(envelope.get("id"))[:64], envelope["event_type"][:32], PREVIOUS_KEY_REASON)
         return envelope

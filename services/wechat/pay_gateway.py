@@ -1,17 +1,20 @@
-"""The WeChat Pay gateway: one AsyncWeChatPay client built at start, its answers mapped to PaymentGatewayError."""
+"""The WeChat Pay gateway: one AsyncWeChatPay client built at start, its answers mapped to PaymentGatewayError.
+
+The SDK only knows one platform key mode at a time and refreshes certificates unbounded and unverified, so on our
+client its two key-handling steps are ours: its certificate bootstrap does nothing (we load WECHATPAY_CERT_DIR and
+download the list ourselves, verified, with either APIv3 key) and its answer check asks PlatformKeys, which picks
+the public key or a certificate by `Wechatpay-Serial` in either mode.
+"""
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import logging
-import os
 import secrets
 import time
 
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from wechatpayv3.async_ import AsyncWeChatPay
 from wechatpayv3.async_.type import WeChatPayType
 from wechatpayv3.utils import build_authorization
@@ -19,7 +22,8 @@ from wechatpayv3.utils import build_authorization
 from telemetry import metrics
 from telemetry.context import tag_outgoing
 
-from .platform_keys import PlatformKeys
+from .apiv3 import PREVIOUS, MalformedResource, UndecryptableResource, ApiV3Keys
+from .platform_keys import PlatformKeys, valid_now
 
 log = logging.getLogger("gym.wechatpay")
 
@@ -55,9 +59,6 @@ class WeChatPayGateway:
 
     def __init__(self, settings):
         self.settings = settings
-        cert_dir = None
-        if not settings.public_key_mode:
-            cert_dir = os.path.join(os.path.abspath(settings.wechatpay_cert_dir), "")
         self.client = AsyncWeChatPay(
             wechatpay_type=WeChatPayType.MINIPROG,
             mchid=settings.wechatpay_mchid,
@@ -66,33 +67,41 @@ class WeChatPayGateway:
             appid=settings.wechat_appid,
             apiv3_key=settings.wechatpay_apiv3_key,
             notify_url=settings.wechatpay_notify_url,
-            cert_dir=cert_dir,
             public_key=settings.wechatpay_public_key,
             public_key_id=settings.wechatpay_public_key_id,
             timeout=(3, 10),
         )
         self.client._core._gate_way = settings.wechatpay_gateway
+        self.client._core._init_certificates = self._no_sdk_certificates
+        self.client._core._verify_signature_async = self._sdk_answer_check
+        self.apiv3 = ApiV3Keys.of(settings)
         self.keys = PlatformKeys(settings, fetch=self.fetch_certificates)
         self._opened = False
 
     @property
     def core(self):
-        """The SDK's core (keys, certificates)."""
+        """The SDK's core (HTTP client, merchant key)."""
         return self.client._core
 
     async def open(self):
-        """Open the HTTP client; in certificate mode load or download the platform certificates."""
+        """Open the HTTP client and load the cached platform certificates; in certificate mode with none cached,
+        download them (when that fails, the first answer or notification with a certificate serial tries again,
+        bounded as PlatformKeys bounds every download)."""
         if self._opened:
             return
         try:
             await self.client.__aenter__()
-            self.keys.add(self.core._certificates)
-            self.core._client.event_hooks = {"request": [tag_outgoing], "response": [self._check_answer]}
-            self._opened = True
-        except (httpx.HTTPError, OSError, Exception) as e:  # the SDK raises bare Exception for missing certs
+        except (httpx.HTTPError, OSError) as e:
             log.warning("WeChat Pay client not ready yet: %s", e)
-            await self.client.__aexit__(None, None, None)
             raise PaymentGatewayError("UNAVAILABLE", "微信支付暂时无法连接", retryable=True) from e
+        self.core._client.event_hooks = {"request": [tag_outgoing], "response": [self._check_answer]}
+        self._opened = True
+        self.keys.load_directory()
+        if not self.settings.public_key_mode and not self.keys.certificates:
+            try:
+                self.keys.add(await self._download_certificates())
+            except (PaymentGatewayError, httpx.HTTPError, OSError) as e:
+                log.warning("downloading the platform certificates at start failed: %s", e)
 
     async def close(self):
         """Close the HTTP client."""
@@ -100,59 +109,78 @@ class WeChatPayGateway:
             await self.client.__aexit__(None, None, None)
             self._opened = False
 
+    async def _no_sdk_certificates(self):
+        """Stands in for the SDK's certificate bootstrap (open() loads and downloads them itself)."""
+
+    async def _sdk_answer_check(self, headers, body) -> bool:
+        """Stands in for the SDK's check of a 2xx answer: the same PlatformKeys as every other check."""
+        return await self.keys.check_signed(headers, body.encode() if isinstance(body, str) else body) is None
+
     async def _check_answer(self, response: httpx.Response):
         """Every answer we may act on must be signed by WeChat Pay (the SDK checks only 2xx answers)."""
         if response.request.url.path == CERTIFICATES_PATH or response.status_code >= 500 \
                 or response.status_code == 429:
-            return  # the list is checked by fetch_certificates; 5xx and 429 only ever mean "try again"
+            return  # the list is checked by _download_certificates; 5xx and 429 only ever mean "try again"
         body = await response.aread()
         problem = await self.keys.check_signed(response.headers, body)
         if problem:
             raise UnverifiedAnswer(f"HTTP {response.status_code} answer not verified: {problem}")
-        if not self.settings.public_key_mode:
-            self.core._certificates = list(self.keys.certificates.values())  # the SDK checks 2xx with its list
 
     async def fetch_certificates(self) -> list:
-        """Download, decrypt and verify the platform certificate list (certificate mode)."""
+        """Download, decrypt and verify the platform certificate list, and cache it (PlatformKeys' refresh)."""
         await self.open()
+        return await self._download_certificates()
+
+    async def _download_certificates(self) -> list:
+        """The verified list, timed and counted as the `certificates` call."""
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            found = await self._certificate_list()
+            outcome = "ok"
+            return found
+        finally:
+            metrics.WECHATPAY_DURATION.labels("certificates").observe(time.monotonic() - started)
+            metrics.WECHATPAY_CALLS.labels("certificates", outcome).inc()
+
+    async def _certificate_list(self) -> list:
         core = self.core
         auth = build_authorization(CERTIFICATES_PATH, "GET", core._mchid, core._cert_serial_no, core._private_key)
-        response = await core._client.get(self.settings.wechatpay_gateway + CERTIFICATES_PATH, headers={
-            "Authorization": auth, "Accept": "application/json", "User-Agent": "gym-payments"})
+        headers = {"Authorization": auth, "Accept": "application/json", "User-Agent": "gym-payments"}
+        if self.settings.public_key_mode:
+            headers["Wechatpay-Serial"] = self.settings.wechatpay_public_key_id
+        response = await core._client.get(self.settings.wechatpay_gateway + CERTIFICATES_PATH, headers=headers)
         if response.status_code != 200:
             raise PaymentGatewayError(f"HTTP_{response.status_code}", "下载平台证书失败", response.status_code, True)
-        aes = AESGCM(self.settings.wechatpay_apiv3_key.encode())
-        found = {}
-        for item in json.loads(response.content).get("data") or []:
-            enc = item.get("encrypt_certificate") or {}
-            pem = aes.decrypt(enc["nonce"].encode(), base64.b64decode(enc["ciphertext"]),
-                              (enc.get("associated_data") or "").encode() or None)
-            cert = x509.load_pem_x509_certificate(pem)
-            now = dt.datetime.now(dt.timezone.utc)
-            if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-                found[cert.serial_number] = cert
+        found, used = {}, set()
+        try:
+            items = json.loads(response.content).get("data") or []
+            for item in items:
+                pem, key = self.apiv3.decrypt(item.get("encrypt_certificate"), "certificates")
+                used.add(key)
+                cert = x509.load_pem_x509_certificate(pem)
+                if valid_now(cert):
+                    found[cert.serial_number] = cert
+        except UndecryptableResource as e:
+            raise PaymentGatewayError("APIV3_KEY_MISMATCH", "平台证书解密失败", 200, True) from e
+        except (ValueError, TypeError, AttributeError, MalformedResource) as e:
+            raise PaymentGatewayError("BAD_ANSWER", "平台证书列表格式错误", 200, True) from e
         serial = response.headers.get("Wechatpay-Serial", "")
         signer = found.get(int(serial, 16)) if serial and all(c in "0123456789abcdefABCDEF" for c in serial) else None
         signer_key = signer.public_key() if signer is not None else self.keys.known(serial)
-        if signer_key is None or not self.keys.verify(signer_key, response.headers.get("Wechatpay-Timestamp", ""),
-                                                      response.headers.get("Wechatpay-Nonce", ""), response.content,
-                                                      response.headers.get("Wechatpay-Signature", "")):
+        timestamp = response.headers.get("Wechatpay-Timestamp", "")
+        if signer_key is None or not self.keys.timestamp_ok(timestamp) or not self.keys.verify(
+                signer_key, timestamp, response.headers.get("Wechatpay-Nonce", ""), response.content,
+                response.headers.get("Wechatpay-Signature", "")):
             raise PaymentGatewayError("SIGN_VERIFY_FAILED", "平台证书列表验签失败", 200, True)
-        self._save_certificates(found.values())
+        if PREVIOUS in used:
+            log.info("platform certificate list decrypted with WECHATPAY_APIV3_KEY_PREVIOUS: WeChat Pay still "
+                     "encrypts with the key before the change")
+        try:
+            self.keys.save_directory(found.values())
+        except OSError as e:  # the certificates are verified and used; only the cache for the next start is lost
+            log.warning("caching the platform certificates in WECHATPAY_CERT_DIR failed: %s", e)
         return list(found.values())
-
-    def _save_certificates(self, certificates):
-        if self.settings.public_key_mode:
-            return
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        os.makedirs(self.settings.wechatpay_cert_dir, exist_ok=True)
-        for cert in certificates:
-            path = os.path.join(self.settings.wechatpay_cert_dir, f"{cert.serial_number:X}.pem")
-            if not os.path.exists(path):
-                with open(path + ".tmp", "wb") as fh:
-                    fh.write(cert.public_bytes(Encoding.PEM))
-                os.replace(path + ".tmp", path)
 
     async def _call(self, what, coro_factory, ok=(200, 204)):
         started = time.monotonic()

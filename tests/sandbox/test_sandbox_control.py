@@ -77,7 +77,8 @@ def test_orders_listing_and_unknown_order(sandbox):
 
 
 def test_config_and_rules_validation(sandbox):
-    for body in ({"notify_key_mode": "other"}, {"refund_settle_seconds": -1}, {"unknown": 1}):
+    for body in ({"notify_key_mode": "other"}, {"notify_key_mode": "request"}, {"answer_key_mode": "x"},
+                 {"refund_settle_seconds": -1}, {"unknown": 1}):
         status, error, _ = http_json("POST", f"{sandbox.url}/sandbox/config", body)
         assert status == 400 and error["code"] == "INVALID_REQUEST"
     status, error, _ = http_json("POST", f"{sandbox.url}/sandbox/notifications/next", {"action": "explode"})
@@ -86,10 +87,11 @@ def test_config_and_rules_validation(sandbox):
     assert status == 400
     sandbox.control("POST", "/sandbox/notifications/next", {"action": "drop", "count": 2})
     sandbox.control("POST", "/sandbox/faults", {"path_prefix": "/v3/", "status": 500})
-    sandbox.control("POST", "/sandbox/config", {"refund_auto_settle": False, "bill_url_ttl_seconds": 1})
+    sandbox.control("POST", "/sandbox/config", {"refund_auto_settle": False, "bill_url_ttl_seconds": 1,
+                                                "answer_key_mode": "either"})
     reset = sandbox.control("POST", "/sandbox/reset")
-    assert reset["config"] == {"notify_key_mode": "pubkey", "refund_auto_settle": True, "refund_settle_seconds": 2.0,
-                               "bill_url_ttl_seconds": 300.0}
+    assert reset["config"] == {"notify_key_mode": "pubkey", "answer_key_mode": "request", "refund_auto_settle": True,
+                               "refund_settle_seconds": 2.0, "bill_url_ttl_seconds": 300.0}
     assert sandbox.control("GET", "/sandbox/notifications/next")["rules"] == []
     assert sandbox.control("GET", "/sandbox/faults")["faults"] == []
 
