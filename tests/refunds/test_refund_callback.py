@@ -23,6 +23,8 @@ async def _paid_order(api):
 async def test_a_settled_refund_marks_the_order_refunded_and_frees_the_seat(api, ctx):
     sid, token, order_id = await _paid_order(api)
     assert await api.remaining(sid) == 0
+    # The test settles the refund itself: the sandbox must not settle it on its own first (the reset restores it).
+    await api.control("POST", "/sandbox/config", {"refund_auto_settle": False})
     row = await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_get()
     # What the operators' refund (later work) does: a refund row, then WeChat Pay's refund API.
     await Refund.insert(out_refund_no=f"R{order_id}", order=row.id, amount_fen=20000, reason="体验课取消").aio_execute()
