@@ -117,7 +117,9 @@ if [ -f "$contract" ]; then
 else
   skip "gym.env.example against contract §1" "shared/contract.md not found beside the checkout"
 fi
-check "settings.py accepts gym.env.example (key files replaced by dummies)" 0 python3 - "$WORK" <<'PY'
+# The project's own interpreter (settings.py imports its dependencies), else whatever python3 is on PATH.
+PYTHON=$ROOT/.venv/bin/python; [ -x "$PYTHON" ] || PYTHON=python3
+check "settings.py accepts gym.env.example (key files replaced by dummies)" 0 "$PYTHON" - "$WORK" <<'PY'
 import os, sys
 sys.path.insert(0, os.getcwd())
 import settings
