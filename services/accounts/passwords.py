@@ -11,7 +11,8 @@ _hasher = PasswordHasher()
 # Verifying against this when the username is unknown keeps the timing of both failures alike.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 # Two threads: argon2 releases the GIL, and each hash holds 64 MiB, so more would only cost memory.
-_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
+HASH_THREADS = 2
+_pool = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="argon2")
 MAX_PASSWORD_CHARS = 256
 
 
