@@ -1,7 +1,6 @@
 """BaseHandler: JSON in and out, the contract's error body for every failure, never a traceback."""
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 
@@ -30,8 +29,7 @@ class RequestPlumbing:
     def initialize(self, ctx, route=None):
         self.ctx = ctx
         self.route_name = route
-        self._slot = self._admitting = None
-        self._client_left = False
+        self._slot = None
 
     @property
     def request_id(self) -> str:
@@ -72,15 +70,7 @@ class RequestPlumbing:
         budget = self.ctx.admission[name]
         if not budget.try_enter():
             budget.shed_if_full()
-            self._admitting = asyncio.ensure_future(budget.wait())
-            try:
-                await self._admitting
-            except asyncio.CancelledError:
-                if self._client_left:  # the client left while waiting: nothing was done
-                    raise errors.service_unavailable() from None
-                raise
-            finally:
-                self._admitting = None
+            await budget.wait()  # Tornado does not see a client leave meanwhile: the wait is bounded instead
         self._slot = budget
 
     def _give_back_slot(self):
@@ -94,9 +84,6 @@ class RequestPlumbing:
 
     def on_connection_close(self):
         self._count_in_flight(False)
-        self._client_left = True
-        if self._admitting is not None:
-            self._admitting.cancel()  # stop waiting for a slot; an admitted request runs on to its end
         super().on_connection_close()
 
 

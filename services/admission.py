@@ -24,7 +24,7 @@ from .accounts.passwords import HASH_THREADS
 NOTIFY_QUEUE = 512  # WeChat Pay may deliver a burst (redeliveries after an outage); they wait rather than fail
 NOTIFY_WAIT_SECONDS = 3.0  # WeChat Pay gives up on an answer after 5 s and delivers again later
 BUSY_MESSAGE = "服务繁忙，请稍后重试"
-OUTCOMES = ("admitted", "queued", "shed_full", "shed_timeout", "left")
+OUTCOMES = ("admitted", "queued", "shed_full", "shed_timeout")
 
 
 class Shed(errors.ServiceError):
@@ -69,8 +69,8 @@ class Budget:
     async def wait(self):
         """Wait for a slot (try_enter failed, the queue has room); Shed when the wait runs out.
 
-        Cancelled (the client left), the request is counted as `left`; a slot handed over just before the
-        cancellation is given back, so none is ever lost.
+        Cancelled, the place in the queue is given up, and a slot handed over just before is passed on: none is
+        ever lost.
         """
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
@@ -83,7 +83,6 @@ class Budget:
                 self.leave()  # the slot was ours already: pass it on
             else:
                 self._forget(waiter)
-            self._counters["left"].inc()
             raise
         except Shed:
             self._counters["shed_timeout"].inc()
