@@ -162,7 +162,7 @@ def parse_database_url(env):
 # Admission control (services/admission.py), per worker; the defaults come from bench/overload.py
 # (docs/benchmarks.md, "Overload").
 ADMISSION_LIMIT = 8
-ADMISSION_QUEUE = 64
+ADMISSION_QUEUE = 32
 ADMISSION_WAIT_SECONDS = 0.5
 ADMISSION_NOTIFY_LIMIT = 8
 

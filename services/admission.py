@@ -21,6 +21,9 @@ from telemetry import metrics
 
 from .accounts.passwords import HASH_THREADS
 
+# An operator's login costs about 0.2 s of argon2, two at a time: 32 waiting are answered within about 3 s.
+OPERATOR_QUEUE = 32
+OPERATOR_WAIT_SECONDS = 5.0
 NOTIFY_QUEUE = 512  # WeChat Pay may deliver a burst (redeliveries after an outage); they wait rather than fail
 NOTIFY_WAIT_SECONDS = 3.0  # WeChat Pay gives up on an answer after 5 s and delivers again later
 BUSY_MESSAGE = "服务繁忙，请稍后重试"
@@ -120,9 +123,11 @@ class Admission:
         queue, wait = settings.admission_queue, settings.admission_wait_seconds
         self.budgets = {
             "parents": Budget("parents", settings.admission_limit, queue, wait, retry),
-            "operators": Budget("operators", HASH_THREADS, queue, max(wait, 1.0), retry),
-            "notifications": Budget("notifications", settings.admission_notify_limit, NOTIFY_QUEUE,
-                                    NOTIFY_WAIT_SECONDS, retry),
+            # Never less room than the parents get (a deployment that raises theirs raises these).
+            "operators": Budget("operators", HASH_THREADS, max(queue, OPERATOR_QUEUE),
+                                max(wait, OPERATOR_WAIT_SECONDS), retry),
+            "notifications": Budget("notifications", settings.admission_notify_limit, max(queue, NOTIFY_QUEUE),
+                                    max(wait, NOTIFY_WAIT_SECONDS), retry),
         }
 
     def __getitem__(self, name) -> Budget:

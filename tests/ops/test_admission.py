@@ -20,15 +20,21 @@ from tornado.websocket import websocket_connect
 
 from services.accounts.operators import provision_operator
 from tests.api import Api, eventually
+from tests.contract.test_openapi import _resolve, check_schema, operation
 
 JSAPI = "/v3/pay/transactions/jsapi"
 QUICK = 1.0  # a shed answer is given at once; a held request would take until the test releases it
 
 
-def _busy(status, body, headers, retry_after):
+def _busy(status, body, headers, retry_after, documented=None):
+    """The contract's 503 of a request turned away, as docs/openapi.yaml documents it for `documented`."""
     assert status == 503, (status, body)
     assert body == {"error": {"code": "SERVICE_UNAVAILABLE", "message": "服务繁忙，请稍后重试"}}, body
     assert headers.get("Retry-After") == str(retry_after)
+    if documented:
+        response = _resolve(operation(*documented)["responses"]["503"])
+        assert "Retry-After" in response["headers"], documented
+        check_schema(body, response["content"]["application/json"]["schema"], f"{documented}: 503")
 
 
 async def _timed(call):
@@ -99,16 +105,16 @@ class TestAFullParentsBudget:
         # WeChat Pay order.
         *answer, took = await _timed(api.call("POST", "/api/v1/payment/orders/create", {"course_schedule_id": sid},
                                               token=x_token))
-        _busy(*answer, retry_after=3)
+        _busy(*answer, retry_after=3, documented=("post", "/api/v1/payment/orders/create"))
         assert took < QUICK, f"a shed order took {took:.2f}s"
         *answer, took = await _timed(api.call("POST", "/api/v1/auth/login", {"code": code}))
-        _busy(*answer, retry_after=3)
+        _busy(*answer, retry_after=3, documented=("post", "/api/v1/auth/login"))
         assert took < QUICK
         *answer, took = await _timed(api.call("GET", f"/api/v1/payment/wxpay/qrcode/{d}", token=d_token))
-        _busy(*answer, retry_after=3)
+        _busy(*answer, retry_after=3, documented=("get", "/api/v1/payment/wxpay/qrcode/{order_id}"))
         assert took < QUICK
         *answer, took = await _timed(api.call("POST", "/api/v1/payment/wxpay/create", {"order_id": d}, token=d_token))
-        _busy(*answer, retry_after=3)
+        _busy(*answer, retry_after=3, documented=("post", "/api/v1/payment/wxpay/create"))
         assert took < QUICK
         status, mine, _ = await api.call("GET", "/api/v1/payment/orders", token=x_token)
         assert status == 200 and mine["items"] == []
@@ -191,7 +197,7 @@ class TestAWaitThatRunsOut:
 class TestNotificationsHaveTheirOwnBudget:
     @pytest.fixture
     def overrides(self):
-        return {"ADMISSION_NOTIFY_LIMIT": "1"}
+        return {"ADMISSION_NOTIFY_LIMIT": "1", "ADMISSION_WAIT_SECONDS": "0.5"}  # notifications then wait 3 s
 
     @pytest.mark.gen_test(timeout=120)
     async def test_a_notification_turned_away_is_answered_fail_with_retry_after_and_applied_on_redelivery(
