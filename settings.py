@@ -74,6 +74,7 @@ class Settings:
     notify_tolerance_seconds: int
     reconcile_interval_seconds: float
     rate_limit_per_minute: int
+    operator_login_max_failures: int
     max_body_bytes: int
     subscribe_template_id: str
     refund_template_id: str
@@ -113,6 +114,16 @@ def _int(env, name, default, minimum=0):
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+OPERATOR_LOGIN_MAX_FAILURES_MAX = 1000  # the failures of one window are kept in one row (services/accounts/lockout.py)
+
+
+def _operator_login_max_failures(env) -> int:
+    value = _int(env, "OPERATOR_LOGIN_MAX_FAILURES", 10, minimum=1)
+    if value > OPERATOR_LOGIN_MAX_FAILURES_MAX:
+        raise SettingsError(f"OPERATOR_LOGIN_MAX_FAILURES must be <= {OPERATOR_LOGIN_MAX_FAILURES_MAX}, got {value}")
     return value
 
 
@@ -356,6 +367,7 @@ def load(env=None) -> Settings:
         notify_tolerance_seconds=_int(env, "NOTIFY_TOLERANCE_SECONDS", 300, minimum=1),
         reconcile_interval_seconds=_float(env, "RECONCILE_INTERVAL_SECONDS", 60.0),
         rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 60),
+        operator_login_max_failures=_operator_login_max_failures(env),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 65536, minimum=1),
         subscribe_template_id=env.get("WECHAT_SUBSCRIBE_TEMPLATE_ID", "").strip() or "TRIAL_BOOKED_TEMPLATE",
         refund_template_id=env.get("WECHAT_REFUND_TEMPLATE_ID", "").strip() or "TRIAL_REFUNDED_TEMPLATE",

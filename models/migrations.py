@@ -188,6 +188,13 @@ async def _v9_schema_as_the_models_say():
         await database.aio_execute_sql(f"ALTER TABLE `{table}` ALTER COLUMN `{column}` DROP DEFAULT")
 
 
+async def _v12_operator_login_failures():
+    await database.aio_execute_sql(
+        "CREATE TABLE IF NOT EXISTS `operator_login_failures` (`username` VARCHAR(64) NOT NULL PRIMARY KEY, "
+        "`recent_failures` TEXT NOT NULL, `locked_until` DATETIME(6), `updated_at` DATETIME(6) NOT NULL)")
+    await add_index("operator_login_failures", "operator_login_failures_updated_at", ["updated_at"])
+
+
 # Append new (version, name, coroutine function) entries; never edit an applied one.
 MIGRATIONS = [
     (1, "initial tables", _v1_initial_tables),
@@ -199,6 +206,7 @@ MIGRATIONS = [
     (7, "a confirmed-seat counter per session; subscribe messages composed when sent", _v7_seat_counter_and_lazy_messages),
     (8, "WeChat Pay notifications under one name", _v8_wechatpay_notifications),
     (9, "index names, keys and defaults as the models declare them", _v9_schema_as_the_models_say),
+    (12, "operator login failures and lockout per username", _v12_operator_login_failures),
 ]
 
 

@@ -41,6 +41,19 @@ class Operator(BaseModel):
         table_name = "operators"
 
 
+class OperatorLoginFailures(BaseModel):
+    """The failed logins of one operator username (any name tried, an operator's or not) within the last 15
+    minutes, and the lock they made (contract §2 Operators; services/accounts/lockout.py)."""
+
+    username = pw.CharField(max_length=64, primary_key=True)  # compared as operators.username is (its collation)
+    recent_failures = pw.TextField()  # comma-separated Unix times in milliseconds, oldest first
+    locked_until = UTCDateTimeField(null=True)
+    updated_at = UTCDateTimeField(index=True)  # rows quiet for long are deleted
+
+    class Meta:
+        table_name = "operator_login_failures"
+
+
 class CourseSchedule(BaseModel):
     """One trial schedule with a number of seats."""
 

@@ -9,7 +9,7 @@ from models import Operator, User, utcnow
 
 from ..audit import mask_value
 from ..wechat.open_api import OpenAPIError
-from . import passwords, roles, tokens
+from . import lockout, passwords, roles, tokens
 
 log = logging.getLogger("gym.auth")
 
@@ -37,17 +37,22 @@ async def login_user(ctx, body: dict) -> dict:
             "user": {"id": user.id, "openid_masked": mask_value(openid)}}
 
 
-async def login_operator(ctx, body: dict) -> dict:
-    """Check an operator's password; 401 on any mismatch."""
+async def login_operator(ctx, body: dict, actor) -> dict:
+    """Check an operator's password: 401 on any mismatch, each counted against the username and audited
+    (services.accounts.lockout); 429 while the username is locked; 503 when the hashing threads are full."""
     username, password = body.get("username"), body.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
         raise errors.invalid_request("username 和 password 必填")
-    if len(username) > 64 or len(password) > passwords.MAX_PASSWORD_CHARS:
-        raise errors.unauthenticated("用户名或密码错误")
-    operator = await Operator.select().where(Operator.username == username).aio_first()
-    ok = await passwords.check_password_async(operator.password_hash if operator else None, password)
+    await lockout.refuse_if_locked(username)
+    operator = None
+    ok = False
+    if len(username) <= lockout.USERNAME_CHARS and len(password) <= passwords.MAX_PASSWORD_CHARS:
+        operator = await Operator.select().where(Operator.username == username).aio_first()
+        ok = await passwords.check_password_async(operator.password_hash if operator else None, password)
     if not ok or not operator.active:
+        await lockout.record_failure(ctx, username, actor)
         raise errors.unauthenticated("用户名或密码错误")
+    await lockout.refuse_if_locked(username)  # locked while the password was being checked
     await Operator.update(last_login_at=utcnow()).where(Operator.id == operator.id).aio_execute()
     ttl = tokens.OPERATOR_TOKEN_SECONDS
     return {"token": tokens.issue(ctx.settings.secret_key, "operator", operator.id, ttl), "expires_in": ttl,
