@@ -10,6 +10,8 @@ from urllib.parse import unquote, urlparse
 
 from redis.asyncio.connection import parse_url as parse_redis_py_url
 
+from models.personal_data import parse_key
+
 
 class SettingsError(Exception):
     """A missing or malformed setting; the message names the variable."""
@@ -66,6 +68,8 @@ class Settings:
     wechatpay_public_key_id: str | None
     wechatpay_cert_dir: str
     wechatpay_gateway: str
+    data_key: bytes = field(repr=False)  # DATA_KEY_FILE: encrypts personal data at rest (models/personal_data.py)
+    data_key_previous: bytes | None = field(repr=False)  # DATA_KEY_PREVIOUS_FILE: still read during a key change
     wechatpay_notify_url: str
     wechatpay_refund_notify_url: str
     trial_price_fen: int
@@ -283,6 +287,30 @@ def _apiv3_key(env, name="WECHATPAY_APIV3_KEY", required=True):
     return key
 
 
+def _data_key(env, name, required=True):
+    """A data key file: 32 random bytes, or 64 hex characters (contract §1)."""
+    path = env.get(name, "").strip()
+    if not path:
+        if required:
+            raise SettingsError(f"{name} is not set")
+        return None
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(4096)
+    except OSError as e:
+        raise SettingsError(f"{name}: cannot read {path}: {e.strerror}") from None
+    try:
+        return parse_key(raw)
+    except ValueError as e:
+        raise SettingsError(f"{name} {e}") from None
+
+
+def load_data_keys(env=None) -> tuple[bytes, bytes | None]:
+    """(DATA_KEY_FILE's key, DATA_KEY_PREVIOUS_FILE's or None), for the commands that need no other setting."""
+    env = dict(os.environ if env is None else env)
+    return _data_key(env, "DATA_KEY_FILE"), _data_key(env, "DATA_KEY_PREVIOUS_FILE", required=False)
+
+
 def _networks(env, name, default):
     raw = env.get(name)
     raw = default if raw is None else raw
@@ -338,6 +366,7 @@ def load(env=None) -> Settings:
     if order_expire < seat_hold:
         raise SettingsError("ORDER_EXPIRE_SECONDS must be >= SEAT_HOLD_SECONDS")
     redis = parse_redis_url(env)
+    data_key, data_key_previous = load_data_keys(env)
     return Settings(
         host=host,
         port=port,
@@ -357,6 +386,8 @@ def load(env=None) -> Settings:
         wechatpay_public_key_id=public_key_id,
         wechatpay_cert_dir=env.get("WECHATPAY_CERT_DIR", "").strip() or os.path.join("var", "wechatpay-certs"),
         wechatpay_gateway=_url(env, "WECHATPAY_GATEWAY", "https://api.mch.weixin.qq.com"),
+        data_key=data_key,
+        data_key_previous=data_key_previous,
         wechatpay_notify_url=_url(env, "WECHATPAY_NOTIFY_URL", f"{base}/api/v1/payment/wxpay/callback"),
         wechatpay_refund_notify_url=_url(
             env, "WECHATPAY_REFUND_NOTIFY_URL", f"{base}/api/v1/payment/wxpay/refund-callback"
