@@ -94,7 +94,7 @@ def _refused(start_line, request_headers, response_headers):
     rid = request_id_for(request_headers.get("X-Request-ID") if request_headers else None)
     response_headers["X-Request-ID"] = rid
     log.warning("413 %s %s: body over the limit [%s]", start_line.method, start_line.path.split("?")[0], rid)
-    metrics.observe_request("body_limit", start_line.method, 413, 0.0)
+    metrics.observe_request("body_limit", metrics.method_label(start_line.method), 413, 0.0)
 
 
 async def open_context(settings, run_jobs=None) -> AppContext:
