@@ -1,4 +1,4 @@
-"""Administrative commands: `migrate`, `create-operator`, `seed-demo`, `check-invariants`."""
+"""Administrative commands: `migrate`, `create-operator`, `seed-demo`, `check-invariants`, `rotate-data-key`."""
 from __future__ import annotations
 
 import argparse
@@ -10,9 +10,9 @@ import sys
 import peewee
 import pymysql
 
-from models import CourseSchedule, close_database, open_database, utcnow
-from models.migrations import migrate
-from settings import SettingsError, parse_database_url
+from models import CourseSchedule, close_database, open_database, personal_data, utcnow
+from models.migrations import MigrationError, migrate
+from settings import SettingsError, load_data_keys, parse_database_url
 
 
 def _db_url():
@@ -21,6 +21,25 @@ def _db_url():
     except SettingsError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _load_data_keys(required):
+    """Load DATA_KEY_FILE (and DATA_KEY_PREVIOUS_FILE) for this process; `migrate` needs them only for a database
+    that still holds openids in clear."""
+    if not required and not os.environ.get("DATA_KEY_FILE", "").strip():
+        return
+    try:
+        personal_data.configure(*load_data_keys(os.environ))
+    except SettingsError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _migrate():
+    try:
+        await migrate()
+    except MigrationError as e:
+        raise SystemExit(f"migrate: {e}") from None
 
 
 async def _with_db(coro_fn):
@@ -99,6 +118,36 @@ async def _check_invariants(args) -> int:
     return 0
 
 
+async def _rotate_data_key(args) -> int:
+    """Re-encrypt every ciphertext under DATA_KEY_FILE's key (`--check`: only count what is left); 0 when none is
+    left under another key."""
+    from models.data_key_rotation import left_under_other_keys, rotate
+
+    ring = personal_data.keyring()
+    previous = ring.previous.key_id if ring.previous else "none"
+    print(f"data key {ring.current.key_id} (DATA_KEY_FILE); previous key {previous} (DATA_KEY_PREVIOUS_FILE)",
+          flush=True)
+    if args.check:
+        left = await left_under_other_keys(ring)
+    else:
+        result = await rotate(ring, batch=args.batch, pause=args.pause, progress=lambda t: print(t, flush=True))
+        left = result.left
+        print(f"{result.rewritten} value(s) re-encrypted", flush=True)
+        for name, count in result.unreadable.items():
+            print(f"{name}: {count} value(s) under a key no loaded key is (set DATA_KEY_PREVIOUS_FILE to it)",
+                  file=sys.stderr)
+        for row in result.conflicts:
+            print(f"{row}: its lookup hash under the new key is another row's (one parent, two rows)",
+                  file=sys.stderr)
+    for name, count in left.items():
+        if count:
+            print(f"{name}: {count} value(s) still under another key", file=sys.stderr)
+    if any(left.values()):
+        return 1
+    print(f"every value is under key {ring.current.key_id}: DATA_KEY_PREVIOUS_FILE can be removed")
+    return 0
+
+
 def main(argv=None):
     """Parse the command line and run one command."""
     parser = argparse.ArgumentParser(prog="manage.py")
@@ -116,17 +165,28 @@ def main(argv=None):
                     help="also ask WeChat Pay about recent orders (needs the service's settings in the environment)")
     ck.add_argument("--days", type=float, default=7, help="with --wechatpay: orders created in the last N days")
     ck.add_argument("--rate", type=float, default=10, help="with --wechatpay: WeChat Pay queries a second")
+    rk = sub.add_parser("rotate-data-key", help="re-encrypt personal data under DATA_KEY_FILE's key, in batches, "
+                                                "while the service runs (the old key as DATA_KEY_PREVIOUS_FILE)")
+    rk.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
+    rk.add_argument("--pause", type=float, default=0.05, help="seconds between batches (default 0.05)")
+    rk.add_argument("--check", action="store_true", help="change nothing: count the values not under the key")
     args = parser.parse_args(argv)
     if args.command == "check-invariants" and (args.rate <= 0 or args.days <= 0):
         parser.error("--rate and --days must be positive")
+    if args.command == "rotate-data-key" and (args.batch < 1 or args.pause < 0):
+        parser.error("--batch must be at least 1 and --pause not negative")
     if args.command == "migrate":
-        asyncio.run(_with_db(migrate))
+        _load_data_keys(required=False)
+        asyncio.run(_with_db(_migrate))
     elif args.command == "create-operator":
         asyncio.run(_with_db(lambda: _create_operator(args)))
     elif args.command == "seed-demo":
         asyncio.run(_with_db(_seed_demo))
     elif args.command == "check-invariants":
         raise SystemExit(asyncio.run(_check_invariants(args)))
+    elif args.command == "rotate-data-key":
+        _load_data_keys(required=True)
+        raise SystemExit(asyncio.run(_with_db(lambda: _rotate_data_key(args))))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ so a request turned away leaves nothing behind; a request admitted is served to 
 when its answer is finished, even when the client has gone).
 
 Budgets are separate, so one kind of traffic never starves another: `parents` (order creation, prepay, the QR
-code, login), `operators` (the operators' login: two argon2 threads), `notifications` (WeChat Pay's, with room
-for a storm and a wait well inside WeChat Pay's 5-second answer deadline). The WebSocket and the health checks
-take no slot at all.
+code, login), `operators` (the operators' login: as many as the argon2 threads admit), `notifications` (WeChat
+Pay's, with room for a storm and a wait well inside WeChat Pay's 5-second answer deadline). The WebSocket and the
+health checks take no slot at all.
 """
 from __future__ import annotations
 
@@ -19,11 +19,9 @@ from collections import deque
 import errors
 from telemetry import metrics
 
-from .accounts.passwords import HASH_THREADS
+from .accounts import passwords
 
-# An operator's login costs about 0.2 s of argon2, two at a time: 32 waiting are answered within about 3 s.
-OPERATOR_QUEUE = 32
-OPERATOR_WAIT_SECONDS = 5.0
+OPERATOR_WAIT_SECONDS = 5.0  # an operator's login is a tenth of a second or more of argon2, two at a time
 NOTIFY_QUEUE = 512  # WeChat Pay may deliver a burst (redeliveries after an outage); they wait rather than fail
 NOTIFY_WAIT_SECONDS = 3.0  # WeChat Pay gives up on an answer after 5 s and delivers again later
 BUSY_MESSAGE = "服务繁忙，请稍后重试"
@@ -123,9 +121,11 @@ class Admission:
         queue, wait = settings.admission_queue, settings.admission_wait_seconds
         self.budgets = {
             "parents": Budget("parents", settings.admission_limit, queue, wait, retry),
-            # Never less room than the parents get (a deployment that raises theirs raises these).
-            "operators": Budget("operators", HASH_THREADS, max(queue, OPERATOR_QUEUE),
+            # As many as the password threads admit (services/accounts/passwords.py), turned away before the
+            # rate limit is counted.
+            "operators": Budget("operators", passwords.THREADS, passwords.ADMITTED - passwords.THREADS,
                                 max(wait, OPERATOR_WAIT_SECONDS), retry),
+            # Never less room than the parents get (a deployment that raises theirs raises this).
             "notifications": Budget("notifications", settings.admission_notify_limit, max(queue, NOTIFY_QUEUE),
                                     max(wait, NOTIFY_WAIT_SECONDS), retry),
         }

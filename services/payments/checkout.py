@@ -2,14 +2,11 @@
 first, then release."""
 from __future__ import annotations
 
-import io
 import logging
 
-import qrcode
-from qrcode.image.pure import PyPNGImage
 
 import errors
-from models import PaymentOrder, utcnow
+from models import PaymentOrder, personal_data, utcnow
 from models.prepared import Prepared
 from telemetry import metrics
 from telemetry.context import bind_order
@@ -23,6 +20,7 @@ from ..lifecycle.statuses import CANCELLED, FAILED, PENDING, TRADE_PAID
 from ..orders.views import USER_ORDER, get_user_order, order_view
 from ..uow import run_in_transaction
 from ..wechat.pay_gateway import PaymentGatewayError
+from . import qr_codes
 
 log = logging.getLogger("gym.payments")
 
@@ -86,7 +84,7 @@ async def obtain_prepay(ctx, user_id, order_id, trade_type, actor):
     order, reservation = split(row)
     if getattr(order, column) and payable_problem(order, reservation, trade_type, utcnow()) is None:
         return order  # asked again: the same prepay, nothing to change (WeChat Pay keeps it 2 hours)
-    user_openid = row.openid if trade_type == "JSAPI" else None
+    user_openid = personal_data.decrypt(row.openid_encrypted) if trade_type == "JSAPI" else None
     lease = order_lease(order.id)
     # The usual case: the lease claimed and the payment started in one statement. Otherwise (busy, or something to
     # refuse) the step-by-step path, which says which.
@@ -227,6 +225,4 @@ async def request_payment(ctx, user_id, body: dict, actor) -> dict:
 async def native_qr_png(ctx, user_id, order_id, actor) -> bytes:
     """The Native-pay QR code of the order, as PNG bytes."""
     order = await obtain_prepay(ctx, user_id, order_id, "NATIVE", actor)
-    buffer = io.BytesIO()
-    qrcode.make(order.code_url, image_factory=PyPNGImage, box_size=8, border=2).save(buffer)
-    return buffer.getvalue()
+    return await qr_codes.png_of(order.code_url)
