@@ -259,8 +259,11 @@ class World:
         return os.path.join(BENCH_VAR, "logs", f"{os.getpid()}-{self.name}-{what}.log")
 
     def _base_env(self):
-        return {k: v for k, v in os.environ.items()
-                if not k.startswith(("WECHAT", "DATABASE", "REDIS", "WORKERS", "PYTHONPATH", "VIRTUAL_ENV"))}
+        """This environment without what the World sets itself, plus the dev keys (DATA_KEY_FILE, ...) that
+        var/dev.env names: the service, its manage.py and the sandbox start with them."""
+        keys = {k: v for k, v in self.dev.items() if k.endswith("_KEY_FILE")}
+        return {**keys, **{k: v for k, v in os.environ.items()
+                           if not k.startswith(("WECHAT", "DATABASE", "REDIS", "WORKERS", "PYTHONPATH", "VIRTUAL_ENV"))}}
 
     def recreate_database(self):
         """Drop and create our database, migrate it with the service root's manage.py, add the operator."""
