@@ -66,6 +66,10 @@ class Settings:
     wechatpay_public_key_id: str | None
     wechatpay_cert_dir: str
     wechatpay_gateway: str
+    audit_key: bytes = field(repr=False)  # AUDIT_KEY_FILE: seals the audit trail (services/audit_trail/)
+    audit_checkpoint_dir: str  # AUDIT_CHECKPOINT_DIR: the daily checkpoints of the trail, outside the database
+    audit_verify_interval_seconds: float  # AUDIT_VERIFY_INTERVAL_SECONDS: how often the sealer verifies the trail
+    personal_data_retention_days: int  # PERSONAL_DATA_RETENTION_DAYS
     wechatpay_notify_url: str
     wechatpay_refund_notify_url: str
     trial_price_fen: int
@@ -272,6 +276,34 @@ def _apiv3_key(env, name="WECHATPAY_APIV3_KEY", required=True):
     return key
 
 
+AUDIT_KEY_BYTES = 32
+_HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _audit_key(env) -> bytes:
+    """AUDIT_KEY_FILE: 32 random bytes, or 64 hex characters (surrounding whitespace allowed)."""
+    path = env.get("AUDIT_KEY_FILE", "").strip()
+    if not path:
+        raise SettingsError("AUDIT_KEY_FILE is not set")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(4096)
+    except OSError as e:
+        raise SettingsError(f"AUDIT_KEY_FILE: cannot read {path}: {e.strerror}") from None
+    if len(raw) == AUDIT_KEY_BYTES:
+        return bytes(raw)
+    text = raw.strip().decode("ascii", "replace")
+    if _HEX_KEY.fullmatch(text):
+        return bytes.fromhex(text)
+    raise SettingsError("AUDIT_KEY_FILE must hold 32 random bytes or 64 hex characters")
+
+
+def load_audit_trail(env=None) -> tuple[bytes, str]:
+    """(AUDIT_KEY_FILE's key, AUDIT_CHECKPOINT_DIR), for the commands that need no other setting."""
+    env = dict(os.environ if env is None else env)
+    return _audit_key(env), env.get("AUDIT_CHECKPOINT_DIR", "").strip() or os.path.join("var", "audit-checkpoints")
+
+
 def _networks(env, name, default):
     raw = env.get(name)
     raw = default if raw is None else raw
@@ -327,6 +359,7 @@ def load(env=None) -> Settings:
     if order_expire < seat_hold:
         raise SettingsError("ORDER_EXPIRE_SECONDS must be >= SEAT_HOLD_SECONDS")
     redis = parse_redis_url(env)
+    audit_key, audit_checkpoint_dir = load_audit_trail(env)
     return Settings(
         host=host,
         port=port,
@@ -346,6 +379,10 @@ def load(env=None) -> Settings:
         wechatpay_public_key_id=public_key_id,
         wechatpay_cert_dir=env.get("WECHATPAY_CERT_DIR", "").strip() or os.path.join("var", "wechatpay-certs"),
         wechatpay_gateway=_url(env, "WECHATPAY_GATEWAY", "https://api.mch.weixin.qq.com"),
+        audit_key=audit_key,
+        audit_checkpoint_dir=audit_checkpoint_dir,
+        audit_verify_interval_seconds=_float(env, "AUDIT_VERIFY_INTERVAL_SECONDS", 900.0),
+        personal_data_retention_days=_int(env, "PERSONAL_DATA_RETENTION_DAYS", 365, minimum=0),
         wechatpay_notify_url=_url(env, "WECHATPAY_NOTIFY_URL", f"{base}/api/v1/payment/wxpay/callback"),
         wechatpay_refund_notify_url=_url(
             env, "WECHATPAY_REFUND_NOTIFY_URL", f"{base}/api/v1/payment/wxpay/refund-callback"

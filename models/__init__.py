@@ -1,12 +1,12 @@
 """Peewee models on peewee-async's MySQLDatabase."""
 from .base import DATABASE_UNAVAILABLE, close_database, configure_database, database, open_database, utcnow
 from .tables import (
-    CourseSchedule, IdempotencyKey, JobLease, WechatPayNotification, Operator, PaymentAuditLog,
+    AuditSealHead, CourseSchedule, IdempotencyKey, JobLease, WechatPayNotification, Operator, PaymentAuditLog,
     PaymentOrder, PaymentTransaction, Refund, SchemaMigration, SeatReservation, SubscribeMessage, User,
 )
 
 __all__ = [
-    "CourseSchedule", "IdempotencyKey", "JobLease", "WechatPayNotification", "Operator",
+    "AuditSealHead", "CourseSchedule", "IdempotencyKey", "JobLease", "WechatPayNotification", "Operator",
     "PaymentAuditLog", "PaymentOrder", "PaymentTransaction", "Refund", "SchemaMigration", "SeatReservation",
     "SubscribeMessage", "User", "DATABASE_UNAVAILABLE", "close_database", "configure_database", "database",
     "open_database", "utcnow",

@@ -188,6 +188,22 @@ async def _v9_schema_as_the_models_say():
         await database.aio_execute_sql(f"ALTER TABLE `{table}` ALTER COLUMN `{column}` DROP DEFAULT")
 
 
+_GENESIS_SEAL = "0" * 64  # services/audit_trail/seal.py: GENESIS
+
+
+async def _v13_audit_seal():
+    # The rows already there stay unsealed: the sealer seals them from the first, in id order, at the next start.
+    await add_column("payment_audit_log", "personal_digest", "VARCHAR(64) NULL")
+    await add_column("payment_audit_log", "seal", "VARCHAR(64) NULL")
+    await database.aio_execute_sql(
+        "CREATE TABLE IF NOT EXISTS `audit_seal_head` (`id` INTEGER AUTO_INCREMENT NOT NULL PRIMARY KEY, "
+        "`through_id` BIGINT NOT NULL, `seal` VARCHAR(64) NOT NULL, `sealed_count` BIGINT NOT NULL, "
+        "`key_id` VARCHAR(16), `updated_at` DATETIME(6))")
+    await database.aio_execute_sql(
+        "INSERT IGNORE INTO `audit_seal_head` (`id`, `through_id`, `seal`, `sealed_count`) VALUES (1, 0, %s, 0)",
+        (_GENESIS_SEAL,))
+
+
 # Append new (version, name, coroutine function) entries; never edit an applied one.
 MIGRATIONS = [
     (1, "initial tables", _v1_initial_tables),
@@ -199,6 +215,7 @@ MIGRATIONS = [
     (7, "a confirmed-seat counter per session; subscribe messages composed when sent", _v7_seat_counter_and_lazy_messages),
     (8, "WeChat Pay notifications under one name", _v8_wechatpay_notifications),
     (9, "index names, keys and defaults as the models declare them", _v9_schema_as_the_models_say),
+    (13, "the audit trail sealed", _v13_audit_seal),
 ]
 
 

@@ -24,6 +24,8 @@ class AppContext:
     messages: object = None  # services.messages.subscribe_messages.MessageSender
     hub: object = None  # realtime.hub.Hub
     reconciler: object = None  # services.jobs.reconcile.Reconciler
+    audit_sealer: object = None  # services.audit_trail.sealer.AuditSealer
+    audit_verifier: object = None  # services.audit_trail.verify.Verifier
     in_flight: int = 0  # HTTP requests being served (a draining worker waits for them)
 
     def count_message(self, kind, result):
