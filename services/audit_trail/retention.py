@@ -34,7 +34,8 @@ LAST_ERASURE = Prepared("SELECT `action_detail` FROM `payment_audit_log` WHERE `
 FROM_THE_FIRST = Prepared("SELECT `id`, `created_at` FROM `payment_audit_log` WHERE `created_at` < %s "
                           "ORDER BY `created_at`, `id` LIMIT %s")
 AFTER_MARK = Prepared("SELECT `id`, `created_at` FROM `payment_audit_log` WHERE `created_at` < %s "
-                      "AND (`created_at` > %s OR (`created_at` = %s AND `id` > %s)) ORDER BY `created_at`, `id` LIMIT %s")
+                      "AND (`created_at` > %s OR (`created_at` = %s AND `id` > %s)) "
+                      "ORDER BY `created_at`, `id` LIMIT %s")
 SEALED_THROUGH = Prepared("SELECT `through_id` FROM `audit_seal_head` WHERE `id` = 1")
 _ERASE = ", ".join(f"`{c}` = NULL" for c in PERSONAL_COLUMNS)
 

@@ -43,8 +43,8 @@ HEAD_FOR_UPDATE = Prepared("SELECT `through_id`, `seal`, `sealed_count`, `key_id
                            "WHERE `id` = 1 FOR UPDATE", ("through_id", "seal", "sealed_count", "key_id"))
 PENDING = Prepared(f"SELECT {ROW_SELECT} FROM `payment_audit_log` WHERE `id` > %s ORDER BY `id` LIMIT %s "
                    "LOCK IN SHARE MODE")
-MOVE_HEAD = Prepared("UPDATE `audit_seal_head` SET `through_id` = %s, `seal` = %s, `sealed_count` = `sealed_count` + %s, "
-                     "`key_id` = %s, `updated_at` = %s WHERE `id` = 1")
+MOVE_HEAD = Prepared("UPDATE `audit_seal_head` SET `through_id` = %s, `seal` = %s, "
+                     "`sealed_count` = `sealed_count` + %s, `key_id` = %s, `updated_at` = %s WHERE `id` = 1")
 
 
 class SealConflict(Exception):
@@ -168,7 +168,8 @@ class AuditSealer(BackgroundWorker):
             if self.holding:  # a new holder: its chores start afresh
                 self.gaps = GapWatch()
                 self._next_retention = time.monotonic()
-                self._next_verify = time.monotonic() + min(FIRST_VERIFY_SECONDS, self.settings.audit_verify_interval_seconds)
+                self._next_verify = time.monotonic() + min(FIRST_VERIFY_SECONDS,
+                                                           self.settings.audit_verify_interval_seconds)
         else:
             self.holding = await self.lease.renew()
         if not self.holding:
