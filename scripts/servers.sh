@@ -66,6 +66,8 @@ start_redis() {
 write_env() {
   local pw; pw=$(cat "$VAR/db_password")
   [ -f "$VAR/secret_key" ] || (umask 077; head -c 32 /dev/urandom | base64 > "$VAR/secret_key")
+  # The data key (contract §1 DATA_KEY_FILE): 64 hex characters. Never regenerated: it reads the openids stored.
+  [ -f "$VAR/data_key" ] || (umask 077; head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n' > "$VAR/data_key")
   # The audit key (contract §1 AUDIT_KEY_FILE): 64 hex characters. Never regenerated: it verifies the seals made.
   [ -f "$VAR/audit_key" ] || (umask 077; head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n' > "$VAR/audit_key")
   cat > "$VAR/dev.env" <<ENV
@@ -74,6 +76,7 @@ TEST_DATABASE_URL=mysql://gym:$pw@127.0.0.1:$MYSQL_PORT/gym_test
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/15
 SECRET_KEY=$(cat "$VAR/secret_key")
+DATA_KEY_FILE=$VAR/data_key
 AUDIT_KEY_FILE=$VAR/audit_key
 AUDIT_CHECKPOINT_DIR=$VAR/audit-checkpoints
 ENV

@@ -9,7 +9,7 @@
 #   AUDIT_CHECKPOINT_DIR (/var/lib/gym/audit-checkpoints) and CHECKPOINT_REMOTE (an rsync target of its own, e.g.
 #   audit@10.0.0.9:/srv/gym-audit-checkpoints): the audit trail's daily checkpoints are kept apart from the dumps,
 #   added to and never overwritten or pruned, so that whoever rewrites the database and its dumps cannot rewrite
-#   them too (docs/deploy.md, "Verifying the audit trail").
+#   them too (docs/deploy.md, section 17, "The audit trail").
 set -euo pipefail
 BACKUP_DIR=${BACKUP_DIR:-/var/backups/gym}
 GYM_DB=${GYM_DB:-gym}
