@@ -235,7 +235,7 @@ class World:
                "SECRET_KEY": "bench-secret-key-0123456789abcdef-not-a-secret",
                **{k: v for k, v in self.sandbox.env.items() if k.startswith("WECHAT")},
                "WECHATPAY_CERT_DIR": os.path.join(self.run_dir, "certs"),
-               "AUDIT_KEY_FILE": self.dev["AUDIT_KEY_FILE"],
+               "DATA_KEY_FILE": self.dev["DATA_KEY_FILE"], "AUDIT_KEY_FILE": self.dev["AUDIT_KEY_FILE"],
                "AUDIT_CHECKPOINT_DIR": os.path.join(self.run_dir, "audit-checkpoints"),
                "WECHATPAY_NOTIFY_URL": f"{url}/api/v1/payment/wxpay/callback",
                "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(self.args.workers),

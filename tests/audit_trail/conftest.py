@@ -41,7 +41,8 @@ def trail_env(server_env, sandbox, trail_db, tmp_path):
     """The environment of a service process on trail_db (checkpoints in this test's own directory)."""
     return {**{k: v for k, v in sandbox.env.items() if k.startswith("WECHAT")},
             "DATABASE_URL": trail_db, "REDIS_URL": server_env["REDIS_URL"], "SECRET_KEY": server_env["SECRET_KEY"],
-            "AUDIT_KEY_FILE": server_env["AUDIT_KEY_FILE"], "AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+            "DATA_KEY_FILE": server_env["DATA_KEY_FILE"], "AUDIT_KEY_FILE": server_env["AUDIT_KEY_FILE"],
+            "AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
             "WECHATPAY_CERT_DIR": str(tmp_path / "certs"), "RATE_LIMIT_PER_MINUTE": "0",
             "RECONCILE_INTERVAL_SECONDS": "60"}
 
