@@ -95,49 +95,57 @@ class SealRound:
 
 async def seal_round(keys: SealKeys, gaps: GapWatch, batch: int = BATCH, complaints: set | None = None) -> SealRound:
     """Seal the next committed rows after the head, in id order (one transaction)."""
-    done = SealRound()
     complaints = complaints if complaints is not None else set()
-    async with database.aio_atomic():
-        head = await HEAD_FOR_UPDATE.first()
-        if head is None:
-            raise RuntimeError("audit_seal_head has no row: run `python manage.py migrate`")
-        done.through_id = head.through_id
-        if head.key_id is not None and head.key_id != keys.key_id:
-            if "key" not in complaints:
-                complaints.add("key")
-                log.error("AUDIT_KEY_FILE is not the key that sealed the audit trail (its key id is %s, this one %s): "
-                          "nothing is sealed until the right key is configured", head.key_id, keys.key_id)
-            return done
-        rows = await PENDING.rows(head.through_id, batch)
-        now = time.monotonic()
-        if rows:
-            gaps.saw(rows[-1][ID], now)
-        settled = gaps.settled_through(now)
-        previous_id, previous_seal, sealed = head.through_id, head.seal, []
-        for row in rows:
-            if row[SEAL] is not None or row[DIGEST] is not None:
-                if row[ID] not in complaints:
-                    complaints.add(row[ID])
-                    log.error("audit row %d after the sealed head already carries a seal the sealer did not make: "
-                              "not sealed over (verify names it)", row[ID])
-                break
-            if row[ID] != previous_id + 1 and row[ID] - 1 > settled:
-                done.waiting = True  # a gap before it may still be filled
-                break
-            digest = keys.personal_digest(row)
-            seal = keys.seal(previous_seal, row, digest)
-            sealed.append((row[ID], digest, seal))
-            previous_id, previous_seal = row[ID], seal
-        if sealed:
-            sql, params = _seal_update(sealed)
+    async with database.aio_connection():
+        # READ COMMITTED (the pool's sessions are; said again here because it matters): the locking read then takes
+        # no gap lock, so the hot paths' inserts after the head never wait for the sealer.
+        await database.aio_execute_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        async with database.aio_atomic():
+            return await _seal_next(keys, gaps, batch, complaints)
 
-            async def count(db, cursor):
-                return cursor.rowcount
 
-            if await database.aio_execute_sql(sql, params, fetch_results=count) != len(sealed):
-                raise SealConflict("an audit row was sealed by another holder meanwhile")
-            await MOVE_HEAD.execute(previous_id, previous_seal, len(sealed), keys.key_id, utcnow())
-            done.sealed, done.through_id = len(sealed), previous_id
+async def _seal_next(keys, gaps, batch, complaints) -> SealRound:
+    done = SealRound()
+    head = await HEAD_FOR_UPDATE.first()
+    if head is None:
+        raise RuntimeError("audit_seal_head has no row: run `python manage.py migrate`")
+    done.through_id = head.through_id
+    if head.key_id is not None and head.key_id != keys.key_id:
+        if "key" not in complaints:
+            complaints.add("key")
+            log.error("AUDIT_KEY_FILE is not the key that sealed the audit trail (its key id is %s, this one %s): "
+                      "nothing is sealed until the right key is configured", head.key_id, keys.key_id)
+        return done
+    rows = await PENDING.rows(head.through_id, batch)
+    now = time.monotonic()
+    if rows:
+        gaps.saw(rows[-1][ID], now)
+    settled = gaps.settled_through(now)
+    previous_id, previous_seal, sealed = head.through_id, head.seal, []
+    for row in rows:
+        if row[SEAL] is not None or row[DIGEST] is not None:
+            if row[ID] not in complaints:
+                complaints.add(row[ID])
+                log.error("audit row %d after the sealed head already carries a seal the sealer did not make: "
+                          "not sealed over (verify names it)", row[ID])
+            break
+        if row[ID] != previous_id + 1 and row[ID] - 1 > settled:
+            done.waiting = True  # a gap before it may still be filled
+            break
+        digest = keys.personal_digest(row)
+        seal = keys.seal(previous_seal, row, digest)
+        sealed.append((row[ID], digest, seal))
+        previous_id, previous_seal = row[ID], seal
+    if sealed:
+        sql, params = _seal_update(sealed)
+
+        async def count(db, cursor):
+            return cursor.rowcount
+
+        if await database.aio_execute_sql(sql, params, fetch_results=count) != len(sealed):
+            raise SealConflict("an audit row was sealed by another holder meanwhile")
+        await MOVE_HEAD.execute(previous_id, previous_seal, len(sealed), keys.key_id, utcnow())
+        done.sealed, done.through_id = len(sealed), previous_id
     return done
 
 
@@ -160,10 +168,13 @@ class AuditSealer(BackgroundWorker):
         self._next_retention = 0.0
         self._next_verify = 0.0
         self._verifying = None
+        self._job_row = False
 
     async def run_once(self):
         if not self.holding:
-            await ensure_job_row(JOB)
+            if not self._job_row:
+                await ensure_job_row(JOB)
+                self._job_row = True
             self.holding = await self.lease.try_claim()
             if self.holding:  # a new holder: its chores start afresh
                 self.gaps = GapWatch()
