@@ -26,6 +26,7 @@ class AppContext:
     reconciler: object = None  # services.jobs.reconcile.Reconciler
     audit_sealer: object = None  # services.audit_trail.sealer.AuditSealer
     audit_verifier: object = None  # services.audit_trail.verify.Verifier
+    admission: object = None  # services.admission.Admission: this worker's budgets of expensive requests
     in_flight: int = 0  # HTTP requests being served (a draining worker waits for them)
 
     def count_message(self, kind, result):
