@@ -13,7 +13,7 @@ import pytest
 import settings as settings_module
 from models import close_database, database, open_database
 from tests.api import Api
-from tests.harness import ROOT, ServiceProcess, admin_sql
+from tests.harness import ROOMY_ADMISSION, ROOT, ServiceProcess, admin_sql
 
 _numbers = itertools.count(1)
 VERIFY = "/api/v1/admin/audit/verify"
@@ -44,7 +44,7 @@ def trail_env(server_env, sandbox, trail_db, tmp_path):
             "DATA_KEY_FILE": server_env["DATA_KEY_FILE"], "AUDIT_KEY_FILE": server_env["AUDIT_KEY_FILE"],
             "AUDIT_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
             "WECHATPAY_CERT_DIR": str(tmp_path / "certs"), "RATE_LIMIT_PER_MINUTE": "0",
-            "RECONCILE_INTERVAL_SECONDS": "60"}
+            "RECONCILE_INTERVAL_SECONDS": "60", **ROOMY_ADMISSION}
 
 
 @pytest.fixture

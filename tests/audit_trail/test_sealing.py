@@ -33,8 +33,10 @@ async def sealed_through(api, token, wanted, timeout=10.0):
 
 
 async def stories(api, n):
-    """n parents, each with an order paid through the sandbox, at the same time."""
-    await asyncio.gather(*(api.paid_order() for _ in range(n)))
+    """n parents, each with an order paid through the sandbox, at the same time (on one new schedule)."""
+    sid = await api.schedule(capacity=n)
+    parents = [(await api.login())[0] for _ in range(n)]
+    await asyncio.gather(*(pay_on(api, sid, parent) for parent in parents))
 
 
 async def pay_on(api, sid, parent):
