@@ -25,6 +25,7 @@ class AppContext:
     hub: object = None  # realtime.hub.Hub
     reconciler: object = None  # services.jobs.reconcile.Reconciler
     in_flight: int = 0  # HTTP requests being served (a draining worker waits for them)
+    forwarded_for: object = None  # handlers.clientip.ForwardedForWatch (X-Forwarded-For from an untrusted peer)
 
     def count_message(self, kind, result):
         """A subscribe message was sent, will be retried, or failed for good."""
