@@ -22,6 +22,7 @@ from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, snapshot_by_order_id
 from models import close_database, open_database, personal_data
 from services import notifications
+from services.admission import Admission
 from services.context import AppContext
 from services.jobs.reconcile import Reconciler
 from services.lifecycle.statuses import REFUND_COUNTED
@@ -102,6 +103,7 @@ async def open_context(settings, run_jobs=None) -> AppContext:
     """Open the database pool, Redis, the WeChat Pay and open-API clients, and start the background job."""
     ctx = AppContext(settings=settings, forwarded_for=ForwardedForWatch(settings.trusted_proxies))
     personal_data.configure(settings.data_key, settings.data_key_previous)
+    ctx.admission = Admission(settings)
     await open_database(settings.database, pool_max=settings.db_pool_max)
     ctx.redis_clients = open_redis(settings.redis)  # one server, or the master the Sentinels name
     ctx.redis = ctx.redis_clients.requests  # rate limits and readiness: a short wait, then without Redis

@@ -54,6 +54,11 @@ DEPENDENCY_UP = Gauge("gym_dependency_up", "1 when the dependency answers (check
                       ["dependency"], multiprocess_mode="mostrecent")
 DB_POOL = Gauge("gym_db_pool_connections", "Database pool connections of each process", ["state"],
                 multiprocess_mode="livesum")
+ADMISSION = Counter("gym_admission_total", "Expensive requests by budget and outcome: admitted at once, queued "
+                    "then admitted, shed (no room to wait, or the wait ran out)",
+                    ["budget", "outcome"])
+ADMISSION_SLOTS = Gauge("gym_admission_requests", "Expensive requests of each budget being served (in_use) or waiting "
+                        "for a slot, at the scrape", ["budget", "state"], multiprocess_mode="livesum")
 REDIS_PUSH_BACKLOG = Gauge("gym_push_outbox", "Status pushes waiting for Redis", multiprocess_mode="livesum")
 
 ON_TIME_LABELS = ("true", "false")

@@ -15,8 +15,8 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password")
 # Two threads: argon2 releases the GIL, and each hash holds 64 MiB, so more would only cost memory. Two running and
 # six waiting: the last admitted waits about three hashes, and a login flood gets a quick 503 instead of a queue
 # that would hold real operators for minutes.
-ADMITTED = 8
-_threads = BoundedThreads("argon2", 2, ADMITTED, lambda: errors.service_unavailable("登录请求过多，请稍后重试"))
+THREADS, ADMITTED = 2, 8
+_threads = BoundedThreads("argon2", THREADS, ADMITTED, lambda: errors.service_unavailable("登录请求过多，请稍后重试"))
 MAX_PASSWORD_CHARS = 256
 
 
