@@ -47,9 +47,9 @@ def pending_order_exists(order_id):
     return ServiceError(409, "PENDING_ORDER_EXISTS", "您有一笔待支付的订单，请先完成支付或取消", order_id=order_id)
 
 
-def sold_out():
-    """409 SOLD_OUT."""
-    return ServiceError(409, "SOLD_OUT", "名额已满")
+def sold_out(alternatives=()):
+    """409 SOLD_OUT, with `alternatives`: other upcoming sessions with a seat left (services.orders.alternatives)."""
+    return ServiceError(409, "SOLD_OUT", "名额已满", alternatives=list(alternatives))
 
 
 def order_not_payable(message="订单已不可支付"):

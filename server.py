@@ -19,7 +19,7 @@ from handlers.base import NotFoundHandler
 from handlers.bodylimit import DISCARD_LIMIT, BodyLimit
 from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, snapshot_by_order_id
-from models import close_database, open_database
+from models import close_database, open_database, personal_data
 from services import notifications
 from services.context import AppContext
 from services.jobs.bills import BillJob
@@ -101,6 +101,7 @@ def _refused(start_line, request_headers, response_headers):
 async def open_context(settings, run_jobs=None) -> AppContext:
     """Open the database pool, Redis, the WeChat Pay and open-API clients, and start the background job."""
     ctx = AppContext(settings=settings)
+    personal_data.configure(settings.data_key, settings.data_key_previous)
     await open_database(settings.database, pool_max=settings.db_pool_max)
     ctx.redis_clients = open_redis(settings.redis)  # one server, or the master the Sentinels name
     ctx.redis = ctx.redis_clients.requests  # rate limits and readiness: a short wait, then without Redis

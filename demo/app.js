@@ -228,7 +228,31 @@
     $("detail-price").textContent = `${s.price} 元`;
     $("detail-remaining").textContent = s.remaining > 0 ? String(s.remaining) : "名额已满";
     $("book-btn").disabled = s.remaining <= 0;
+    showAlternatives([]);
     show("view-detail");
+  }
+
+  // SOLD_OUT's alternatives (other sessions with a seat left, nearest in time first), each with 立即预约.
+  function showAlternatives(items) {
+    $("alternatives").hidden = items.length === 0;
+    $("alternative-list").replaceChildren(...items.map((a) => {
+      const li = document.createElement("li");
+      li.className = "schedule-item alternative";
+      li.dataset.scheduleId = a.id;
+      li.dataset.test = "alternative";
+      li.innerHTML = `<p class="schedule-title"></p>
+        <div class="schedule-meta"><span class="when"></span><span class="left"></span></div>
+        <button class="primary small" data-test="book-alternative">立即预约</button>`;
+      li.querySelector(".schedule-title").textContent = a.title;
+      li.querySelector(".when").textContent = formatTime(a.starts_at);
+      li.querySelector(".left").textContent = `剩余名额 ${a.remaining}`;
+      const button = li.querySelector("button");
+      button.addEventListener("click", () => handle(async () => {
+        await openDetail(a.id);
+        if (state.schedule.remaining > 0) openConfirm();
+      }, button));
+      return li;
+    }));
   }
 
   // -- booking and paying -------------------------------------------------------------------------
@@ -251,6 +275,7 @@
       $("confirm-dialog").hidden = true;
       if (e.code === "PENDING_ORDER_EXISTS" && e.body.order_id) await resumeOrder(e.body.order_id);
       else if (e.code === "SOLD_OUT" || e.code === "AMOUNT_MISMATCH") await openDetail(state.schedule.id);
+      if (e.code === "SOLD_OUT") showAlternatives(e.body.alternatives || []);
       throw e;
     }
     startOrder(order);

@@ -2,12 +2,14 @@
 from .base import DATABASE_UNAVAILABLE, close_database, configure_database, database, open_database, utcnow
 from .tables import (
     BillDay, BillDiscrepancy, BillRun, CourseSchedule, IdempotencyKey, JobLease, WechatPayNotification, Operator,
-    PaymentAuditLog, PaymentOrder, PaymentTransaction, Refund, SchemaMigration, SeatReservation, SubscribeMessage, User,
+    OperatorLoginFailures, PaymentAuditLog, PaymentOrder, PaymentTransaction, Refund, SchemaMigration,
+    SeatReservation, SubscribeMessage, User,
 )
 
 __all__ = [
     "BillDay", "BillDiscrepancy", "BillRun", "CourseSchedule", "IdempotencyKey", "JobLease", "WechatPayNotification",
-    "Operator", "PaymentAuditLog", "PaymentOrder", "PaymentTransaction", "Refund", "SchemaMigration",
-    "SeatReservation", "SubscribeMessage", "User", "DATABASE_UNAVAILABLE", "close_database", "configure_database", "database",
+    "Operator", "OperatorLoginFailures", "PaymentAuditLog", "PaymentOrder", "PaymentTransaction", "Refund",
+    "SchemaMigration", "SeatReservation", "SubscribeMessage", "User", "DATABASE_UNAVAILABLE", "close_database",
+    "configure_database", "database",
     "open_database", "utcnow",
 ]

@@ -11,6 +11,8 @@ from models import utcnow
 from telemetry import metrics
 from services.formats import iso
 
+from .limits import UserSockets
+
 log = logging.getLogger("gym.realtime")
 
 CHANNEL = "gym:order-status"
@@ -34,6 +36,7 @@ class Hub:
         self.retry_seconds = retry_seconds
         self.origin = origin or uuid.uuid4().hex  # tags the pushes this process re-publishes after a failure
         self.subscribers = defaultdict(set)  # order_id -> {connection}
+        self.user_sockets = UserSockets()  # user_id -> that user's open connections here (at most 5)
         self.connected = asyncio.Event()
         self.outbox = deque(maxlen=OUTBOX_MAX)  # [push, delivered here already] waiting for Redis, in order
         self._outbox_ready = asyncio.Event()

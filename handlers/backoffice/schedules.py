@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import errors
 from services.backoffice import queries
-from services.orders import schedules
+from services.orders import alternatives, schedules
 
 from . import forms
 from .base import PageHandler
@@ -66,6 +66,9 @@ class ScheduleHandler(PageHandler):
     async def page(self, schedule_id, status=200, error=None, typed=None):
         schedule = await schedules.get_schedule(self.ctx.settings, schedule_id)
         roster = await queries.roster(schedule_id, self.args())
+        # A full session: the front desk can point a parent to the nearest ones with a seat (SOLD_OUT's list).
+        others = await alternatives.nearest(schedule_id) if schedule["remaining"] <= 0 else []
         self.show("schedule.html", "_roster.html", "roster", status, schedule=schedule, roster=roster, error=error,
+                  alternatives=others,
                   typed=typed or {"title": schedule["title"], "capacity": str(schedule["capacity"])},
                   saved=self.get_query_argument("saved", None), local_input=forms.local_input)

@@ -68,9 +68,15 @@ CLAIM_SEAT = Prepared("UPDATE `course_schedules` SET `confirmed_seats` = `confir
 GIVE_BACK_SEAT = Prepared("UPDATE `course_schedules` SET `confirmed_seats` = `confirmed_seats` - 1 "
                           "WHERE `id` = %s AND `confirmed_seats` > 0")
 
-# Seats taken now in one schedule (read after the schedule's lock). Parameters: schedule id, now.
-SEATS_TAKEN = Prepared(
-    "SELECT COUNT(*) FROM `seat_reservations` r WHERE r.`course_schedule_id` = %s AND " + takes_seat_sql("r"))
+def taken_sql(schedule: str = "s") -> str:
+    """The seats taken now in the course_schedules row aliased `schedule`, as one SQL expression (correlated
+    subqueries); one parameter: now. What the listings, the refusals and the alternatives count."""
+    return (f"(SELECT COUNT(*) FROM `seat_reservations` r WHERE r.`course_schedule_id` = {schedule}.`id` AND "
+            f"{takes_seat_sql('r')})")
+
+
+# Seats taken now in one schedule (read after the schedule's lock). Parameters: now, schedule id.
+SEATS_TAKEN = Prepared("SELECT " + taken_sql("s") + " FROM `course_schedules` s WHERE s.`id` = %s")
 
 
 async def seats_confirmed(schedule_pk: int) -> int:

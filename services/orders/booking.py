@@ -16,9 +16,10 @@ from models.prepared import Prepared
 from .. import audit
 from ..lifecycle.locks import LIVE_ORDERS, LOCK_SCHEDULE, lock_order, split
 from ..lifecycle.orders import end_order, open_order
-from ..lifecycle.seats import SEATS_TAKEN, hold_lapsed, takes_seat_sql
+from ..lifecycle.seats import SEATS_TAKEN, hold_lapsed, taken_sql
 from ..lifecycle.statuses import EXPIRED, PAID, PENDING, TRIAL_HOLDING, sql_in
 from ..uow import run_in_transaction
+from . import alternatives
 from .views import order_view, serialize
 
 
@@ -122,7 +123,7 @@ async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor,
         raise errors.not_found("课程不存在")
     if schedule.starts_at <= now:
         raise errors.ServiceError(409, "SCHEDULE_CLOSED", "该课程已开始，无法预约")
-    if (await SEATS_TAKEN.rows(schedule.id, now))[0][0] >= schedule.capacity:
+    if (await SEATS_TAKEN.rows(now, schedule.id))[0][0] >= schedule.capacity:
         raise errors.sold_out()
     order, reservation = await open_order(uow, settings, user_id, schedule, actor, request_snapshot, now)
     if idem_key:
@@ -136,9 +137,8 @@ async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor,
 # of a rush never queue on the schedule's lock); anything else goes through the locked path, which alone decides.
 # Parameters: now, user id, schedule id.
 PRECHECK = Prepared(
-    "SELECT s.`capacity`, s.`starts_at`, (SELECT COUNT(*) FROM `seat_reservations` r WHERE r.`course_schedule_id` "
-    "= s.`id` AND " + takes_seat_sql("r") + "), (SELECT COUNT(*) FROM `payment_orders` o WHERE o.`user_id` = %s "
-    f"AND {sql_in('o.`status`', TRIAL_HOLDING)}) FROM `course_schedules` s WHERE s.`id` = %s",
+    "SELECT s.`capacity`, s.`starts_at`, " + taken_sql("s") + ", (SELECT COUNT(*) FROM `payment_orders` o "
+    f"WHERE o.`user_id` = %s AND {sql_in('o.`status`', TRIAL_HOLDING)}) FROM `course_schedules` s WHERE s.`id` = %s",
     ("capacity", "starts_at", "taken", "live"))
 
 _gates = weakref.WeakValueDictionary()  # schedule id -> the local lock its order creations take turns on
@@ -172,6 +172,21 @@ async def _record_amount_mismatch(uow, user_id, actor, request_snapshot, sent_fe
                        request=request_snapshot, error="AMOUNT_MISMATCH")
 
 
+async def _create_in_turn(ctx, user_id, schedule_id, idem_key, request_hash, actor, snapshot):
+    """The plain refusals from one read, then the locked path (retried once after a unique-key collision)."""
+    if not idem_key:
+        await _precheck(user_id, schedule_id)
+    for attempt in range(2):
+        try:
+            return await run_in_transaction(ctx, _create, ctx, user_id, schedule_id, idem_key, request_hash, actor,
+                                            snapshot)
+        except peewee.IntegrityError:
+            # The same parent's other request inserted first (one live order per parent: trial_slot is unique).
+            # Once more: it now finds that order (or the Idempotency-Key it stored) and answers from it.
+            if attempt:
+                raise
+
+
 async def create_order(ctx, user_id: int, body: dict, idem_key: str | None, actor) -> tuple[int, dict]:
     """Create (or return the open) order for a schedule; returns (HTTP status, order object)."""
     schedule_id = parse_schedule_id(body.get("course_schedule_id"))
@@ -187,19 +202,14 @@ async def create_order(ctx, user_id: int, body: dict, idem_key: str | None, acto
     # One request per schedule at a time from this process goes to the schedule's row lock; the others wait here,
     # for nothing but a local lock, and look again (one unlocked read) when their turn comes: in a rush, once the
     # seats are gone, they are answered without ever queueing on the database.
-    async with _schedule_gate(schedule_id):
-        if not idem_key:
-            await _precheck(user_id, schedule_id)
-        for attempt in range(2):
-            try:
-                status, order, reservation = await run_in_transaction(
-                    ctx, _create, ctx, user_id, schedule_id, idem_key, request_hash, actor, snapshot)
-                break
-            except peewee.IntegrityError:
-                # The same parent's other request inserted first (one live order per parent: trial_slot is
-                # unique). Once more: it now finds that order (or the Idempotency-Key it stored) and answers from it.
-                if attempt:
-                    raise
+    try:
+        async with _schedule_gate(schedule_id):
+            status, order, reservation = await _create_in_turn(ctx, user_id, schedule_id, idem_key, request_hash,
+                                                               actor, snapshot)
+    except errors.ServiceError as e:
+        if e.code == "SOLD_OUT":  # the other sessions are looked up after every lock and the gate are let go
+            raise await alternatives.sold_out(schedule_id) from None
+        raise
     if reservation is not None:
         return status, serialize(order, reservation)
     return status, await order_view(order)

@@ -85,7 +85,8 @@ async def test_sold_out_and_unknown_schedule(api):
     t2, _ = await api.login()
     assert (await api.order(t1, sid))[0] == 201
     status, body = await api.order(t2, sid)
-    assert status == 409 and body["error"] == {"code": "SOLD_OUT", "message": "名额已满"}
+    assert status == 409 and body["error"]["code"] == "SOLD_OUT" and body["error"]["message"] == "名额已满"
+    assert isinstance(body["error"]["alternatives"], list)
     status, body = await api.order(t2, 987654321)
     assert status == 404 and body["error"]["code"] == "NOT_FOUND"
 

@@ -21,6 +21,7 @@ Component({
     statusText: "",
     phase: "",  // "paying" while the WeChat Pay sheet is up, "processing" until the service reports the outcome
     notice: "",  // the API's own message for the last refusal
+    alternatives: [],  // SOLD_OUT's other sessions with a seat left, each with 立即预约
     queued: false,  // a call is waiting out a 503's Retry-After: 排队中
   },
 
@@ -64,16 +65,29 @@ Component({
       try {
         const s = await this.api({ path: `/api/v1/courses/schedules/${this.scheduleId}` }, { signedIn: false });
         this.setData({ schedule: Object.assign({}, s, { when: when(s.starts_at) }), fixedPrice: wholeYuan(s.price_fen) });
+        return s;
       } catch (e) {
         this.fail(e);
+        return null;
       }
+    },
+
+    // 立即预约 on one of SOLD_OUT's alternatives: this page now shows that session, with its confirmation open
+    // when it still has a seat (the list was true when the refusal was made, not necessarily now).
+    async onAlternative(e) {
+      const id = Number(e.currentTarget.dataset.id);
+      if (!id || this.data.busy) return;
+      this.scheduleId = id;
+      this.setData({ alternatives: [], notice: "", order: null, status: "", statusAt: "", statusText: "", phase: "" });
+      const s = await this.loadSchedule();
+      if (s && s.remaining > 0) this.setData({ confirming: true });
     },
 
     // 立即预约: the confirmation with the fixed price.
     onBook() {
       const s = this.data.schedule;
       if (!s || s.remaining <= 0) return;
-      this.setData({ confirming: true, notice: "" });
+      this.setData({ confirming: true, notice: "", alternatives: [] });
     },
 
     onCloseConfirm() {
@@ -108,6 +122,9 @@ Component({
           this.track({ order_id: e.body.order_id });  // its first frame shows it; 继续支付 or 取消订单 from there
         } else if (e.code === "SOLD_OUT" || e.code === "AMOUNT_MISMATCH") {
           this.loadSchedule();
+        }
+        if (e.code === "SOLD_OUT") {
+          this.setData({ alternatives: (e.body.alternatives || []).map((a) => Object.assign({}, a, { when: when(a.starts_at) })) });
         }
         throw e;
       }

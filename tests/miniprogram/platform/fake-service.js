@@ -99,12 +99,21 @@ class FakeService {
     const open = [...this.orders.values()].find((o) => o.status === "pending");
     if (open && open.course_schedule_id === s.id) return ok(view(open), 200);
     if (open) return error(409, "PENDING_ORDER_EXISTS", "您有一笔待支付的订单，请先完成支付或取消", { order_id: open.order_id });
-    if (s.remaining <= 0) return error(409, "SOLD_OUT", "名额已满", { alternatives: [] });
+    if (s.remaining <= 0) return error(409, "SOLD_OUT", "名额已满", { alternatives: this.alternativesTo(s) });
     s.remaining -= 1;
     const order = { order_id: hex32(0xabc000 + this.orders.size + 1), status: "pending", course_schedule_id: s.id, prepays: 0, at: this.now() };
     this.orders.set(order.order_id, order);
     if (key) this.byKey.set(key, order);
     return ok(view(order), 201);
+  }
+
+  // SOLD_OUT's alternatives as the contract words them: up to 3 other sessions with a seat left, nearest in start
+  // time first.
+  alternativesTo(asked) {
+    const gap = (s) => Math.abs(Date.parse(s.starts_at) - Date.parse(asked.starts_at));
+    return this.schedules.filter((s) => s.id !== asked.id && s.remaining > 0)
+      .sort((a, b) => gap(a) - gap(b) || a.id - b.id).slice(0, 3)
+      .map((s) => ({ id: s.id, title: s.title, starts_at: s.starts_at, remaining: s.remaining }));
   }
 
   prepay({ order_id: orderId }) {

@@ -1,0 +1,70 @@
+"""What one WebSocket client may cost this process (contract §2 Live status): the message size, the subscriptions a
+socket holds, how fast it may send, and the sockets one user holds."""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+MAX_MESSAGE_BYTES = 4096  # a client message over this closes the socket with 1009 (Tornado checks before reading it)
+MAX_SUBSCRIPTIONS = 20  # distinct orders one socket holds
+MAX_SOCKETS_PER_USER = 5  # on one server process; a sixth closes the user's oldest with CLOSE_TOO_MANY_SOCKETS
+CLOSE_TOO_MANY_SOCKETS = 4429
+# Messages a socket may send: a burst (a reconnecting mini-program subscribes to its orders at once), then a steady
+# rate. A subscribe costs two MySQL reads, so this bounds what one socket can ask of the database.
+MESSAGE_BURST = 60
+MESSAGES_PER_SECOND = 10.0
+
+
+class MessageBudget:
+    """A token bucket per socket. Over budget, the first message is answered RATE_LIMITED and the rest are dropped
+    unanswered until the budget refills, so a client that sends without reading cannot grow our write buffer."""
+
+    def __init__(self, burst=MESSAGE_BURST, rate=MESSAGES_PER_SECOND, clock=time.monotonic):
+        self.burst, self.rate, self.clock = burst, rate, clock
+        self.tokens = float(burst)
+        self.at = clock()
+        self.told = False  # RATE_LIMITED already sent in this episode
+
+    def take(self) -> str:
+        """'ok' (spend one), 'refuse' (answer RATE_LIMITED) or 'drop' (say nothing)."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.told = False
+            return "ok"
+        if self.told:
+            return "drop"
+        self.told = True
+        return "refuse"
+
+
+class UserSockets:
+    """The open sockets of each user on this process, oldest first."""
+
+    def __init__(self, limit=MAX_SOCKETS_PER_USER):
+        self.limit = limit
+        self._by_user = {}  # user_id -> OrderedDict(conn -> None), in the order they opened
+
+    def add(self, user_id, conn) -> list:
+        """Count conn as one of the user's sockets; returns the oldest ones now over the limit (to be closed)."""
+        conns = self._by_user.setdefault(user_id, OrderedDict())
+        conns[conn] = None
+        excess = []
+        while len(conns) > self.limit:
+            oldest, _ = conns.popitem(last=False)
+            excess.append(oldest)
+        return excess
+
+    def remove(self, user_id, conn):
+        """conn closed."""
+        conns = self._by_user.get(user_id)
+        if conns is not None:
+            conns.pop(conn, None)
+            if not conns:
+                del self._by_user[user_id]
+
+    def count(self, user_id) -> int:
+        """How many sockets the user holds here."""
+        return len(self._by_user.get(user_id, ()))
