@@ -94,6 +94,11 @@ class Settings:
     message_lease_seconds: float
     ws_ping_interval_seconds: float
     db_pool_max: int
+    admission_limit: int
+    admission_queue: int
+    admission_wait_seconds: float
+    admission_retry_after_seconds: int
+    admission_notify_limit: int
     dev_mode: bool
     run_jobs: bool
 
@@ -177,6 +182,13 @@ def parse_database_url(env):
 
     return DatabaseURL(unquote(parsed.username or ""), unquote(parsed.password or ""), parsed.hostname, port, name)
 
+
+# Admission control (services/admission.py), per worker; the defaults come from bench/overload.py
+# (docs/benchmarks.md, "Overload").
+ADMISSION_LIMIT = 8
+ADMISSION_QUEUE = 32
+ADMISSION_WAIT_SECONDS = 0.5
+ADMISSION_NOTIFY_LIMIT = 8
 
 REDIS_URL_MAX = 2048
 SENTINELS_MAX = 16
@@ -376,6 +388,12 @@ def load(env=None) -> Settings:
         raise SettingsError("ORDER_EXPIRE_SECONDS must be >= SEAT_HOLD_SECONDS")
     redis = parse_redis_url(env)
     data_key, data_key_previous = load_data_keys(env)
+    db_pool_max = _int(env, "DB_POOL_MAX", 20, minimum=2)
+    # Below the pool, so that what takes no slot (notifications, sockets, readiness) always finds a connection.
+    admission_limit = _int(env, "ADMISSION_LIMIT", min(ADMISSION_LIMIT, db_pool_max // 2), minimum=1)
+    if admission_limit >= db_pool_max:
+        raise SettingsError("ADMISSION_LIMIT must be below DB_POOL_MAX (notifications, sockets and readiness "
+                            "need connections of their own)")
     return Settings(
         host=host,
         port=port,
@@ -422,7 +440,12 @@ def load(env=None) -> Settings:
         bill_retry_seconds=_float(env, "BILL_RETRY_SECONDS", 900.0),
         message_lease_seconds=_float(env, "MESSAGE_LEASE_SECONDS", 30.0),
         ws_ping_interval_seconds=_float(env, "WS_PING_INTERVAL_SECONDS", 20.0),
-        db_pool_max=_int(env, "DB_POOL_MAX", 20, minimum=2),
+        db_pool_max=db_pool_max,
+        admission_limit=admission_limit,
+        admission_queue=_int(env, "ADMISSION_QUEUE", ADMISSION_QUEUE),
+        admission_wait_seconds=_float(env, "ADMISSION_WAIT_SECONDS", ADMISSION_WAIT_SECONDS),
+        admission_retry_after_seconds=_int(env, "ADMISSION_RETRY_AFTER_SECONDS", 1, minimum=1),
+        admission_notify_limit=_int(env, "ADMISSION_NOTIFY_LIMIT", ADMISSION_NOTIFY_LIMIT, minimum=1),
         dev_mode=_bool(env, "DEV_MODE", False),
         run_jobs=_bool(env, "RUN_JOBS", True),
     )

@@ -22,7 +22,7 @@ class AdminBase(BaseHandler):
     rights = {"GET": "orders.read"}
 
     async def prepare(self):
-        super().prepare()
+        await super().prepare()
         right = self.rights.get(self.request.method, "operators")
         self.operator = await auth.operator_for_token(self.ctx, self.bearer_token(), right)
 
@@ -37,6 +37,8 @@ class AdminBase(BaseHandler):
 
 class AdminLoginHandler(BaseHandler):
     """POST /api/v1/admin/login."""
+
+    admission = {"POST": "operators"}
 
     async def post(self):
         await ratelimit.check(self.ctx, "admin-login", self.client_ip)

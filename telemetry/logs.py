@@ -106,4 +106,5 @@ def access_log(handler) -> None:
                                                                      "status": status, "method": request.method,
                                                                      "path": request.path, "client_ip": ip,
                                                                      "duration_ms": round(1000.0 * seconds, 1)})
-    metrics.observe_request(getattr(handler, "route_name", None) or "unmatched", request.method, status, seconds)
+    method = metrics.method_label(request.method, metrics.served_methods(type(handler)))
+    metrics.observe_request(getattr(handler, "route_name", None) or "unmatched", method, status, seconds)
