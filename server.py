@@ -24,6 +24,7 @@ from models import close_database, open_database, personal_data
 from services import notifications
 from services.admission import Admission
 from services.context import AppContext
+from services.jobs.bills import BillJob
 from services.jobs.reconcile import Reconciler
 from services.lifecycle.statuses import REFUND_COUNTED
 from services.messages.subscribe_messages import MESSAGE_KINDS, MessageSender
@@ -118,10 +119,12 @@ async def open_context(settings, run_jobs=None) -> AppContext:
     ctx.hub.start()
     ctx.messages = MessageSender(ctx)
     ctx.messages.start()
-    ctx.reconciler = None
+    ctx.reconciler = ctx.bill_job = None
     if settings.run_jobs if run_jobs is None else run_jobs:
         ctx.reconciler = Reconciler(ctx)
         ctx.reconciler.start()
+        ctx.bill_job = BillJob(ctx)
+        ctx.bill_job.start()
     return ctx
 
 
@@ -129,6 +132,8 @@ async def close_context(ctx: AppContext):
     """Stop the jobs and close what open_context opened."""
     if getattr(ctx, "reconciler", None):
         await ctx.reconciler.stop()
+    if getattr(ctx, "bill_job", None):
+        await ctx.bill_job.stop()
     await ctx.hub.stop()
     await ctx.messages.stop()
     await ctx.gateway.close()
