@@ -93,6 +93,8 @@ class Settings:
     event_loop: str
     metrics_allow: tuple
     reconcile_batch: int
+    bill_reconcile_hour: int
+    bill_retry_seconds: float
     message_lease_seconds: float
     ws_ping_interval_seconds: float
     db_pool_max: int
@@ -150,6 +152,13 @@ def _float(env, name, default, minimum=0.0):
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
     if value <= minimum:
         raise SettingsError(f"{name} must be > {minimum}, got {value}")
+    return value
+
+
+def _hour(env, name, default):
+    value = _int(env, name, default)
+    if value > 23:
+        raise SettingsError(f"{name} must be an hour from 0 to 23, got {value}")
     return value
 
 
@@ -444,6 +453,8 @@ def load(env=None) -> Settings:
         event_loop=_choice(env, "EVENT_LOOP", "asyncio", ("asyncio", "uvloop")),
         metrics_allow=_networks(env, "METRICS_ALLOW", "127.0.0.1/32,::1/128"),
         reconcile_batch=_int(env, "RECONCILE_BATCH", 100, minimum=1),
+        bill_reconcile_hour=_hour(env, "BILL_RECONCILE_HOUR", 10),
+        bill_retry_seconds=_float(env, "BILL_RETRY_SECONDS", 900.0),
         message_lease_seconds=_float(env, "MESSAGE_LEASE_SECONDS", 30.0),
         ws_ping_interval_seconds=_float(env, "WS_PING_INTERVAL_SECONDS", 20.0),
         db_pool_max=db_pool_max,
