@@ -69,6 +69,17 @@ def dev_env():
     return read_env_file(path)
 
 
+def data_key_file():
+    """The benches' data key (DATA_KEY_FILE), made once under var/bench/ (64 hex characters, 0600)."""
+    path = os.path.join(BENCH_VAR, "data_key")
+    if not os.path.exists(path):
+        os.makedirs(BENCH_VAR, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(os.urandom(32).hex())
+    return path
+
+
 def mariadb_pid():
     """The project MariaDB's pid (scripts/servers.sh writes the pid file)."""
     return pid_from_file(os.path.join(BENCH_ROOT, "var", "mysql", "mysqld.pid"))
@@ -232,7 +243,7 @@ class World:
         url = f"http://127.0.0.1:{port}"
         env = {**self._base_env(),
                "DATABASE_URL": db_url, "REDIS_URL": self.redis.url,
-               "SECRET_KEY": "bench-secret-key-0123456789abcdef-not-a-secret",
+               "SECRET_KEY": "bench-secret-key-0123456789abcdef-not-a-secret", "DATA_KEY_FILE": data_key_file(),
                **{k: v for k, v in self.sandbox.env.items() if k.startswith("WECHAT")},
                "WECHATPAY_CERT_DIR": os.path.join(self.run_dir, "certs"),
                "WECHATPAY_NOTIFY_URL": f"{url}/api/v1/payment/wxpay/callback",
