@@ -17,6 +17,7 @@ from handlers.admin_api import admin_api_routes
 from handlers.backoffice import backoffice_routes
 from handlers.base import NotFoundHandler
 from handlers.bodylimit import DISCARD_LIMIT, BodyLimit
+from handlers.clientip import ForwardedForWatch
 from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, snapshot_by_order_id
 from models import close_database, open_database, personal_data
@@ -101,7 +102,7 @@ def _refused(start_line, request_headers, response_headers):
 
 async def open_context(settings, run_jobs=None) -> AppContext:
     """Open the database pool, Redis, the WeChat Pay and open-API clients, and start the background job."""
-    ctx = AppContext(settings=settings)
+    ctx = AppContext(settings=settings, forwarded_for=ForwardedForWatch(settings.trusted_proxies))
     personal_data.configure(settings.data_key, settings.data_key_previous)
     ctx.admission = Admission(settings)
     await open_database(settings.database, pool_max=settings.db_pool_max)
@@ -196,6 +197,9 @@ def main():
     metrics.init_series(settings.reconcile_interval_seconds, notifications.KINDS, notifications.OUTCOMES,
                         REFUND_COUNTED, MESSAGE_KINDS)
     log.info("listening on http://%s:%s with %d worker(s)", settings.host, settings.port, settings.workers)
+    if not settings.trusted_proxies:
+        log.info("TRUSTED_PROXIES is empty: X-Forwarded-For is believed from no one (behind a reverse proxy, set it "
+                 "to the proxy's address; a request carrying one is warned about and shown in /readyz)")
     if settings.workers == 1:
         _run(serve(settings, sockets), settings.event_loop)
     else:
