@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -67,17 +68,6 @@ def dev_env():
     if not os.path.exists(path):
         subprocess.run(["bash", os.path.join(BENCH_ROOT, "scripts", "servers.sh"), "start"], check=True)
     return read_env_file(path)
-
-
-def data_key_file():
-    """The benches' data key (DATA_KEY_FILE), made once under var/bench/ (64 hex characters, 0600)."""
-    path = os.path.join(BENCH_VAR, "data_key")
-    if not os.path.exists(path):
-        os.makedirs(BENCH_VAR, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(os.urandom(32).hex())
-    return path
 
 
 def mariadb_pid():
@@ -243,7 +233,8 @@ class World:
         url = f"http://127.0.0.1:{port}"
         env = {**self._base_env(),
                "DATABASE_URL": db_url, "REDIS_URL": self.redis.url,
-               "SECRET_KEY": "bench-secret-key-0123456789abcdef-not-a-secret", "DATA_KEY_FILE": data_key_file(),
+               "SECRET_KEY": "bench-secret-key-0123456789abcdef-not-a-secret",
+               "DATA_KEY_FILE": self.data_key_file(),
                **{k: v for k, v in self.sandbox.env.items() if k.startswith("WECHAT")},
                "WECHATPAY_CERT_DIR": os.path.join(self.run_dir, "certs"),
                "WECHATPAY_NOTIFY_URL": f"{url}/api/v1/payment/wxpay/callback",
@@ -264,6 +255,14 @@ class World:
         log(f"{self.name}: service pid {self.service.pid} on {url} from {self.root.path} "
             f"(WORKERS={self.args.workers}); log {self.service.log_path}")
 
+    def data_key_file(self):
+        """A data key of this run's own (DATA_KEY_FILE: the openids are encrypted at rest)."""
+        path = os.path.join(self.run_dir, "data_key")
+        if not os.path.exists(path):
+            with open(path, "w", encoding="ascii") as fh:
+                fh.write(secrets.token_hex(32))
+        return path
+
     def log_path(self, what):
         """var/bench/logs/<pid>-<scenario>-<what>.log (kept after the run)."""
         os.makedirs(os.path.join(BENCH_VAR, "logs"), exist_ok=True)
@@ -280,7 +279,7 @@ class World:
             cur.execute(f"DROP DATABASE IF EXISTS `{self.db_name}`")
             cur.execute(f"CREATE DATABASE `{self.db_name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
         conn.close()
-        env = {**self._base_env(), "DATABASE_URL": self.db_url}
+        env = {**self._base_env(), "DATABASE_URL": self.db_url, "DATA_KEY_FILE": self.data_key_file()}
         manage = [self.root.python, "manage.py"]
         subprocess.run([*manage, "migrate"], cwd=self.root.path, env=env, check=True, stdout=subprocess.DEVNULL)
         password_file = os.path.join(self.run_dir, "admin_password")
