@@ -50,10 +50,22 @@ WECHATPAY_CALLS = Counter("gym_wechatpay_requests_total", "WeChat Pay API calls 
 APIV3_DECRYPTS = Counter("gym_wechatpay_apiv3_decrypts_total",
                          "Resources decrypted (notification, certificates) by the APIv3 key that opened them "
                          "(current | previous | none)", ["what", "key"])
+BILL_DISCREPANCIES = Gauge("gym_bill_discrepancies",
+                           "Discrepancies between WeChat Pay's bill and the ledger waiting for finance's decision "
+                           "(found by each day's last reconciliation)", ["category"], multiprocess_mode="mostrecent")
+BILL_LAST_RECONCILED_DAY = Gauge("gym_bill_last_reconciled_day",
+                                 "Start (00:00 Asia/Shanghai, unix time) of the latest day whose bill was reconciled; "
+                                 "0 before any", multiprocess_mode="mostrecent")
 DEPENDENCY_UP = Gauge("gym_dependency_up", "1 when the dependency answers (checked at each scrape)",
                       ["dependency"], multiprocess_mode="mostrecent")
 DB_POOL = Gauge("gym_db_pool_connections", "Database pool connections of each process", ["state"],
                 multiprocess_mode="livesum")
+AUDIT_VERIFY_OK = Gauge("gym_audit_verify_ok", "1 when the last verification found the audit trail intact, 0 when not",
+                        multiprocess_mode="mostrecent")
+AUDIT_VERIFY_TIME = Gauge("gym_audit_verify_timestamp_seconds", "Unix time of the last verification of the audit trail",
+                          multiprocess_mode="max")
+AUDIT_SEAL_LAG = Gauge("gym_audit_seal_lag_seconds", "Age of the oldest audit row not sealed yet (0 when all are)",
+                       multiprocess_mode="mostrecent")
 ADMISSION = Counter("gym_admission_total", "Expensive requests by budget and outcome: admitted at once, queued "
                     "then admitted, shed (no room to wait, or the wait ran out)",
                     ["budget", "outcome"])

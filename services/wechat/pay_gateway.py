@@ -34,6 +34,8 @@ RETRYABLE_CODES = {"SYSTEM_ERROR", "BANK_ERROR", "FREQUENCY_LIMITED", "UNAVAILAB
 
 
 CERTIFICATES_PATH = "/v3/certificates"
+BILL_DOWNLOAD_PATH = "/v3/billdownload/file"  # WeChat Pay does not sign this answer (the signed hash stands for it)
+BILL_MAX_BYTES = 8 * 1024 * 1024  # a larger download is refused (a gym's day is a few kilobytes; the lean client's cap)
 CONNECT_TIMEOUT, READ_TIMEOUT = 3, 10  # seconds: a WeChat Pay call takes at most 13 s
 
 
@@ -65,6 +67,15 @@ def _rfc3339_cn(when) -> str:
     """A naive-UTC datetime as RFC 3339 in Beijing time, as WeChat Pay writes times."""
     cn = when.replace(tzinfo=dt.timezone.utc).astimezone(dt.timezone(dt.timedelta(hours=8)))
     return cn.replace(microsecond=0).isoformat()
+
+
+def _error_code(body: bytes) -> str | None:
+    """WeChat Pay's error code in an error answer, if it has one."""
+    try:
+        code = json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        return None
+    return code[:32] if isinstance(code, str) else None
 
 
 class WeChatPayGateway:
@@ -152,8 +163,9 @@ class WeChatPayGateway:
 
     @staticmethod
     def _exempt(path, status) -> bool:
-        """The list is checked by _download_certificates; 5xx and 429 only ever mean "try again"."""
-        return path == CERTIFICATES_PATH or status >= 500 or status == 429
+        """The list is checked by _download_certificates, a bill file by its signed SHA1 (services/bills); 5xx and
+        429 only ever mean "try again"."""
+        return path in (CERTIFICATES_PATH, BILL_DOWNLOAD_PATH) or status >= 500 or status == 429
 
     async def _verify_answer(self, status, headers, body: bytes):
         problem = await self.keys.check_signed(headers, body)
@@ -313,6 +325,55 @@ class WeChatPayGateway:
                 return None
             raise
         return body
+
+    async def trade_bill(self, bill_date: str) -> dict:
+        """The signed answer of `GET /v3/bill/tradebill` for a day (all trades, gzip): `hash_type`, `hash_value`,
+        `download_url`. Raises PaymentGatewayError (`NO_STATEMENT_EXIST`, `STATEMENT_CREATING`, ... as WeChat Pay
+        names them)."""
+        _, body = await self._call("trade_bill", lambda: self.client.trade_bill(
+            bill_date=bill_date, bill_type="ALL", tar_type="GZIP"))
+        return body
+
+    async def download_bill(self, download_url: str) -> bytes:
+        """The bytes at a bill's `download_url` (as served: gzip), asked with the merchant's signature on the same
+        HTTP client; WeChat Pay does not sign the answer, so the caller checks them against the signed hash.
+
+        The URL must be on WECHATPAY_GATEWAY's own host and path: the merchant's signature goes nowhere else.
+        """
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            content = await self._download(download_url)
+            outcome = "ok"
+            return content
+        except PaymentGatewayError as e:
+            outcome = e.code.lower()[:32]
+            raise
+        finally:
+            metrics.WECHATPAY_DURATION.labels("download_bill").observe(time.monotonic() - started)
+            metrics.WECHATPAY_CALLS.labels("download_bill", outcome).inc()
+
+    async def _download(self, download_url: str) -> bytes:
+        await self.open()
+        gateway, url = httpx.URL(self.settings.wechatpay_gateway), httpx.URL(str(download_url or ""))
+        if (url.scheme, url.host, url.port) != (gateway.scheme, gateway.host, gateway.port) \
+                or url.path != BILL_DOWNLOAD_PATH:
+            raise PaymentGatewayError("BAD_DOWNLOAD_URL", "账单下载地址不是微信支付的地址")
+        target = url.raw_path.decode("ascii")
+        core = self.core
+        auth = build_authorization(target, "GET", core._mchid, core._cert_serial_no, core._private_key)
+        headers = {"Authorization": auth, "Accept": "application/json", "User-Agent": "gym-payments"}
+        try:
+            response = await core._client.get(str(download_url), headers=headers)
+        except httpx.HTTPError as e:  # the lean client's too (a body over its cap included)
+            raise PaymentGatewayError("UNAVAILABLE", f"微信支付网络异常: {type(e).__name__}", retryable=True) from e
+        if response.status_code != 200:
+            code = _error_code(response.content) or f"HTTP_{response.status_code}"
+            retryable = response.status_code >= 500 or response.status_code == 429
+            raise PaymentGatewayError(code, "下载账单失败", response.status_code, retryable)
+        if len(response.content) > BILL_MAX_BYTES:
+            raise PaymentGatewayError("BILL_TOO_LARGE", "账单文件过大", 200)
+        return response.content
 
     def request_payment_params(self, prepay_id) -> dict:
         """The wx.requestPayment parameters, paySign made with the merchant key."""
