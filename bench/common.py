@@ -198,7 +198,8 @@ class Profiler:
         self.path = os.path.join(BENCH_VAR, f"profile-{name}-{time.strftime('%Y%m%d-%H%M%S')}.txt")
         py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
         if not os.path.exists(py_spy):
-            raise SystemExit("--profile needs py-spy in the bench's venv: .venv/bin/pip install py-spy")
+            raise SystemExit("--profile needs py-spy in the bench's venv: WITH_BENCH=1 bash scripts/bootstrap.sh "
+                             "(installs bench/requirements.txt)")
         self.proc = subprocess.Popen([py_spy, "record", "--pid", str(world.service.pid), "--rate", "250",
                                       "--format", "raw", "--subprocesses", "--output", self.path],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -267,9 +268,18 @@ def lat(values):
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in spread(values).items()}
 
 
-def headline(key, label, value, unit, ratio=None):
-    """One figure of the summary table; `ratio` is "rate" (÷ hello req/s) or "cpu" (÷ hello CPU per request)."""
-    return {"key": key, "label": label, "value": value, "unit": unit, "ratio": ratio}
+def headline(key, label, value, unit, ratio=None, goal=None):
+    """One figure of the summary table; `ratio` is "rate" (÷ hello req/s) or "cpu" (÷ hello CPU per request);
+    `goal` (see goal()) is printed beside it, met or not."""
+    found = {"key": key, "label": label, "value": value, "unit": unit, "ratio": ratio}
+    if goal is not None:
+        found["goal"] = goal
+    return found
+
+
+def goal(text, at_most=None, at_least=None, of="value"):
+    """A goal for a headline figure: its `value`, or its `ratio` to the ceiling, at most or at least a bound."""
+    return {"text": text, "at_most": at_most, "at_least": at_least, "of": of}
 
 
 def check(what, ok, detail=""):
