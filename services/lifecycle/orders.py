@@ -76,7 +76,8 @@ async def open_order(uow, settings, user_id, schedule, actor, request_snapshot, 
                        detail=f"schedule {schedule.id}, {yuan(price)} CNY")
     await audit.record("seat_held", actor, order=order, entity="reservation", new_status=TEMPORARY,
                        detail=f"reservation {reservation.reservation_id} until {iso(reservation.expires_at)}")
-    uow.order_changed(order, reservation)
+    # No status push: nobody can be subscribed to an order that did not exist, and a subscriber gets the order's
+    # state from MySQL when it subscribes (realtime/ws.py).
     return order, reservation
 
 
