@@ -46,6 +46,9 @@ def common_parser(description):
                         "(exact, but the proxy's CPU disturbs the timings)")
     g.add_argument("--profile", action="store_true",
                    help="py-spy record the service during each measured window (var/bench/profile-*.txt)")
+    g.add_argument("--cpu-profile", action="store_true",
+                   help="run the service under cProfile on its CPU clock during each measured window "
+                        "(bench/cpuprofile.py; var/bench/cpuprofile-*.prof; one process only)")
     g.add_argument("--phase-timeout", type=float, default=600.0, help="longest any one phase may take")
     g.add_argument("--keep-database", action="store_true", help="leave the bench databases for inspection")
     g.add_argument("--out", help="figures file (default var/bench/<name>-<time>.json)")
@@ -234,11 +237,17 @@ async def run_loadgen(world, name, job, args, url=None, extra_pids=None):
         assert ready["event"] == "ready", ready
         window = Window(world, {"load generator": (proc.pid, False), **(extra_pids or {})})
         profiler = Profiler(world, name) if args.profile and world is not None else None
+        cpu_profile = getattr(world, "cpu_profile", None) if world is not None else None
+        if cpu_profile:
+            os.kill(world.service.pid, signal.SIGUSR1)
         window.start()
         proc.stdin.write(b"go\n")
         await proc.stdin.drain()
         done = await read_event(proc, args.phase_timeout)
         figures = window.stop()
+        if cpu_profile:
+            os.kill(world.service.pid, signal.SIGUSR2)
+            figures["cpu_profile"] = os.path.relpath(cpu_profile, BENCH_ROOT)
         if profiler:
             figures["profile"] = os.path.relpath(profiler.stop(), BENCH_ROOT)
         assert done["event"] == "done", done

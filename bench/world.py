@@ -247,7 +247,13 @@ class World:
         for item in self.args.env or ():
             key, _, value = item.partition("=")
             env[key] = value
-        self.service = Proc([self.root.python, "server.py"], self.root.path, env,
+        command = [self.root.python, "server.py"]
+        self.cpu_profile = None
+        if getattr(self.args, "cpu_profile", False):
+            self.cpu_profile = os.path.join(BENCH_VAR, f"cpuprofile-{self.name}-{time.strftime('%Y%m%d-%H%M%S')}.prof")
+            command = [self.root.python, os.path.join(BENCH_ROOT, "bench", "cpuprofile.py"), self.cpu_profile,
+                       "server.py"]
+        self.service = Proc(command, self.root.path, env,
                             self.log_path("service"),
                             ready=healthy(url + "/healthz"), what="service")
         self.service.url = url
