@@ -237,6 +237,8 @@ class World:
                "DATA_KEY_FILE": self.data_key_file(),
                **{k: v for k, v in self.sandbox.env.items() if k.startswith("WECHAT")},
                "WECHATPAY_CERT_DIR": os.path.join(self.run_dir, "certs"),
+               "DATA_KEY_FILE": self.dev["DATA_KEY_FILE"], "AUDIT_KEY_FILE": self.dev["AUDIT_KEY_FILE"],
+               "AUDIT_CHECKPOINT_DIR": os.path.join(self.run_dir, "audit-checkpoints"),
                "WECHATPAY_NOTIFY_URL": f"{url}/api/v1/payment/wxpay/callback",
                "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(self.args.workers),
                "RATE_LIMIT_PER_MINUTE": "0", "RECONCILE_INTERVAL_SECONDS": "3600",
