@@ -609,7 +609,8 @@ async def test_logins_answer_as_documented(api, ctx):
     w = await World.make(api, ctx)
     c = w.c
     await c.call("POST", "/api/v1/admin/login", 400, body={"username": "nobody"}, code="INVALID_REQUEST")
-    await c.call("POST", "/api/v1/admin/login", 401, body={"username": "nobody", "password": "wrong-password"},
+    await c.call("POST", "/api/v1/admin/login", 401, body={"username": f"nobody-{time.monotonic_ns()}",
+                                                            "password": "wrong-password"},
                  code="UNAUTHENTICATED")
     await c.call("POST", "/api/v1/admin/login", 413, body=_pad(), code="PAYLOAD_TOO_LARGE")
     await w.parent()
@@ -1193,7 +1194,8 @@ async def test_rate_limits_answer_as_documented(api, ctx):
         raise AssertionError(f"{method} {path} was never rate-limited")
 
     await until_limited("POST", CREATE, body={"course_schedule_id": sid}, token=te)
-    await until_limited("POST", "/api/v1/admin/login", body={"username": "nobody", "password": "wrong-password"})
+    await until_limited("POST", "/api/v1/admin/login", body={"username": f"nobody-{time.monotonic_ns()}",
+                                                              "password": "wrong-password"})
     await until_limited("POST", "/api/v1/auth/login", body={"code": "not-a-code-wechat-gave"})
     for op_id, path, method in (("createOrder", CREATE, "POST"), ("loginUser", "/api/v1/auth/login", "POST"),
                                 ("loginOperator", "/api/v1/admin/login", "POST")):
