@@ -22,6 +22,8 @@ from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, snapshot_by_order_id
 from models import close_database, open_database, personal_data
 from services import notifications
+from services.audit_trail.sealer import AuditSealer
+from services.audit_trail.verify import Verifier
 from services.admission import Admission
 from services.context import AppContext
 from services.jobs.bills import BillJob
@@ -119,6 +121,9 @@ async def open_context(settings, run_jobs=None) -> AppContext:
     ctx.hub.start()
     ctx.messages = MessageSender(ctx)
     ctx.messages.start()
+    ctx.audit_verifier = Verifier(settings)
+    ctx.audit_sealer = AuditSealer(ctx)  # sealing is part of the audit trail, not an optional job
+    ctx.audit_sealer.start()
     ctx.reconciler = ctx.bill_job = None
     if settings.run_jobs if run_jobs is None else run_jobs:
         ctx.reconciler = Reconciler(ctx)
@@ -136,6 +141,7 @@ async def close_context(ctx: AppContext):
         await ctx.bill_job.stop()
     await ctx.hub.stop()
     await ctx.messages.stop()
+    await ctx.audit_sealer.stop()
     await ctx.gateway.close()
     await ctx.open_api.close()
     await ctx.redis_clients.aclose()
