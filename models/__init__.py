@@ -3,11 +3,12 @@ from .base import DATABASE_UNAVAILABLE, close_database, configure_database, data
 from .tables import (
     CourseSchedule, IdempotencyKey, JobLease, WechatPayNotification, Operator, PaymentAuditLog,
     PaymentOrder, PaymentTransaction, Refund, SchemaMigration, SeatReservation, SubscribeMessage, User,
+    WaitlistEntry,
 )
 
 __all__ = [
     "CourseSchedule", "IdempotencyKey", "JobLease", "WechatPayNotification", "Operator",
     "PaymentAuditLog", "PaymentOrder", "PaymentTransaction", "Refund", "SchemaMigration", "SeatReservation",
-    "SubscribeMessage", "User", "DATABASE_UNAVAILABLE", "close_database", "configure_database", "database",
+    "SubscribeMessage", "User", "WaitlistEntry", "DATABASE_UNAVAILABLE", "close_database", "configure_database", "database",
     "open_database", "utcnow",
 ]
