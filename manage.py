@@ -10,9 +10,9 @@ import sys
 import peewee
 import pymysql
 
-from models import CourseSchedule, close_database, open_database, utcnow
-from models.migrations import migrate
-from settings import SettingsError, parse_database_url
+from models import CourseSchedule, close_database, open_database, personal_data, utcnow
+from models.migrations import MigrationError, migrate
+from settings import SettingsError, load_data_keys, parse_database_url
 
 
 def _db_url():
@@ -21,6 +21,25 @@ def _db_url():
     except SettingsError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _load_data_keys(required):
+    """Load DATA_KEY_FILE (and DATA_KEY_PREVIOUS_FILE) for this process; `migrate` needs them only for a database
+    that still holds openids in clear."""
+    if not required and not os.environ.get("DATA_KEY_FILE", "").strip():
+        return
+    try:
+        personal_data.configure(*load_data_keys(os.environ))
+    except SettingsError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _migrate():
+    try:
+        await migrate()
+    except MigrationError as e:
+        raise SystemExit(f"migrate: {e}") from None
 
 
 async def _with_db(coro_fn):
@@ -120,7 +139,8 @@ def main(argv=None):
     if args.command == "check-invariants" and (args.rate <= 0 or args.days <= 0):
         parser.error("--rate and --days must be positive")
     if args.command == "migrate":
-        asyncio.run(_with_db(migrate))
+        _load_data_keys(required=False)
+        asyncio.run(_with_db(_migrate))
     elif args.command == "create-operator":
         asyncio.run(_with_db(lambda: _create_operator(args)))
     elif args.command == "seed-demo":

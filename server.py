@@ -19,7 +19,7 @@ from handlers.base import NotFoundHandler
 from handlers.bodylimit import DISCARD_LIMIT, BodyLimit
 from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, snapshot_by_order_id
-from models import close_database, open_database
+from models import close_database, open_database, personal_data
 from services import notifications
 from services.context import AppContext
 from services.jobs.reconcile import Reconciler
@@ -96,12 +96,13 @@ def _refused(start_line, request_headers, response_headers):
     rid = request_id_for(request_headers.get("X-Request-ID") if request_headers else None)
     response_headers["X-Request-ID"] = rid
     log.warning("413 %s %s: body over the limit [%s]", start_line.method, start_line.path.split("?")[0], rid)
-    metrics.observe_request("body_limit", start_line.method, 413, 0.0)
+    metrics.observe_request("body_limit", metrics.method_label(start_line.method), 413, 0.0)
 
 
 async def open_context(settings, run_jobs=None) -> AppContext:
     """Open the database pool, Redis, the WeChat Pay and open-API clients, and start the background job."""
     ctx = AppContext(settings=settings)
+    personal_data.configure(settings.data_key, settings.data_key_previous)
     await open_database(settings.database, pool_max=settings.db_pool_max)
     ctx.redis_clients = open_redis(settings.redis)  # one server, or the master the Sentinels name
     ctx.redis = ctx.redis_clients.requests  # rate limits and readiness: a short wait, then without Redis

@@ -10,6 +10,8 @@ from urllib.parse import unquote, urlparse
 
 from redis.asyncio.connection import parse_url as parse_redis_py_url
 
+from models.personal_data import parse_key
+
 
 class SettingsError(Exception):
     """A missing or malformed setting; the message names the variable."""
@@ -66,6 +68,8 @@ class Settings:
     wechatpay_public_key_id: str | None
     wechatpay_cert_dir: str
     wechatpay_gateway: str
+    data_key: bytes = field(repr=False)  # DATA_KEY_FILE: encrypts personal data at rest (models/personal_data.py)
+    data_key_previous: bytes | None = field(repr=False)  # DATA_KEY_PREVIOUS_FILE: still read during a key change
     wechatpay_notify_url: str
     wechatpay_refund_notify_url: str
     trial_price_fen: int
@@ -74,6 +78,7 @@ class Settings:
     notify_tolerance_seconds: int
     reconcile_interval_seconds: float
     rate_limit_per_minute: int
+    operator_login_max_failures: int
     max_body_bytes: int
     subscribe_template_id: str
     refund_template_id: str
@@ -115,6 +120,16 @@ def _int(env, name, default, minimum=0):
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+OPERATOR_LOGIN_MAX_FAILURES_MAX = 1000  # the failures of one window are kept in one row (services/accounts/lockout.py)
+
+
+def _operator_login_max_failures(env) -> int:
+    value = _int(env, "OPERATOR_LOGIN_MAX_FAILURES", 10, minimum=1)
+    if value > OPERATOR_LOGIN_MAX_FAILURES_MAX:
+        raise SettingsError(f"OPERATOR_LOGIN_MAX_FAILURES must be <= {OPERATOR_LOGIN_MAX_FAILURES_MAX}, got {value}")
     return value
 
 
@@ -274,6 +289,30 @@ def _apiv3_key(env, name="WECHATPAY_APIV3_KEY", required=True):
     return key
 
 
+def _data_key(env, name, required=True):
+    """A data key file: 32 random bytes, or 64 hex characters (contract §1)."""
+    path = env.get(name, "").strip()
+    if not path:
+        if required:
+            raise SettingsError(f"{name} is not set")
+        return None
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(4096)
+    except OSError as e:
+        raise SettingsError(f"{name}: cannot read {path}: {e.strerror}") from None
+    try:
+        return parse_key(raw)
+    except ValueError as e:
+        raise SettingsError(f"{name} {e}") from None
+
+
+def load_data_keys(env=None) -> tuple[bytes, bytes | None]:
+    """(DATA_KEY_FILE's key, DATA_KEY_PREVIOUS_FILE's or None), for the commands that need no other setting."""
+    env = dict(os.environ if env is None else env)
+    return _data_key(env, "DATA_KEY_FILE"), _data_key(env, "DATA_KEY_PREVIOUS_FILE", required=False)
+
+
 def _networks(env, name, default):
     raw = env.get(name)
     raw = default if raw is None else raw
@@ -329,6 +368,7 @@ def load(env=None) -> Settings:
     if order_expire < seat_hold:
         raise SettingsError("ORDER_EXPIRE_SECONDS must be >= SEAT_HOLD_SECONDS")
     redis = parse_redis_url(env)
+    data_key, data_key_previous = load_data_keys(env)
     return Settings(
         host=host,
         port=port,
@@ -348,6 +388,8 @@ def load(env=None) -> Settings:
         wechatpay_public_key_id=public_key_id,
         wechatpay_cert_dir=env.get("WECHATPAY_CERT_DIR", "").strip() or os.path.join("var", "wechatpay-certs"),
         wechatpay_gateway=_url(env, "WECHATPAY_GATEWAY", "https://api.mch.weixin.qq.com"),
+        data_key=data_key,
+        data_key_previous=data_key_previous,
         wechatpay_notify_url=_url(env, "WECHATPAY_NOTIFY_URL", f"{base}/api/v1/payment/wxpay/callback"),
         wechatpay_refund_notify_url=_url(
             env, "WECHATPAY_REFUND_NOTIFY_URL", f"{base}/api/v1/payment/wxpay/refund-callback"
@@ -358,6 +400,7 @@ def load(env=None) -> Settings:
         notify_tolerance_seconds=_int(env, "NOTIFY_TOLERANCE_SECONDS", 300, minimum=1),
         reconcile_interval_seconds=_float(env, "RECONCILE_INTERVAL_SECONDS", 60.0),
         rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", 60),
+        operator_login_max_failures=_operator_login_max_failures(env),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 65536, minimum=1),
         subscribe_template_id=env.get("WECHAT_SUBSCRIBE_TEMPLATE_ID", "").strip() or "TRIAL_BOOKED_TEMPLATE",
         refund_template_id=env.get("WECHAT_REFUND_TEMPLATE_ID", "").strip() or "TRIAL_REFUNDED_TEMPLATE",

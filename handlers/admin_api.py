@@ -35,7 +35,7 @@ class AdminLoginHandler(BaseHandler):
 
     async def post(self):
         await ratelimit.check(self.ctx, "admin-login", self.client_ip)
-        self.write_json(await auth.login_operator(self.ctx, self.json_body()))
+        self.write_json(await auth.login_operator(self.ctx, self.json_body(), self.actor("operator")))
 
 
 class AdminSchedulesHandler(AdminBase):

@@ -1,13 +1,13 @@
 """Peewee models on peewee-async's MySQLDatabase."""
 from .base import DATABASE_UNAVAILABLE, close_database, configure_database, database, open_database, utcnow
 from .tables import (
-    CourseSchedule, IdempotencyKey, JobLease, WechatPayNotification, Operator, PaymentAuditLog,
+    CourseSchedule, IdempotencyKey, JobLease, WechatPayNotification, Operator, OperatorLoginFailures, PaymentAuditLog,
     PaymentOrder, PaymentTransaction, Refund, SchemaMigration, SeatReservation, SubscribeMessage, User,
     WaitlistEntry,
 )
 
 __all__ = [
-    "CourseSchedule", "IdempotencyKey", "JobLease", "WechatPayNotification", "Operator",
+    "CourseSchedule", "IdempotencyKey", "JobLease", "WechatPayNotification", "Operator", "OperatorLoginFailures",
     "PaymentAuditLog", "PaymentOrder", "PaymentTransaction", "Refund", "SchemaMigration", "SeatReservation",
     "SubscribeMessage", "User", "WaitlistEntry", "DATABASE_UNAVAILABLE", "close_database", "configure_database", "database",
     "open_database", "utcnow",

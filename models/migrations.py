@@ -8,6 +8,9 @@ The SQL is what MySQL 8 and MariaDB 10.6+ both accept (no ADD COLUMN IF NOT EXIS
 """
 from __future__ import annotations
 
+import re
+
+from . import personal_data
 from .base import database
 from .initial_schema import SCHEMA_MIGRATIONS_TABLE, initial_statements
 from .tables import SchemaMigration
@@ -220,6 +223,128 @@ async def _v11_waitlist_attendance_and_endings():
                                        "REFERENCES `waitlist_entries` (`id`)")
 
 
+async def _v12_operator_login_failures():
+    await database.aio_execute_sql(
+        "CREATE TABLE IF NOT EXISTS `operator_login_failures` (`username` VARCHAR(64) NOT NULL PRIMARY KEY, "
+        "`recent_failures` TEXT NOT NULL, `locked_until` DATETIME(6), `updated_at` DATETIME(6) NOT NULL)")
+    await add_index("operator_login_failures", "operator_login_failures_updated_at", ["updated_at"])
+
+
+class MigrationError(Exception):
+    """A migration that cannot run as configured (the message says what is missing)."""
+
+
+async def _rows(sql, params=()):
+    async def all_rows(db, cursor):
+        return await cursor.fetchall()
+
+    return await database.aio_execute_sql(sql, params, fetch_results=all_rows)
+
+
+_BATCH = 500
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{6,}")  # what an openid looks like inside a text
+
+
+async def _clear_openids() -> set:
+    """Every openid the database still holds in clear (users, payer openids, the subscribe-message queue)."""
+    found = set()
+    for table in ("users", "payment_transactions", "subscribe_messages"):
+        if await _column_exists(table, "openid"):
+            found.update(r[0] for r in await _rows(f"SELECT DISTINCT `openid` FROM `{table}` "
+                                                   "WHERE `openid` IS NOT NULL AND `openid` <> ''"))
+    return found
+
+
+async def _scrub_audit_rows(clear: set):
+    """Replace, in the audit rows' texts, any of those openids by its masked form (the releases before masked the
+    snapshots' openid keys already, so this finds only what hid elsewhere)."""
+    columns = ("action_detail", "request_data", "response_data", "error_message", "user_agent")
+    last = 0
+    while clear:
+        rows = await _rows(f"SELECT `id`, {', '.join(f'`{c}`' for c in columns)} FROM `payment_audit_log` "
+                           "WHERE `id` > %s ORDER BY `id` LIMIT 1000", (last,))
+        if not rows:
+            return
+        last = rows[-1][0]
+        for row_id, *texts in rows:
+            changed = {}
+            for column, text in zip(columns, texts):
+                hits = {t for t in _TOKEN.findall(text or "") if t in clear}
+                for openid in sorted(hits, key=len, reverse=True):
+                    text = text.replace(openid, personal_data.mask_value(openid))
+                if hits:
+                    changed[column] = text
+            if changed:
+                await database.aio_execute_sql(
+                    f"UPDATE `payment_audit_log` SET {', '.join(f'`{c}` = %s' for c in changed)} WHERE `id` = %s",
+                    (*changed.values(), row_id))
+
+
+def _keyring():
+    if not personal_data.is_configured():
+        raise MigrationError("DATA_KEY_FILE is not set: migration 14 encrypts the openids this database holds in "
+                             "clear, under that key (the service's own DATA_KEY_FILE)")
+    return personal_data.keyring()
+
+
+async def _encrypt_users():
+    for column, ddl in (("openid_hash", f"VARCHAR({personal_data.HASH_CHARS}) NULL"),
+                        ("openid_encrypted", "VARCHAR(255) NULL"),
+                        ("openid_masked", f"VARCHAR({personal_data.MASKED_MAX_CHARS}) NULL"),
+                        ("unionid_encrypted", "VARCHAR(255) NULL")):
+        await add_column("users", column, ddl)
+    if await _column_exists("users", "openid"):
+        while rows := await _rows("SELECT `id`, `openid`, `unionid` FROM `users` WHERE `openid_hash` IS NULL "
+                                  "ORDER BY `id` LIMIT %s", (_BATCH,)):
+            _keyring()
+            async with database.aio_atomic():
+                for user_id, openid, unionid in rows:
+                    row = personal_data.user_columns(openid, unionid)
+                    await database.aio_execute_sql(
+                        "UPDATE `users` SET `openid_hash` = %s, `openid_encrypted` = %s, `openid_masked` = %s, "
+                        "`unionid_encrypted` = %s WHERE `id` = %s", (*row.values(), user_id))
+        if await _index_exists("users", "users_openid"):
+            await database.aio_execute_sql("DROP INDEX `users_openid` ON `users`")
+        await database.aio_execute_sql("ALTER TABLE `users` DROP COLUMN `openid`")
+    if await _column_exists("users", "unionid"):
+        await database.aio_execute_sql("ALTER TABLE `users` DROP COLUMN `unionid`")
+    await database.aio_execute_sql(
+        f"ALTER TABLE `users` MODIFY `openid_hash` VARCHAR({personal_data.HASH_CHARS}) NOT NULL, "
+        f"MODIFY `openid_encrypted` VARCHAR(255) NOT NULL, "
+        f"MODIFY `openid_masked` VARCHAR({personal_data.MASKED_MAX_CHARS}) NOT NULL")
+    await add_index("users", "users_openid_hash", ["openid_hash"], unique=True)
+
+
+async def _encrypt_payer_openids():
+    await add_column("payment_transactions", "payer_openid_encrypted", "VARCHAR(255) NULL")
+    if not await _column_exists("payment_transactions", "openid"):
+        return
+    last = 0
+    while rows := await _rows("SELECT `id`, `openid` FROM `payment_transactions` WHERE `id` > %s "
+                              "AND `openid` IS NOT NULL AND `openid` <> '' AND `payer_openid_encrypted` IS NULL "
+                              "ORDER BY `id` LIMIT %s", (last, _BATCH)):
+        ring = _keyring()
+        last = rows[-1][0]
+        async with database.aio_atomic():
+            for row_id, openid in rows:
+                await database.aio_execute_sql("UPDATE `payment_transactions` SET `payer_openid_encrypted` = %s "
+                                               "WHERE `id` = %s", (ring.encrypt(openid), row_id))
+    await database.aio_execute_sql("ALTER TABLE `payment_transactions` DROP COLUMN `openid`")
+
+
+async def _v14_personal_data_encrypted():
+    # The audit rows first, while the clear openids can still be read: a step killed half-way runs again from
+    # where it stopped (rows converted are skipped, columns dropped stay dropped).
+    clear = await _clear_openids()
+    if clear:
+        _keyring()  # before anything changes
+    await _scrub_audit_rows(clear)
+    await _encrypt_users()
+    await _encrypt_payer_openids()
+    if await _column_exists("subscribe_messages", "openid"):  # the order names the parent; nothing to keep
+        await database.aio_execute_sql("ALTER TABLE `subscribe_messages` DROP COLUMN `openid`")
+
+
 # Append new (version, name, coroutine function) entries; never edit an applied one.
 MIGRATIONS = [
     (1, "initial tables", _v1_initial_tables),
@@ -232,6 +357,8 @@ MIGRATIONS = [
     (8, "WeChat Pay notifications under one name", _v8_wechatpay_notifications),
     (9, "index names, keys and defaults as the models declare them", _v9_schema_as_the_models_say),
     (11, "waitlist, attendance, subscribe messages without an order", _v11_waitlist_attendance_and_endings),
+    (12, "operator login failures and lockout per username", _v12_operator_login_failures),
+    (14, "personal data encrypted at rest", _v14_personal_data_encrypted),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import peewee as pw
 
 from .base import BaseModel, UTCDateTimeField, utcnow
+from .personal_data import HASH_CHARS, MASKED_MAX_CHARS
 
 
 class JSONText(pw.TextField):
@@ -14,10 +15,13 @@ class JSONText(pw.TextField):
 
 
 class User(BaseModel):
-    """A parent, known by the mini-program openid."""
+    """A parent, known by the mini-program openid, which is stored only encrypted (models/personal_data.py): found by
+    its keyed hash, shown by its masked form."""
 
-    openid = pw.CharField(max_length=128, unique=True)
-    unionid = pw.CharField(max_length=128, null=True)
+    openid_hash = pw.CharField(max_length=HASH_CHARS, unique=True)
+    openid_encrypted = pw.CharField(max_length=255)
+    openid_masked = pw.CharField(max_length=MASKED_MAX_CHARS)
+    unionid_encrypted = pw.CharField(max_length=255, null=True)
     created_at = UTCDateTimeField(default=utcnow)
     last_login_at = UTCDateTimeField(default=utcnow)
 
@@ -39,6 +43,19 @@ class Operator(BaseModel):
 
     class Meta:
         table_name = "operators"
+
+
+class OperatorLoginFailures(BaseModel):
+    """The failed logins of one operator username (any name tried, an operator's or not) within the last 15
+    minutes, and the lock they made (contract §2 Operators; services/accounts/lockout.py)."""
+
+    username = pw.CharField(max_length=64, primary_key=True)  # compared as operators.username is (its collation)
+    recent_failures = pw.TextField()  # comma-separated Unix times in milliseconds, oldest first
+    locked_until = UTCDateTimeField(null=True)
+    updated_at = UTCDateTimeField(index=True)  # rows quiet for long are deleted
+
+    class Meta:
+        table_name = "operator_login_failures"
 
 
 class CourseSchedule(BaseModel):
@@ -106,7 +123,7 @@ class PaymentTransaction(BaseModel):
     total_fee = pw.IntegerField()
     payer_total = pw.IntegerField(null=True)
     fee_type = pw.CharField(max_length=8, default="CNY")
-    openid = pw.CharField(max_length=128, null=True)
+    payer_openid_encrypted = pw.CharField(max_length=255, null=True)  # models/personal_data.py
     success_time = pw.CharField(max_length=40, null=True)
     source = pw.CharField(max_length=16)  # notify | query | close
     created_at = UTCDateTimeField(default=utcnow)
@@ -289,7 +306,6 @@ class SubscribeMessage(BaseModel):
     order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", index=True, null=True)  # NULL: a waitlist offer
     refund = pw.ForeignKeyField(Refund, column_name="refund_id", null=True)
     waitlist_entry = pw.ForeignKeyField(WaitlistEntry, column_name="waitlist_entry_id", null=True)
-    openid = pw.CharField(max_length=128, null=True)  # filled when it is first sent (read with the batch)
     template_id = pw.CharField(max_length=128)
     payload = JSONText(null=True)  # likewise; the refund's amount is read from the refund row
     status = pw.CharField(max_length=16, default="pending", index=True)  # pending | sent | failed

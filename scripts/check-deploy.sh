@@ -133,7 +133,8 @@ for line in open("deploy/gym.env.example", encoding="utf-8"):
 for key in [k for k in env if k.endswith("_FILE")]:
     path = os.path.join(work, key.lower())
     with open(path, "w") as fh:
-        fh.write("0123456789abcdef0123456789abcdef" if key == "WECHATPAY_APIV3_KEY_FILE" else "dummy")
+        fh.write({"WECHATPAY_APIV3_KEY_FILE": "0123456789abcdef0123456789abcdef",
+                  "DATA_KEY_FILE": "00" * 32}.get(key, "dummy"))
     env[key] = path
 settings.load(env)
 PY

@@ -66,12 +66,15 @@ start_redis() {
 write_env() {
   local pw; pw=$(cat "$VAR/db_password")
   [ -f "$VAR/secret_key" ] || (umask 077; head -c 32 /dev/urandom | base64 > "$VAR/secret_key")
+  # The data key (contract §1 DATA_KEY_FILE): 64 hex characters. Never regenerated: it reads the openids stored.
+  [ -f "$VAR/data_key" ] || (umask 077; head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n' > "$VAR/data_key")
   cat > "$VAR/dev.env" <<ENV
 DATABASE_URL=mysql://gym:$pw@127.0.0.1:$MYSQL_PORT/gym
 TEST_DATABASE_URL=mysql://gym:$pw@127.0.0.1:$MYSQL_PORT/gym_test
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/15
 SECRET_KEY=$(cat "$VAR/secret_key")
+DATA_KEY_FILE=$VAR/data_key
 ENV
 }
 

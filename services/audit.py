@@ -1,15 +1,17 @@
-"""Audit rows for payment_audit_log, written inside the caller's transaction, with secrets masked."""
+"""Audit rows for payment_audit_log, written inside the caller's transaction, with secrets masked and personal data
+reduced to what an investigation needs (models/personal_data.py: no payer object, ids that name a person masked)."""
 from __future__ import annotations
 
 import contextvars
 import json
 from dataclasses import dataclass
 
-from models import utcnow
+from models import personal_data, utcnow
+from models.personal_data import mask_value
 from models.prepared import Prepared
 from telemetry.context import current_request_id
 
-_SECRET_KEYS = {"openid", "sub_openid", "session_key", "password", "secret", "token", "access_token",
+_SECRET_KEYS = {"session_key", "password", "secret", "token", "access_token",
                 "authorization", "paysign", "ciphertext", "apiv3_key", "private_key", "code", "js_code"}
 
 
@@ -28,14 +30,6 @@ SYSTEM = Actor("system")
 WECHAT = Actor("wechat")
 
 
-def mask_value(value: str) -> str:
-    """Keep a hint of a secret (first and last 3 characters) and hide the rest."""
-    text = str(value)
-    if len(text) <= 8:
-        return "***"
-    return f"{text[:3]}***{text[-3:]}"
-
-
 def mask(data):
     """A copy of data with every secret-looking key's value masked, recursively."""
     if isinstance(data, dict):
@@ -49,7 +43,7 @@ def mask(data):
 def _snapshot(data):
     if data is None:
         return None
-    return json.dumps(mask(data), ensure_ascii=False, default=str)[:60000]
+    return json.dumps(mask(personal_data.snapshot(data)), ensure_ascii=False, default=str)[:60000]
 
 
 pending_rows = contextvars.ContextVar("pending_audit_rows", default=None)

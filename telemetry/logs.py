@@ -96,7 +96,9 @@ def access_log(handler) -> None:
     """
     status = handler.get_status()
     request = handler.request
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    # 503 is "busy or a dependency down, retry": the dependency's failure is logged as an error where it is met,
+    # and a flood shed with 503s must not bury the log in errors.
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 or status == 503 else logging.ERROR
     ip = getattr(handler, "client_ip", None) or request.remote_ip
     seconds = request.request_time()
     logging.getLogger("tornado.access").log(level, "%d %s %s (%s) %.1fms", status, request.method, request.path, ip,
@@ -104,4 +106,5 @@ def access_log(handler) -> None:
                                                                      "status": status, "method": request.method,
                                                                      "path": request.path, "client_ip": ip,
                                                                      "duration_ms": round(1000.0 * seconds, 1)})
-    metrics.observe_request(getattr(handler, "route_name", None) or "unmatched", request.method, status, seconds)
+    method = metrics.method_label(request.method, metrics.served_methods(type(handler)))
+    metrics.observe_request(getattr(handler, "route_name", None) or "unmatched", method, status, seconds)

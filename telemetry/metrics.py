@@ -81,8 +81,30 @@ def init_series(reconcile_interval: float, notification_kinds, notification_outc
     RECONCILE_INTERVAL.set(reconcile_interval)
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+OTHER_METHOD = "other"  # the `method` label of every method the route does not serve (`curl -X QZXA` included)
+_SERVED = {}  # handler class -> the methods it serves
+
+
+def served_methods(handler_class) -> frozenset:
+    """The HTTP methods a handler class of ours defines (all of HTTP_METHODS for one that defines none itself, such
+    as the WebSocket's and the 404 handler)."""
+    served = _SERVED.get(handler_class)
+    if served is None:
+        ours = [k for k in handler_class.__mro__ if k.__module__.split(".")[0] != "tornado"]
+        served = frozenset(m for m in HTTP_METHODS if any(m.lower() in vars(k) for k in ours)) or frozenset(
+            HTTP_METHODS)
+        _SERVED[handler_class] = served
+    return served
+
+
+def method_label(method: str, served=HTTP_METHODS) -> str:
+    """The `method` label: the method when the route serves it, else OTHER_METHOD, so no client can make series."""
+    return method if method in served else OTHER_METHOD
+
+
 def observe_request(route: str, method: str, status: int, seconds: float):
-    """Count one answered HTTP request."""
+    """Count one answered HTTP request (`method` already a method_label)."""
     HTTP_REQUESTS.labels(route, method, str(status)).inc()
     HTTP_DURATION.labels(route, method).observe(seconds)
 

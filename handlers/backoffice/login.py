@@ -31,7 +31,8 @@ class LoginHandler(PageHandler):
         try:
             await ratelimit.check(self.ctx, "admin-login", self.client_ip)
             login = await auth.login_operator(self.ctx, {"username": username,
-                                                         "password": self.get_body_argument("password", "")})
+                                                         "password": self.get_body_argument("password", "")},
+                                              self.actor("operator"))
         except errors.ServiceError as e:
             message = "请输入用户名和密码" if e.status == 400 else e.message
             self.set_status(e.status)

@@ -9,7 +9,7 @@ from .. import audit
 from ..formats import iso
 from ..paging import page, parse_limit
 from ..uow import run_in_transaction
-from . import passwords
+from . import lockout, passwords
 from .roles import ROLES
 
 
@@ -67,6 +67,8 @@ async def _change(uow, operator_id, changes, actor):
         raise errors.invalid_request("不能停用自己或取消自己的管理员角色")
     if changes:
         await Operator.update(**changes).where(Operator.id == operator.id).aio_execute()
+    if "password_hash" in changes:
+        await lockout.lift(operator.username)  # a new password lifts a login lock at once (contract §2)
     described = {k: ("***" if k == "password_hash" else v) for k, v in changes.items()}
     await audit.record("operator_changed", actor, entity="operator",
                        old_status=f"{operator.role}/{'active' if operator.active else 'inactive'}",
@@ -121,6 +123,7 @@ async def provision_operator(username: str, password: str, role: str) -> tuple[O
             operator_id = existing.id
             await Operator.update(password_hash=hashed, role=role, active=True, password_changed_at=utcnow()).where(
                 Operator.id == operator_id).aio_execute()
+            await lockout.lift(existing.username)
             await audit.record("operator_reset", CLI, entity="operator",
                                old_status=f"{existing.role}/{'active' if existing.active else 'inactive'}",
                                new_status=f"{role}/active",

@@ -11,7 +11,6 @@ from models import (
     WechatPayNotification, utcnow,
 )
 
-from ..audit import mask_value
 from ..formats import is_order_id, iso
 from ..lifecycle.seats import R, select_reservations, takes_seat_where
 from ..lifecycle.statuses import ORDER_STATUSES, REFUND_STATUSES
@@ -44,14 +43,15 @@ def _int_filter(value, name):
 
 
 def _user(user) -> dict:
-    return {"id": user.id, "openid_masked": mask_value(user.openid)}
+    return {"id": user.id, "openid_masked": user.openid_masked}
 
 
 async def admin_orders(orders) -> list[dict]:
     """Admin order objects: the order plus its user, its schedule and its refunds (five queries for any number)."""
     orders = list(orders)
     ids = [o.id for o in orders] or [0]
-    users = {u.id: u for u in await User.select().where(User.id.in_({o.user_id for o in orders} or {0})).aio_execute()}
+    users = {u.id: u for u in await User.select(User.id, User.openid_masked).where(
+        User.id.in_({o.user_id for o in orders} or {0})).aio_execute()}
     schedules = {s.id: s for s in await CourseSchedule.select().where(
         CourseSchedule.id.in_({o.course_schedule_id for o in orders} or {0})).aio_execute()}
     reservations = {r.order_id: r for r in await select_reservations().where(R.order.in_(ids)).aio_execute()}
@@ -191,10 +191,10 @@ async def roster(schedule_id: int, args: dict) -> dict:
     query = select_reservations(
         R.id, R.reservation_id, R.status, R.expires_at, R.confirmed_at, R.user,
         PaymentOrder.order_id.alias("public_order_id"), PaymentOrder.status.alias("order_status"),
-        User.openid.alias("openid")).join(PaymentOrder, on=(R.order == PaymentOrder.id)).switch(R).join(
+        User.openid_masked.alias("openid_masked")).join(PaymentOrder, on=(R.order == PaymentOrder.id)).switch(R).join(
         User, on=(R.user == User.id)).where((R.course_schedule == schedule.id) & takes_seat_where(utcnow())).objects()
     rows, cursor = await page(query, R.id, parse_limit(args.get("limit")), args.get("cursor"))
     return {"items": [{"reservation_id": r.reservation_id, "status": r.status, "order_id": r.public_order_id,
-                       "order_status": r.order_status, "user": {"id": r.user_id, "openid_masked": mask_value(r.openid)},
+                       "order_status": r.order_status, "user": {"id": r.user_id, "openid_masked": r.openid_masked},
                        "expires_at": iso(r.expires_at), "confirmed_at": iso(r.confirmed_at)} for r in rows],
             "next_cursor": cursor}

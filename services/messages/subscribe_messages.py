@@ -4,7 +4,8 @@ seat is kept for a parent on a waitlist.
 The row is written in the transaction of the change (so no paid booking or refund goes without one) and sent by a
 background sender, never on the path of the request or notification that caused it. Several processes may run
 senders: a batch of due rows is claimed in one statement by a lease token, renewed while the batch is sent, and the
-openid and the message's text are read with the batch (one query), not in the payment's transaction.
+openid and the message's text are read with the batch (one query), not in the payment's transaction. The openid is
+decrypted only to address the message and never stored here (the order names the parent).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import json
 import logging
 import secrets
 
-from models import SubscribeMessage, utcnow
+from models import SubscribeMessage, personal_data, utcnow
 from models.prepared import Prepared
 from telemetry.context import new_job_context
 
@@ -43,23 +44,23 @@ CLAIM_DUE = Prepared(
     "AND (`lease_until` IS NULL OR `lease_until` <= UTC_TIMESTAMP(6)) ORDER BY `next_attempt_at` LIMIT %s")
 # A message is about an order (and its schedule) or, for 候补成功, a waitlist entry (and its schedule).
 CLAIMED = Prepared(
-    "SELECT m.`id`, m.`kind`, m.`order_id`, m.`template_id`, m.`attempts`, u.`openid`, s.`id`, s.`title`, "
-    "s.`starts_at`, o.`amount_fen`, r.`amount_fen`, o.`order_id`, w.`offer_expires_at` FROM `subscribe_messages` m "
-    "LEFT JOIN `payment_orders` o ON o.`id` = m.`order_id` "
+    "SELECT m.`id`, m.`kind`, m.`order_id`, m.`template_id`, m.`attempts`, u.`openid_encrypted`, s.`id`, "
+    "s.`title`, s.`starts_at`, o.`amount_fen`, r.`amount_fen`, o.`order_id`, w.`offer_expires_at` "
+    "FROM `subscribe_messages` m LEFT JOIN `payment_orders` o ON o.`id` = m.`order_id` "
     "LEFT JOIN `waitlist_entries` w ON w.`id` = m.`waitlist_entry_id` "
     "JOIN `users` u ON u.`id` = COALESCE(o.`user_id`, w.`user_id`) "
     "JOIN `course_schedules` s ON s.`id` = COALESCE(o.`course_schedule_id`, w.`course_schedule_id`) "
     "LEFT JOIN `refunds` r ON r.`id` = m.`refund_id` "
     "WHERE m.`lease_owner` = %s AND m.`status` = 'pending'",
-    ("id", "kind", "order_pk", "template_id", "attempts", "openid", "schedule_id", "title", "starts_at",
+    ("id", "kind", "order_pk", "template_id", "attempts", "openid_encrypted", "schedule_id", "title", "starts_at",
      "order_fen", "refund_fen", "order_id", "offer_expires_at"))
 MARK_SENT = Prepared(
-    "UPDATE `subscribe_messages` SET `status` = 'sent', `attempts` = `attempts` + 1, `sent_at` = %s, `openid` = %s, "
+    "UPDATE `subscribe_messages` SET `status` = 'sent', `attempts` = `attempts` + 1, `sent_at` = %s, "
     "`payload` = %s, `last_error` = NULL, `lease_owner` = NULL, `lease_until` = NULL "
     "WHERE `id` = %s AND `lease_owner` = %s")
 MARK_FAILED = Prepared(
     "UPDATE `subscribe_messages` SET `status` = %s, `attempts` = `attempts` + 1, `next_attempt_at` = %s, "
-    "`openid` = %s, `payload` = %s, `last_error` = %s, `lease_owner` = NULL, `lease_until` = NULL "
+    "`payload` = %s, `last_error` = %s, `lease_owner` = NULL, `lease_until` = NULL "
     "WHERE `id` = %s AND `lease_owner` = %s")
 BATCH = 100
 
@@ -154,16 +155,24 @@ class MessageSender(BackgroundWorker):
         text = json.dumps(payload, ensure_ascii=False)
         attempts = message.attempts + 1
         try:
-            await self.ctx.open_api.send_subscribe_message(message.openid, message.template_id, payload,
+            openid = personal_data.decrypt(message.openid_encrypted)
+        except personal_data.PersonalDataError as e:  # a row under a key no longer loaded: a person must look
+            await MARK_FAILED.execute("failed", utcnow(), text, str(e)[:500], message.id, token)
+            log.error("%s message for order %s not sent: %s", message.kind, message.order_id, e)
+            self.ctx.count_message(message.kind, "failed")
+            return
+        try:
+            await self.ctx.open_api.send_subscribe_message(openid, message.template_id, payload,
                                                            page=page_of(message))
         except OpenAPIError as e:
             final = attempts > len(BACKOFF_SECONDS) or e.errcode in (43101, 40003)  # refused / unknown user
             delay = BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS)) - 1]
+            error = str(e).replace(openid, personal_data.mask_value(openid))  # never the openid, if WeChat echoes it
             await MARK_FAILED.execute("failed" if final else "pending", utcnow() + dt.timedelta(seconds=delay),
-                                      message.openid, text, str(e)[:500], message.id, token)
+                                      text, error[:500], message.id, token)
             log.warning("%s message for order %s failed (attempt %d): %s", message.kind, message.order_id,
-                        attempts, e)
+                        attempts, error)
             self.ctx.count_message(message.kind, "failed" if final else "retry")
             return
-        await MARK_SENT.execute(utcnow(), message.openid, text, message.id, token)
+        await MARK_SENT.execute(utcnow(), text, message.id, token)
         self.ctx.count_message(message.kind, "sent")

@@ -26,11 +26,11 @@ def serialize(order, reservation) -> dict:
     }
 
 
-# The parent's own order with its reservation and the parent's openid (no lock): the prepay's read.
+# The parent's own order with its reservation and the parent's encrypted openid (no lock): the prepay's read.
 USER_ORDER = Prepared.of(
-    with_reservation(User.openid).switch(PaymentOrder).join(User, on=(User.id == PaymentOrder.user))
+    with_reservation(User.openid_encrypted).switch(PaymentOrder).join(User, on=(User.id == PaymentOrder.user))
     .where((PaymentOrder.order_id == "?") & (PaymentOrder.user == 0)),
-    ORDER_COLUMNS + RESERVATION_COLUMNS + ("openid",))
+    ORDER_COLUMNS + RESERVATION_COLUMNS + ("openid_encrypted",))
 
 # What a live-status frame says about an order (one read; the user's own order when the user is given).
 _SNAPSHOT = ("SELECT o.`order_id`, o.`status`, o.`updated_at`, r.`status` FROM `payment_orders` o "

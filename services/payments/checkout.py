@@ -9,7 +9,7 @@ import qrcode
 from qrcode.image.pure import PyPNGImage
 
 import errors
-from models import PaymentOrder, utcnow
+from models import PaymentOrder, personal_data, utcnow
 from models.prepared import Prepared
 from telemetry import metrics
 from telemetry.context import bind_order
@@ -86,7 +86,7 @@ async def obtain_prepay(ctx, user_id, order_id, trade_type, actor):
     order, reservation = split(row)
     if getattr(order, column) and payable_problem(order, reservation, trade_type, utcnow()) is None:
         return order  # asked again: the same prepay, nothing to change (WeChat Pay keeps it 2 hours)
-    user_openid = row.openid if trade_type == "JSAPI" else None
+    user_openid = personal_data.decrypt(row.openid_encrypted) if trade_type == "JSAPI" else None
     lease = order_lease(order.id)
     # The usual case: the lease claimed and the payment started in one statement. Otherwise (busy, or something to
     # refuse) the step-by-step path, which says which.

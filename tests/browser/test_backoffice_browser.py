@@ -10,7 +10,7 @@ import pytest
 
 from models import PaymentOrder, Refund
 from services.accounts.operators import provision_operator
-from services.audit import mask_value
+from models.personal_data import mask_value
 from tests.harness import VAR
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

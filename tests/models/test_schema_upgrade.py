@@ -17,10 +17,11 @@ import peewee
 import pytest
 
 import settings as settings_module
-from models import close_database, database, open_database
+from models import close_database, database, open_database, personal_data
 from models.base import BaseModel
-from tests.harness import ROOT, admin_sql
+from tests.harness import ROOT, VAR, ServiceProcess, admin_sql, http_json, read_env_file
 from tests.models import first_release_rows
+from tests.models.personal_data_scan import places_holding
 from tests.models.schema_snapshot import connect, differences, snapshot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -65,10 +66,24 @@ def fresh(server_env):
     drop_all()
 
 
+def _dev_data_key_file():
+    return read_env_file(os.path.join(VAR, "dev.env"))["DATA_KEY_FILE"]
+
+
+def _run_manage(url, *args, data_key=True):
+    """`python manage.py ...` against the database at url, as an operator runs it (with the dev data key, unless
+    data_key is false); the finished process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATA_KEY")}
+    env["DATABASE_URL"] = url
+    if data_key:
+        env["DATA_KEY_FILE"] = _dev_data_key_file()
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
 def _manage(url, *args):
-    """`python manage.py ...` against the database at url, as an operator runs it; its stdout."""
-    run = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "DATABASE_URL": url})
+    """`python manage.py ...` as _run_manage runs it, which must succeed; its stdout."""
+    run = _run_manage(url, *args)
     assert run.returncode == 0, f"manage.py {' '.join(args)} exited {run.returncode}:\n{run.stdout}{run.stderr}"
     return run.stdout
 
@@ -176,3 +191,60 @@ def test_a_fresh_database_has_the_schema_todays_models_declare(io_loop, scratch_
 
     io_loop.run_sync(create_tables)
     _assert_alike(snapshot(declared_db), fresh[1], "the models", "migrated")
+
+
+def test_a_first_release_database_comes_out_with_every_openid_encrypted(scratch_db, sandbox, server_env):
+    url, parsed = scratch_db()
+    _load(parsed, "schema_f8cfebf.sql")
+    conn = connect(parsed, parsed.name)
+    try:
+        with conn.cursor() as cur:
+            written = first_release_rows.write(cur)
+            # An openid hidden where no release put one (the snapshots' openid keys were always masked): found too.
+            paid = written["orders"]["paid"]
+            cur.execute("INSERT INTO payment_audit_log (order_id, user_id, actor, action_type, entity, error_message, "
+                        "created_at) VALUES (%s, %s, 'system', 'close_failed', 'order', %s, NOW())",
+                        (paid["id"], paid["user_id"], "touser o-parent-3 refused"))
+    finally:
+        conn.close()
+    openids = [f"o-parent-{i}" for i in range(1, 6)]
+    assert places_holding(parsed, openids)
+
+    # Without the data key the migration stops before it encrypts anything, naming the key; nothing is lost.
+    refused = _run_manage(url, "migrate", data_key=False)
+    assert refused.returncode != 0 and "DATA_KEY_FILE is not set" in refused.stderr, refused.stderr
+    assert "users.openid: o-parent-1 (1 rows)" in places_holding(parsed, openids)
+
+    _manage(url, "migrate")
+    assert places_holding(parsed, openids) == []
+    with open(_dev_data_key_file(), "rb") as fh:
+        ring = personal_data.Keyring(personal_data.parse_key(fh.read()))
+    conn = connect(parsed, parsed.name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT openid_hash, openid_encrypted, openid_masked FROM users ORDER BY id")
+            users = cur.fetchall()
+            cur.execute("SELECT payer_openid_encrypted FROM payment_transactions ORDER BY id")
+            payers = [row[0] for row in cur.fetchall()]
+            cur.execute("SELECT error_message FROM payment_audit_log WHERE action_type = 'close_failed'")
+            hidden = cur.fetchone()[0]
+    finally:
+        conn.close()
+    assert [ring.decrypt(encrypted) for _, encrypted, _ in users] == openids
+    assert {personal_data.key_id_of(encrypted) for _, encrypted, _ in users} == {ring.current.key_id}
+    assert [(h, m) for h, _, m in users] == [(ring.hash(o), personal_data.mask_value(o)) for o in openids]
+    assert [ring.decrypt(p) for p in payers] == ["o-parent-1", "o-parent-2"]
+    assert hidden == "touser o-p***t-3 refused"
+
+    # The parents log in as before: the same user, found by the keyed hash.
+    service = ServiceProcess({**{k: v for k, v in sandbox.env.items() if k.startswith("WECHAT")},
+                              "DATABASE_URL": url, "REDIS_URL": server_env["REDIS_URL"],
+                              "SECRET_KEY": server_env["SECRET_KEY"], "DATA_KEY_FILE": _dev_data_key_file(),
+                              "RUN_JOBS": "false"}, name="upgraded-login")
+    try:
+        minted = sandbox.control("POST", "/sandbox/wx/login", {"openid": "o-parent-3"})
+        status, body, _ = http_json("POST", service.url + "/api/v1/auth/login", {"code": minted["code"]})
+    finally:
+        service.stop()
+    assert status == 200 and body["user"] == {"id": 3, "openid_masked": "o-p***t-3"}, body
+    assert places_holding(parsed, openids) == []

@@ -1,6 +1,7 @@
 """No secret reaches the service's log (contract §2 Operations): not the app secret or a js_code (jscode2session puts
 both in its query string), not an access token (the subscribe-message call), not a user token (the WebSocket's
-`?token=`), not an operator's password or token — at DEBUG, where the libraries say the most."""
+`?token=`), not an operator's password or token, not the parent's openid or the data key — at DEBUG, where the
+libraries say the most."""
 import json
 import os
 import re
@@ -61,7 +62,9 @@ async def test_a_whole_booking_leaves_no_secret_in_the_log(service, sandbox, ser
     assert "jscode2session" in text or "GET" in text  # the log is not empty: the libraries did speak
     secrets = {"WECHAT_APP_SECRET": service_env["WECHAT_APP_SECRET"], "js_code": minted["code"], "user token": token,
                "operator token": admin, "password": "hunter2-hunter2", "SECRET_KEY": service_env["SECRET_KEY"]}
-    assert _leaks(text, secrets) == []
+    with open(service_env["DATA_KEY_FILE"], encoding="ascii") as fh:
+        data_key = fh.read().strip()
+    assert _leaks(text, {**secrets, "openid": minted["openid"], "DATA_KEY_FILE": data_key}) == []
     with open(sandbox_log, encoding="utf-8", errors="replace") as fh:
         fh.seek(sandbox_start)
         assert _leaks(fh.read(), secrets) == []
