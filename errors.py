@@ -5,11 +5,12 @@ from __future__ import annotations
 class ServiceError(Exception):
     """A business or input error that the API answers as `{"error": {"code", "message", ...}}`."""
 
-    def __init__(self, status: int, code: str, message: str, **extra):
+    def __init__(self, status: int, code: str, message: str, *, retry_after: int = 1, **extra):
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # a 503's Retry-After, in seconds
         self.extra = extra
 
     def body(self) -> dict:

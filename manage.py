@@ -1,4 +1,4 @@
-"""Administrative commands: `migrate`, `create-operator`, `seed-demo`, `check-invariants`."""
+"""Administrative commands: `migrate`, `create-operator`, `seed-demo`, `check-invariants`, `rotate-data-key`."""
 from __future__ import annotations
 
 import argparse
@@ -118,6 +118,36 @@ async def _check_invariants(args) -> int:
     return 0
 
 
+async def _rotate_data_key(args) -> int:
+    """Re-encrypt every ciphertext under DATA_KEY_FILE's key (`--check`: only count what is left); 0 when none is
+    left under another key."""
+    from models.data_key_rotation import left_under_other_keys, rotate
+
+    ring = personal_data.keyring()
+    previous = ring.previous.key_id if ring.previous else "none"
+    print(f"data key {ring.current.key_id} (DATA_KEY_FILE); previous key {previous} (DATA_KEY_PREVIOUS_FILE)",
+          flush=True)
+    if args.check:
+        left = await left_under_other_keys(ring)
+    else:
+        result = await rotate(ring, batch=args.batch, pause=args.pause, progress=lambda t: print(t, flush=True))
+        left = result.left
+        print(f"{result.rewritten} value(s) re-encrypted", flush=True)
+        for name, count in result.unreadable.items():
+            print(f"{name}: {count} value(s) under a key no loaded key is (set DATA_KEY_PREVIOUS_FILE to it)",
+                  file=sys.stderr)
+        for row in result.conflicts:
+            print(f"{row}: its lookup hash under the new key is another row's (one parent, two rows)",
+                  file=sys.stderr)
+    for name, count in left.items():
+        if count:
+            print(f"{name}: {count} value(s) still under another key", file=sys.stderr)
+    if any(left.values()):
+        return 1
+    print(f"every value is under key {ring.current.key_id}: DATA_KEY_PREVIOUS_FILE can be removed")
+    return 0
+
+
 def main(argv=None):
     """Parse the command line and run one command."""
     parser = argparse.ArgumentParser(prog="manage.py")
@@ -135,9 +165,16 @@ def main(argv=None):
                     help="also ask WeChat Pay about recent orders (needs the service's settings in the environment)")
     ck.add_argument("--days", type=float, default=7, help="with --wechatpay: orders created in the last N days")
     ck.add_argument("--rate", type=float, default=10, help="with --wechatpay: WeChat Pay queries a second")
+    rk = sub.add_parser("rotate-data-key", help="re-encrypt personal data under DATA_KEY_FILE's key, in batches, "
+                                                "while the service runs (the old key as DATA_KEY_PREVIOUS_FILE)")
+    rk.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
+    rk.add_argument("--pause", type=float, default=0.05, help="seconds between batches (default 0.05)")
+    rk.add_argument("--check", action="store_true", help="change nothing: count the values not under the key")
     args = parser.parse_args(argv)
     if args.command == "check-invariants" and (args.rate <= 0 or args.days <= 0):
         parser.error("--rate and --days must be positive")
+    if args.command == "rotate-data-key" and (args.batch < 1 or args.pause < 0):
+        parser.error("--batch must be at least 1 and --pause not negative")
     if args.command == "migrate":
         _load_data_keys(required=False)
         asyncio.run(_with_db(_migrate))
@@ -147,6 +184,9 @@ def main(argv=None):
         asyncio.run(_with_db(_seed_demo))
     elif args.command == "check-invariants":
         raise SystemExit(asyncio.run(_check_invariants(args)))
+    elif args.command == "rotate-data-key":
+        _load_data_keys(required=True)
+        raise SystemExit(asyncio.run(_with_db(lambda: _rotate_data_key(args))))
 
 
 if __name__ == "__main__":

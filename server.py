@@ -21,7 +21,9 @@ from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, snapshot_by_order_id
 from models import close_database, open_database, personal_data
 from services import notifications
+from services.admission import Admission
 from services.context import AppContext
+from services.jobs.bills import BillJob
 from services.jobs.reconcile import Reconciler
 from services.lifecycle.statuses import REFUND_COUNTED
 from services.messages.subscribe_messages import MESSAGE_KINDS, MessageSender
@@ -103,6 +105,7 @@ async def open_context(settings, run_jobs=None) -> AppContext:
     """Open the database pool, Redis, the WeChat Pay and open-API clients, and start the background job."""
     ctx = AppContext(settings=settings)
     personal_data.configure(settings.data_key, settings.data_key_previous)
+    ctx.admission = Admission(settings)
     await open_database(settings.database, pool_max=settings.db_pool_max)
     ctx.redis_clients = open_redis(settings.redis)  # one server, or the master the Sentinels name
     ctx.redis = ctx.redis_clients.requests  # rate limits and readiness: a short wait, then without Redis
@@ -117,10 +120,12 @@ async def open_context(settings, run_jobs=None) -> AppContext:
     ctx.hub.start()
     ctx.messages = MessageSender(ctx)
     ctx.messages.start()
-    ctx.reconciler = None
+    ctx.reconciler = ctx.bill_job = None
     if settings.run_jobs if run_jobs is None else run_jobs:
         ctx.reconciler = Reconciler(ctx)
         ctx.reconciler.start()
+        ctx.bill_job = BillJob(ctx)
+        ctx.bill_job.start()
     return ctx
 
 
@@ -128,6 +133,8 @@ async def close_context(ctx: AppContext):
     """Stop the jobs and close what open_context opened."""
     if getattr(ctx, "reconciler", None):
         await ctx.reconciler.stop()
+    if getattr(ctx, "bill_job", None):
+        await ctx.bill_job.stop()
     await ctx.hub.stop()
     await ctx.messages.stop()
     await ctx.gateway.close()

@@ -91,9 +91,16 @@ class Settings:
     event_loop: str
     metrics_allow: tuple
     reconcile_batch: int
+    bill_reconcile_hour: int
+    bill_retry_seconds: float
     message_lease_seconds: float
     ws_ping_interval_seconds: float
     db_pool_max: int
+    admission_limit: int
+    admission_queue: int
+    admission_wait_seconds: float
+    admission_retry_after_seconds: int
+    admission_notify_limit: int
     dev_mode: bool
     run_jobs: bool
 
@@ -146,6 +153,13 @@ def _float(env, name, default, minimum=0.0):
     return value
 
 
+def _hour(env, name, default):
+    value = _int(env, name, default)
+    if value > 23:
+        raise SettingsError(f"{name} must be an hour from 0 to 23, got {value}")
+    return value
+
+
 def _url(env, name, default=None, schemes=("http", "https")):
     raw = env.get(name, "").strip() or default
     if not raw:
@@ -170,6 +184,13 @@ def parse_database_url(env):
 
     return DatabaseURL(unquote(parsed.username or ""), unquote(parsed.password or ""), parsed.hostname, port, name)
 
+
+# Admission control (services/admission.py), per worker; the defaults come from bench/overload.py
+# (docs/benchmarks.md, "Overload").
+ADMISSION_LIMIT = 8
+ADMISSION_QUEUE = 32
+ADMISSION_WAIT_SECONDS = 0.5
+ADMISSION_NOTIFY_LIMIT = 8
 
 REDIS_URL_MAX = 2048
 SENTINELS_MAX = 16
@@ -369,6 +390,12 @@ def load(env=None) -> Settings:
         raise SettingsError("ORDER_EXPIRE_SECONDS must be >= SEAT_HOLD_SECONDS")
     redis = parse_redis_url(env)
     data_key, data_key_previous = load_data_keys(env)
+    db_pool_max = _int(env, "DB_POOL_MAX", 20, minimum=2)
+    # Below the pool, so that what takes no slot (notifications, sockets, readiness) always finds a connection.
+    admission_limit = _int(env, "ADMISSION_LIMIT", min(ADMISSION_LIMIT, db_pool_max // 2), minimum=1)
+    if admission_limit >= db_pool_max:
+        raise SettingsError("ADMISSION_LIMIT must be below DB_POOL_MAX (notifications, sockets and readiness "
+                            "need connections of their own)")
     return Settings(
         host=host,
         port=port,
@@ -413,9 +440,16 @@ def load(env=None) -> Settings:
         event_loop=_choice(env, "EVENT_LOOP", "asyncio", ("asyncio", "uvloop")),
         metrics_allow=_networks(env, "METRICS_ALLOW", "127.0.0.1/32,::1/128"),
         reconcile_batch=_int(env, "RECONCILE_BATCH", 100, minimum=1),
+        bill_reconcile_hour=_hour(env, "BILL_RECONCILE_HOUR", 10),
+        bill_retry_seconds=_float(env, "BILL_RETRY_SECONDS", 900.0),
         message_lease_seconds=_float(env, "MESSAGE_LEASE_SECONDS", 30.0),
         ws_ping_interval_seconds=_float(env, "WS_PING_INTERVAL_SECONDS", 20.0),
-        db_pool_max=_int(env, "DB_POOL_MAX", 20, minimum=2),
+        db_pool_max=db_pool_max,
+        admission_limit=admission_limit,
+        admission_queue=_int(env, "ADMISSION_QUEUE", ADMISSION_QUEUE),
+        admission_wait_seconds=_float(env, "ADMISSION_WAIT_SECONDS", ADMISSION_WAIT_SECONDS),
+        admission_retry_after_seconds=_int(env, "ADMISSION_RETRY_AFTER_SECONDS", 1, minimum=1),
+        admission_notify_limit=_int(env, "ADMISSION_NOTIFY_LIMIT", ADMISSION_NOTIFY_LIMIT, minimum=1),
         dev_mode=_bool(env, "DEV_MODE", False),
         run_jobs=_bool(env, "RUN_JOBS", True),
     )

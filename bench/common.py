@@ -65,10 +65,19 @@ class Setup:
         self.gate = asyncio.Semaphore(concurrency)
         self._admin = None
 
+    async def call(self, method, path, payload=None, token=None, headers=None):
+        """An API call of the setup: a 503 with Retry-After (admission control) is sent again after it."""
+        for _ in range(30):
+            answer = await self.api.call(method, path, payload, token=token, headers=headers)
+            if answer[0] != 503 or answer.retry_after is None:
+                return answer
+            await asyncio.sleep(answer.retry_after)
+        return answer
+
     async def admin_token(self):
         """The bench operator's token."""
         if self._admin is None:
-            status, data = await self.api.call("POST", "/api/v1/admin/login",
+            status, data = await self.call("POST", "/api/v1/admin/login",
                                                {"username": ADMIN, "password": ADMIN_PASSWORD})
             assert status == 200, (status, data)
             self._admin = data["token"]
@@ -77,7 +86,7 @@ class Setup:
     async def schedule(self, capacity, title="体验课 bench"):
         """A new class session in a week; above the API's 1,000 seats the capacity is raised with one UPDATE."""
         starts = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=7)).isoformat()
-        status, data = await self.api.call("POST", "/api/v1/admin/schedules",
+        status, data = await self.call("POST", "/api/v1/admin/schedules",
                                            {"title": title, "starts_at": starts,
                                             "capacity": min(capacity, API_MAX_CAPACITY)},
                                            token=await self.admin_token())
@@ -91,7 +100,7 @@ class Setup:
         async with self.gate:
             status, minted = await self.sandbox.call("POST", "/sandbox/wx/login", {})
             assert status == 200, (status, minted)
-            status, data = await self.api.call("POST", "/api/v1/auth/login", {"code": minted["code"]})
+            status, data = await self.call("POST", "/api/v1/auth/login", {"code": minted["code"]})
             assert status == 200, (status, data)
             return data["token"], minted["openid"]
 
@@ -102,11 +111,11 @@ class Setup:
     async def order(self, token, schedule_id, prepay=False):
         """An order (and its JSAPI payment started): the order object."""
         async with self.gate:
-            status, order = await self.api.call("POST", "/api/v1/payment/orders/create",
+            status, order = await self.call("POST", "/api/v1/payment/orders/create",
                                                 {"course_schedule_id": schedule_id}, token=token)
             assert status == 201, (status, order)
             if prepay:
-                status, params = await self.api.call("POST", "/api/v1/payment/wxpay/create",
+                status, params = await self.call("POST", "/api/v1/payment/wxpay/create",
                                                      {"order_id": order["order_id"]}, token=token)
                 assert status == 200, (status, params)
             return order

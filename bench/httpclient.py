@@ -15,6 +15,18 @@ class HTTPError(Exception):
     """The connection broke or the answer could not be parsed."""
 
 
+class Answer(tuple):
+    """(status, body), with the answer's Retry-After in seconds (None when it had none)."""
+
+    retry_after = None
+
+    @classmethod
+    def of(cls, status, body, retry_after=None):
+        answer = cls((status, body))
+        answer.retry_after = retry_after
+        return answer
+
+
 class Connection(asyncio.Protocol):
     """One keep-alive connection; one request at a time."""
 
@@ -23,7 +35,7 @@ class Connection(asyncio.Protocol):
         self.transport = None
         self.buf = bytearray()
         self.waiter = None
-        self.head = None  # (status, content_length or None, chunked, close) once the head is parsed
+        self.head = None  # (status, content_length or None, chunked, close, retry_after) once the head is parsed
         self.closed = False
 
     # -- asyncio.Protocol ----------------------------------------------------------------------------
@@ -39,7 +51,7 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self.waiter is not None and not self.waiter.done():
             if self.head is not None and self.head[1] is None and not self.head[2]:
-                self.waiter.set_result((self.head[0], bytes(self.buf)))  # body delimited by the close
+                self.waiter.set_result(Answer.of(self.head[0], bytes(self.buf), self.head[4]))  # delimited by the close
             else:
                 self.waiter.set_exception(HTTPError(f"connection lost: {exc}"))
 
@@ -58,7 +70,7 @@ class Connection(asyncio.Protocol):
             except (IndexError, ValueError):
                 self.waiter.set_exception(HTTPError(f"bad status line {lines[0]!r}"))
                 return
-            length, chunked, close = None, False, False
+            length, chunked, close, retry_after = None, False, False, None
             for line in lines[1:]:
                 name, _, value = line.partition(":")
                 name = name.strip().lower()
@@ -68,10 +80,12 @@ class Connection(asyncio.Protocol):
                     chunked = True
                 elif name == "connection" and value.strip().lower() == "close":
                     close = True
+                elif name == "retry-after" and value.strip().isdigit():
+                    retry_after = int(value.strip())
             if status in (204, 304) or 100 <= status < 200:
                 length = 0
-            self.head = (status, length, chunked, close)
-        status, length, chunked, close = self.head
+            self.head = (status, length, chunked, close, retry_after)
+        status, length, chunked, close, retry_after = self.head
         if chunked:
             body = self._dechunk()
             if body is None:
@@ -87,7 +101,7 @@ class Connection(asyncio.Protocol):
         if close:
             self.transport.close()
             self.closed = True
-        self.waiter.set_result((status, body))
+        self.waiter.set_result(Answer.of(status, body, retry_after))
 
     def _dechunk(self):
         """The whole chunked body once it has arrived (and removed from the buffer), else None."""
@@ -111,7 +125,7 @@ class Connection(asyncio.Protocol):
 
     # -- the request ---------------------------------------------------------------------------------
     async def request(self, method: str, path: str, body: bytes = b"", headers: dict | None = None):
-        """Send one request and wait for its answer: (status, body bytes)."""
+        """Send one request and wait for its answer: (status, body bytes) as an Answer."""
         if self.closed:
             raise HTTPError("connection closed")
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header.decode()}"]
@@ -179,7 +193,7 @@ class Client:
         return answer
 
     async def call(self, method, path, payload=None, token=None, headers=None):
-        """A JSON request: (status, parsed JSON or None)."""
+        """A JSON request: (status, parsed JSON or None) as an Answer (its retry_after kept)."""
         hdrs = dict(headers or {})
         body = b""
         if payload is not None:
@@ -187,11 +201,13 @@ class Client:
             hdrs["Content-Type"] = "application/json"
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
-        status, raw = await self.request(method, path, body, hdrs)
+        answer = await self.request(method, path, body, hdrs)
+        status, raw = answer
         try:
-            return status, json.loads(raw) if raw else None
+            parsed = json.loads(raw) if raw else None
         except ValueError:
-            return status, raw
+            parsed = raw
+        return Answer.of(status, parsed, answer.retry_after)
 
     def close(self):
         """Close every idle connection."""

@@ -9,7 +9,9 @@ job, writes the per-flow results to the result file and prints `{"event": "done"
 Job: {"url", "kind": "hello" | "order_flow" | "order_create" | "notify", "mode": "closed" | "open",
 "workers" (closed: connections, each running one flow after another), "duration" (closed, hello: seconds),
 "rate" + "deadline" (open: flows started at a fixed rate, each given up after `deadline` seconds from its scheduled
-start), "preconnect", "items": [...]}. Times are time.monotonic_ns() relative to the "go", in milliseconds.
+start), "retry_busy" (order kinds: a 503 with Retry-After is sent again after it, plus up to a fifth, for at most
+30 s, as the mini-program does; each flow counts its retries in "busy"), "preconnect", "items": [...]}. Times are
+time.monotonic_ns() relative to the "go", in milliseconds.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import sys
 import time
 from collections import Counter
@@ -29,6 +32,8 @@ from bench.procstat import raise_open_files_limit  # noqa: E402
 CREATE = "/api/v1/payment/orders/create"
 PREPAY = "/api/v1/payment/wxpay/create"
 CALLBACK = "/api/v1/payment/wxpay/callback"
+RETRY_BUDGET_S, RETRY_MAX_WAIT_S = 30.0, 10.0  # the mini-program's (miniprogram/utils/api.js)
+BUSY = {"retry": False}  # the job's retry_busy
 
 
 def say(**event):
@@ -42,11 +47,26 @@ def ms_since(t0):
 
 
 # -- one flow of each kind: returns a result dict; never raises for an HTTP-level outcome --------------------
+async def api_call(client, out, method, path, payload, token):
+    """One call of the mini-program's; with retry_busy, sent again after each 503 that names a Retry-After."""
+    deadline = time.monotonic() + RETRY_BUDGET_S
+    while True:
+        answer = await client.call(method, path, payload, token)
+        if answer[0] != 503 or answer.retry_after is None or not BUSY["retry"]:
+            return answer
+        wait = min(RETRY_MAX_WAIT_S, max(1, answer.retry_after)) * (1 + random.random() * 0.2)
+        if time.monotonic() + wait > deadline:
+            return answer
+        out["busy"] = out.get("busy", 0) + 1
+        await asyncio.sleep(wait)
+
+
 async def order_flow(client, item, t0):
     """Order create, then prepay (the parent's two taps)."""
     out = {"codes": [], "steps_ms": []}
     t = time.monotonic_ns()
-    status, body = await client.call("POST", CREATE, {"course_schedule_id": item["schedule_id"]}, item["token"])
+    status, body = await api_call(client, out, "POST", CREATE, {"course_schedule_id": item["schedule_id"]},
+                                  item["token"])
     out["codes"].append(status)
     out["steps_ms"].append(ms_since(t))
     if status != 201 or not isinstance(body, dict):
@@ -54,7 +74,7 @@ async def order_flow(client, item, t0):
         return out
     out["order_id"] = body.get("order_id")
     t = time.monotonic_ns()
-    status, body = await client.call("POST", PREPAY, {"order_id": out["order_id"]}, item["token"])
+    status, body = await api_call(client, out, "POST", PREPAY, {"order_id": out["order_id"]}, item["token"])
     out["codes"].append(status)
     out["steps_ms"].append(ms_since(t))
     if status != 200 or not str((body or {}).get("package", "")).startswith("prepay_id="):
@@ -64,8 +84,10 @@ async def order_flow(client, item, t0):
 
 async def order_create(client, item, t0):
     """One order create (the flash sale's tap)."""
-    status, body = await client.call("POST", CREATE, {"course_schedule_id": item["schedule_id"]}, item["token"])
-    out = {"codes": [status], "error": _error_code(body)}
+    out = {}
+    status, body = await api_call(client, out, "POST", CREATE, {"course_schedule_id": item["schedule_id"]},
+                                  item["token"])
+    out.update(codes=[status], error=_error_code(body))
     if status in (200, 201) and isinstance(body, dict):
         out["order_id"] = body.get("order_id")
     return out
@@ -172,6 +194,7 @@ async def run(args):
     """Connect, report ready, wait for the go, run, write the results."""
     with open(args.job, encoding="utf-8") as fh:
         job = json.load(fh)
+    BUSY["retry"] = bool(job.get("retry_busy"))
     client = Client(job["url"])
     await client.preconnect(job.get("preconnect", job.get("workers", 0)))
     say(event="ready", connections=client.opened)

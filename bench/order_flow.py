@@ -4,7 +4,9 @@ Each flow is `POST /api/v1/payment/orders/create`, then `POST /api/v1/payment/wx
 
     .venv/bin/python bench/order_flow.py [--mode both|closed|open] [--flows 1000] [--rate 100 --open-seconds 20]
 
-Every flow is a parent of its own (one trial per parent), logged in during the setup, which is not measured.
+Every flow is a parent of its own (one trial per parent), logged in during the setup, which is not measured. As the
+mini-program does, a call that admission control turns away (503 with Retry-After) is sent again after it; the
+figures count those 503s.
 Open loop: flow i starts at i / rate seconds whatever happened to the others, its latency runs from that
 scheduled start (so a slow service cannot hide its queue: no coordinated omission), and a flow not answered within
 --deadline seconds of its scheduled start is given up and counted as never answered.
@@ -78,13 +80,13 @@ async def measure_closed(world, args):
     log(f"order_closed: {n} parents logged in; {args.flow_workers} workers")
     result, window = await run_loadgen(world, "order_closed",
                                        {"kind": "order_flow", "mode": "closed", "workers": args.flow_workers,
-                                        "items": items}, args)
+                                        "items": items, "retry_busy": True}, args)
     flows = result["results"]
     ok = [f for f in flows if f["codes"] == [201, 200] and not f.get("error")]
     elapsed = result["elapsed_ms"] / 1000
     rate = len(ok) / elapsed
     figures = {"flows": n, "workers": args.flow_workers, "sessions": args.sessions, "elapsed_s": round(elapsed, 2),
-               "flows_per_s": round(rate, 1), "codes": _codes(flows),
+               "flows_per_s": round(rate, 1), "codes": _codes(flows), "busy_503_sent_again": _busy(flows),
                "flow_ms": lat([f["end_ms"] - f["start_ms"] for f in flows]),
                "create_ms": lat([f["steps_ms"][0] for f in flows if f.get("steps_ms")]),
                "prepay_ms": lat([f["steps_ms"][1] for f in flows if len(f.get("steps_ms", ())) > 1]),
@@ -97,6 +99,7 @@ async def measure_closed(world, args):
         headline("p99_ms", "flow latency p99", figures["flow_ms"]["p99"], "ms"),
         headline("service_cpu_ms", "service CPU per flow", cpu["service"], "ms", "cpu"),
         headline("mariadb_cpu_ms", "MariaDB CPU per flow", cpu.get("mariadb"), "ms", "cpu"),
+        headline("busy", "503 answers sent again after Retry-After", figures["busy_503_sent_again"], ""),
     ]
     figures["checks"] = [check("every flow answered 201 then 200 with a prepay_id", len(ok) == n,
                                f"{len(ok)} of {n}; {figures['codes']}")]
@@ -113,7 +116,8 @@ async def measure_open(world, args):
     log(f"order_open: {n} parents logged in; offering {args.rate:g} flows/s for {args.open_seconds:g}s")
     result, window = await run_loadgen(world, "order_open",
                                        {"kind": "order_flow", "mode": "open", "rate": args.rate,
-                                        "deadline": args.deadline, "preconnect": min(200, n), "items": items},
+                                        "deadline": args.deadline, "preconnect": min(200, n), "items": items,
+                                        "retry_busy": True},
                                        args)
     flows = result["results"]
     answered = [f for f in flows if f.get("answered")]
@@ -126,7 +130,7 @@ async def measure_open(world, args):
     settle(world)  # flows given up may still be worked on; the checks come after
     figures = {"offered_per_s": args.rate, "seconds": args.open_seconds, "flows": n, "deadline_s": args.deadline,
                "sessions": args.sessions, "answered": len(answered), "never_answered": lost,
-               "never_answered_share": round(lost / n, 4), "codes": _codes(flows),
+               "never_answered_share": round(lost / n, 4), "codes": _codes(flows), "busy_503_sent_again": _busy(flows),
                "connections_opened": result["connections_opened"],
                "completed_per_s": round(len(ok) / (result["elapsed_ms"] / 1000), 1),
                "latency_from_schedule_ms": spread_all,
@@ -140,12 +144,17 @@ async def measure_open(world, args):
         headline("never_answered_pct", f"never answered within {args.deadline:g}s", 100 * lost / n, "%"),
         headline("completed_per_s", "completed flows/s", figures["completed_per_s"], "/s", "rate"),
         headline("service_cpu_ms", "service CPU per completed flow", cpu["service"], "ms", "cpu"),
+        headline("busy", "503 answers sent again after Retry-After", figures["busy_503_sent_again"], ""),
     ]
     figures["checks"] = [check("every answered flow got 201 then 200 with a prepay_id", not wrong,
                                f"{len(wrong)} wrong: {Counter(str(f['codes']) + ' ' + str(f.get('error')) for f in wrong).most_common(3)}")]
     figures["checks"] += _database_checks(world, sessions, {f["order_id"] for f in ok})
     log(f"order_open: p50 {spread_all['p50']:.0f} ms, p99 {spread_all['p99']:.0f} ms, {lost} of {n} never answered")
     return figures
+
+
+def _busy(flows):
+    return sum(f.get("busy", 0) for f in flows)
 
 
 def _codes(flows):

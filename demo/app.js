@@ -27,17 +27,32 @@
   };
 
   // -- HTTP ---------------------------------------------------------------------------------------
+  // A 503 with Retry-After (the service too busy to admit the call now, or a dependency down: safe to retry) is
+  // sent again after the seconds it names (1 to 10, plus up to a fifth so a crowd turned away together does not
+  // come back together), for at most QUEUE_BUDGET_MS in all, showing 排队中 meanwhile; as the mini-program does.
+  const QUEUE_BUDGET_MS = 30000;
+  const MAX_WAIT_MS = 10000;
+
   class ApiError extends Error {
-    constructor(status, body) {
+    constructor(status, body, retryAfterMs = null) {
       const err = (body && body.error) || {};
       super(err.message || `请求失败（${status}）`);
       this.status = status;
       this.code = err.code || "ERROR";
       this.body = err;
+      this.retryAfterMs = retryAfterMs;
     }
   }
 
-  async function api(method, path, body, headers) {
+  function retryAfterMs(resp) {
+    const header = resp.status === 503 ? resp.headers.get("Retry-After") : null;
+    if (header === null) return null;
+    const seconds = /^\d{1,6}$/.test(header.trim()) ? Number(header) : 1;
+    return Math.min(MAX_WAIT_MS, Math.max(1000, seconds * 1000));
+  }
+
+  async function send(method, path, body, headers) {
+    // One attempt: the body of a 2xx, else an ApiError.
     const opts = { method, headers: Object.assign({}, headers) };
     if (body !== undefined) {
       opts.body = JSON.stringify(body);
@@ -51,8 +66,33 @@
       throw new ApiError(0, { error: { code: "NETWORK", message: "网络异常，请检查网络后重试" } });
     }
     const data = await resp.json().catch(() => null);
-    if (!resp.ok) throw new ApiError(resp.status, data);
+    if (!resp.ok) throw new ApiError(resp.status, data, retryAfterMs(resp));
     return data;
+  }
+
+  async function queued(attempt) {
+    // attempt() again after each 503 with Retry-After while the budget lasts; 排队中 shows during the waits.
+    const deadline = Date.now() + QUEUE_BUDGET_MS;
+    try {
+      for (;;) {
+        try {
+          return await attempt();
+        } catch (e) {
+          if (!(e instanceof ApiError) || e.retryAfterMs === null) throw e;
+          const wait = Math.round(e.retryAfterMs * (1 + Math.random() * 0.2));
+          if (Date.now() + wait > deadline) throw e;
+          $("queued").hidden = false;
+          await new Promise((resolve) => setTimeout(resolve, wait));
+        }
+      }
+    } finally {
+      $("queued").hidden = true;
+    }
+  }
+
+  function api(method, path, body, headers) {
+    // A call to the service (the same call again after a 503 with Retry-After: an order keeps its key).
+    return queued(() => send(method, path, body, headers));
   }
 
   function newIdempotencyKey() {
@@ -186,8 +226,11 @@
 
   // -- login and sessions -------------------------------------------------------------------------
   async function logIn() {
-    const { code } = await api("POST", "/demo/api/wx-login");   // what wx.login gives on a phone
-    const session = await api("POST", "/api/v1/auth/login", { code });
+    // A fresh code for each try (what wx.login gives on a phone): a 503 may come after the code was spent.
+    const session = await queued(async () => {
+      const { code } = await send("POST", "/demo/api/wx-login");
+      return send("POST", "/api/v1/auth/login", { code });
+    });
     state.token = session.token;
     live.connect();
     await loadSchedules();

@@ -1,12 +1,17 @@
 """The operators' API (`/api/v1/admin/...`): bearer tokens from /api/v1/admin/login, roles checked on each route."""
 from __future__ import annotations
 
+import logging
+
 from services.accounts import auth, operators, ratelimit
 from services.backoffice import queries
+from services.bills import decisions, exports, views as bills
 from services.orders import schedules
 from services.refunds import refunds
 
 from .base import BaseHandler
+
+log = logging.getLogger("gym.http")
 
 
 class AdminBase(BaseHandler):
@@ -17,7 +22,7 @@ class AdminBase(BaseHandler):
     rights = {"GET": "orders.read"}
 
     async def prepare(self):
-        super().prepare()
+        await super().prepare()
         right = self.rights.get(self.request.method, "operators")
         self.operator = await auth.operator_for_token(self.ctx, self.bearer_token(), right)
 
@@ -32,6 +37,8 @@ class AdminBase(BaseHandler):
 
 class AdminLoginHandler(BaseHandler):
     """POST /api/v1/admin/login."""
+
+    admission = {"POST": "operators"}
 
     async def post(self):
         await ratelimit.check(self.ctx, "admin-login", self.client_ip)
@@ -145,6 +152,87 @@ class AdminOperatorHandler(AdminBase):
                                                         self.operator_actor()))
 
 
+class AdminBillsHandler(AdminBase):
+    """GET /api/v1/admin/bills: the last reconciliation of each day, newest day first (admin, finance)."""
+
+    rights = {"GET": "bills"}
+
+    async def get(self):
+        self.write_json(await bills.list_days(self.args()))
+
+
+class AdminBillHandler(AdminBase):
+    """GET /api/v1/admin/bills/{bill_date}: the day's last reconciliation (admin, finance)."""
+
+    rights = {"GET": "bills"}
+
+    async def get(self, bill_date):
+        self.write_json(await bills.day_view(bill_date))
+
+
+class AdminBillReconcileHandler(AdminBase):
+    """POST /api/v1/admin/bills/{bill_date}/reconcile: fetch WeChat Pay's bill and reconcile the day (admin,
+    finance)."""
+
+    rights = {"POST": "bills"}
+
+    async def post(self, bill_date):
+        self.write_json(await bills.reconcile_now(self.ctx, bill_date, self.operator, self.operator_actor()))
+
+
+class AdminDiscrepancyHandler(AdminBase):
+    """PATCH /api/v1/admin/bills/discrepancies/{id}: finance's decision (admin, finance)."""
+
+    rights = {"PATCH": "bills"}
+
+    async def patch(self, discrepancy_id):
+        self.write_json(await decisions.decide(self.ctx, int(discrepancy_id), self.json_body(), self.operator,
+                                               self.operator_actor()))
+
+
+class AdminExportHandler(AdminBase):
+    """GET /api/v1/admin/exports/{kind}.csv?from=&to= (admin, finance): streamed, batch by batch."""
+
+    rights = {"GET": "exports"}
+    kind = "orders"
+
+    async def get(self):
+        name, chunks = exports.export(self.kind, self.args("from", "to"))
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        await stream(self, chunks)
+
+
+class AdminOrdersExportHandler(AdminExportHandler):
+    """GET /api/v1/admin/exports/orders.csv."""
+
+    kind = "orders"
+
+
+class AdminRefundsExportHandler(AdminExportHandler):
+    """GET /api/v1/admin/exports/refunds.csv."""
+
+    kind = "refunds"
+
+
+async def stream(handler, chunks):
+    """Write text chunks as they come, flushing each; a failure half way cuts the connection, so that a truncated
+    file never looks complete."""
+    started = False
+    try:
+        async for chunk in chunks:
+            handler.write(chunk.encode("utf-8"))
+            await handler.flush()
+            started = True
+    except Exception:
+        if not started:
+            raise
+        log.exception("%s failed after it started streaming; connection closed", handler.request.path)
+        handler.request.connection.close()
+        return
+    handler.finish()
+
+
 def admin_api_routes(c) -> list:
     """The operators' API routes."""
     sid, oid, num = r"([0-9]{1,18})", r"([^/]+)", r"([0-9]{1,18})"
@@ -161,4 +249,10 @@ def admin_api_routes(c) -> list:
         (r"/api/v1/admin/audit", AdminAuditHandler, c),
         (r"/api/v1/admin/operators", AdminOperatorsHandler, c),
         (rf"/api/v1/admin/operators/{num}", AdminOperatorHandler, c),
+        (r"/api/v1/admin/bills", AdminBillsHandler, c),
+        (rf"/api/v1/admin/bills/discrepancies/{num}", AdminDiscrepancyHandler, c),
+        (r"/api/v1/admin/bills/([^/]+)/reconcile", AdminBillReconcileHandler, c),
+        (r"/api/v1/admin/bills/([^/]+)", AdminBillHandler, c),
+        (r"/api/v1/admin/exports/orders\.csv", AdminOrdersExportHandler, c),
+        (r"/api/v1/admin/exports/refunds\.csv", AdminRefundsExportHandler, c),
     ]

@@ -20,11 +20,16 @@ log = logging.getLogger("gym.http")
 
 class RequestPlumbing:
     """What every handler of ours shares (the JSON API's and the back office's): the route name for the metrics,
-    the request id, the client's address, the audit actor, and the count of requests a draining worker waits for."""
+    the request id, the client's address, the audit actor, the count of requests a draining worker waits for,
+    and admission (a slot of a budget of services/admission.py for the expensive methods)."""
+
+    # method -> the budget its requests take a slot of (services.admission); other methods take none
+    admission: dict = {}
 
     def initialize(self, ctx, route=None):
         self.ctx = ctx
         self.route_name = route
+        self._slot = None
 
     @property
     def request_id(self) -> str:
@@ -56,8 +61,26 @@ class RequestPlumbing:
             self._in_flight = serving
             self.ctx.in_flight += 1 if serving else -1
 
+    async def admit(self):
+        """Take a slot of this method's budget, waiting for one a bounded time; else 503 SERVICE_UNAVAILABLE with
+        Retry-After. Called before anything is read from the token or written anywhere."""
+        name = self.admission.get(self.request.method)
+        if name is None:
+            return
+        budget = self.ctx.admission[name]
+        if not budget.try_enter():
+            budget.shed_if_full()
+            await budget.wait()  # Tornado does not see a client leave meanwhile: the wait is bounded instead
+        self._slot = budget
+
+    def _give_back_slot(self):
+        if self._slot is not None:
+            self._slot, slot = None, self._slot
+            slot.leave()
+
     def on_finish(self):
         self._count_in_flight(False)
+        self._give_back_slot()  # an admitted request holds its slot until its answer is finished
 
     def on_connection_close(self):
         self._count_in_flight(False)
@@ -75,11 +98,12 @@ class BaseHandler(RequestPlumbing, tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Request-ID", self.request_id)
 
-    def prepare(self):
+    async def prepare(self):
         self.begin_serving()
         limit = self.ctx.settings.max_body_bytes  # handlers.bodylimit answers first; this guards any other server
         if len(self.request.body or b"") > limit:
             raise errors.ServiceError(413, "PAYLOAD_TOO_LARGE", f"请求体超过 {limit} 字节")
+        await self.admit()
 
     def write_json(self, data, status=200):
         """Answer data as JSON."""
@@ -122,8 +146,12 @@ class BaseHandler(RequestPlumbing, tornado.web.RequestHandler):
         self.clear()
         self.set_status(error.status)
         if error.status == 503:
-            self.set_header("Retry-After", "1")
-        self.finish(json.dumps(error.body(), ensure_ascii=False))
+            self.set_header("Retry-After", str(error.retry_after))
+        self.finish(json.dumps(self.error_body(error), ensure_ascii=False))
+
+    def error_body(self, error: errors.ServiceError) -> dict:
+        """The JSON body of an error answer (the contract's)."""
+        return error.body()
 
     def write_error(self, status_code, **kwargs):
         self._answer_error(errors.ServiceError(status_code, _CODES.get(status_code, "ERROR"), "请求失败"))

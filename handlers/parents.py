@@ -12,6 +12,8 @@ from .base import BaseHandler
 class LoginHandler(BaseHandler):
     """POST /api/v1/auth/login."""
 
+    admission = {"POST": "parents"}
+
     async def post(self):
         await ratelimit.check(self.ctx, "login", self.client_ip)
         self.write_json(await auth.login_user(self.ctx, self.json_body()))
@@ -33,6 +35,8 @@ class ScheduleHandler(BaseHandler):
 
 class CreateOrderHandler(BaseHandler):
     """POST /api/v1/payment/orders/create."""
+
+    admission = {"POST": "parents"}
 
     async def post(self):
         user_id = self.current_user_id()
@@ -70,6 +74,8 @@ class CancelOrderHandler(BaseHandler):
 class WxPayCreateHandler(BaseHandler):
     """POST /api/v1/payment/wxpay/create: the wx.requestPayment parameters."""
 
+    admission = {"POST": "parents"}
+
     async def post(self):
         user_id = self.current_user_id()
         self.write_json(await checkout.request_payment(self.ctx, user_id, self.json_body(),
@@ -78,6 +84,8 @@ class WxPayCreateHandler(BaseHandler):
 
 class WxPayQRCodeHandler(BaseHandler):
     """GET /api/v1/payment/wxpay/qrcode/{order_id}: the Native-pay QR code as PNG."""
+
+    admission = {"GET": "parents"}
 
     async def get(self, order_id):
         user_id = self.current_user_id()

@@ -15,6 +15,7 @@ class PaymentNotificationHandler(BaseHandler):
     """POST /api/v1/payment/wxpay/callback."""
 
     handle = staticmethod(payment_notifications.handle_payment_notification)
+    admission = {"POST": "notifications"}  # a budget of their own: parents' traffic never takes their slots
 
     async def post(self):
         actor = Actor("wechat", ip=self.client_ip, user_agent=self.request.headers.get("User-Agent"))
@@ -26,6 +27,12 @@ class PaymentNotificationHandler(BaseHandler):
             return
         self.set_status(204)
         self.finish()
+
+    def error_body(self, error):
+        """A 503 (too busy, or a dependency down) in WeChat Pay's form: it delivers the notification again."""
+        if error.status == 503:
+            return {"code": "FAIL", "message": error.message}
+        return super().error_body(error)
 
 
 class RefundNotificationHandler(PaymentNotificationHandler):

@@ -1,14 +1,15 @@
 """Peewee models on peewee-async's MySQLDatabase."""
 from .base import DATABASE_UNAVAILABLE, close_database, configure_database, database, open_database, utcnow
 from .tables import (
-    CourseSchedule, IdempotencyKey, JobLease, WechatPayNotification, Operator, OperatorLoginFailures, PaymentAuditLog,
-    PaymentOrder, PaymentTransaction, Refund, SchemaMigration, SeatReservation, SubscribeMessage, User,
-    WaitlistEntry,
+    BillDay, BillDiscrepancy, BillRun, CourseSchedule, IdempotencyKey, JobLease, WechatPayNotification, Operator,
+    OperatorLoginFailures, PaymentAuditLog, PaymentOrder, PaymentTransaction, Refund, SchemaMigration,
+    SeatReservation, SubscribeMessage, User, WaitlistEntry,
 )
 
 __all__ = [
-    "CourseSchedule", "IdempotencyKey", "JobLease", "WechatPayNotification", "Operator", "OperatorLoginFailures",
-    "PaymentAuditLog", "PaymentOrder", "PaymentTransaction", "Refund", "SchemaMigration", "SeatReservation",
-    "SubscribeMessage", "User", "WaitlistEntry", "DATABASE_UNAVAILABLE", "close_database", "configure_database", "database",
+    "BillDay", "BillDiscrepancy", "BillRun", "CourseSchedule", "IdempotencyKey", "JobLease", "WechatPayNotification",
+    "Operator", "OperatorLoginFailures", "PaymentAuditLog", "PaymentOrder", "PaymentTransaction", "Refund",
+    "SchemaMigration", "SeatReservation", "SubscribeMessage", "User", "WaitlistEntry", "DATABASE_UNAVAILABLE",
+    "close_database", "configure_database", "database",
     "open_database", "utcnow",
 ]

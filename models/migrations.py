@@ -8,6 +8,7 @@ The SQL is what MySQL 8 and MariaDB 10.6+ both accept (no ADD COLUMN IF NOT EXIS
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from . import personal_data
@@ -191,6 +192,60 @@ async def _v9_schema_as_the_models_say():
         await database.aio_execute_sql(f"ALTER TABLE `{table}` ALTER COLUMN `{column}` DROP DEFAULT")
 
 
+async def _v10_bills():
+    # The WeChat Pay bill reconciliation (services/bills): its days, runs and discrepancies; refunds learn when they
+    # succeeded (their bill day) and whether WeChat Pay made them after we held them refused or closed.
+    await database.aio_execute_sql(
+        "CREATE TABLE IF NOT EXISTS `bill_days` (`bill_date` DATE NOT NULL PRIMARY KEY, `status` VARCHAR(16), "
+        "`last_run_id` BIGINT, `compared_run_id` BIGINT, `attempts` INTEGER NOT NULL, `next_attempt_at` DATETIME(6), "
+        "`lease_owner` VARCHAR(64), `lease_until` DATETIME(6), `updated_at` DATETIME(6) NOT NULL)")
+    await database.aio_execute_sql(
+        "CREATE TABLE IF NOT EXISTS `bill_runs` (`id` INTEGER AUTO_INCREMENT NOT NULL PRIMARY KEY, "
+        "`bill_date` DATE NOT NULL, `status` VARCHAR(16) NOT NULL, `started_at` DATETIME(6) NOT NULL, "
+        "`reconciled_at` DATETIME(6) NOT NULL, `actor` VARCHAR(80) NOT NULL, `operator_id` INTEGER, "
+        "`hash_value` VARCHAR(64), `error` VARCHAR(255), `wechat_payments` INTEGER NOT NULL, "
+        "`wechat_payments_fen` BIGINT NOT NULL, `wechat_refunds` INTEGER NOT NULL, `wechat_refunds_fen` BIGINT NOT NULL, "
+        "`wechat_fees_fen` BIGINT NOT NULL, `ledger_payments` INTEGER NOT NULL, `ledger_payments_fen` BIGINT NOT NULL, "
+        "`ledger_refunds` INTEGER NOT NULL, `ledger_refunds_fen` BIGINT NOT NULL, `rows_matched` INTEGER NOT NULL, "
+        "`request_id` VARCHAR(80), FOREIGN KEY (`operator_id`) REFERENCES `operators` (`id`))")
+    await add_index("bill_runs", "bill_runs_operator_id", ["operator_id"])
+    await add_index("bill_runs", "bill_runs_bill_date_id", ["bill_date", "id"])
+    await database.aio_execute_sql(
+        "CREATE TABLE IF NOT EXISTS `bill_discrepancies` (`id` INTEGER AUTO_INCREMENT NOT NULL PRIMARY KEY, "
+        "`bill_date` DATE NOT NULL, `kind` VARCHAR(8) NOT NULL, `ref` VARCHAR(64) NOT NULL, "
+        "`category` VARCHAR(24) NOT NULL, `out_trade_no` VARCHAR(64), `out_refund_no` VARCHAR(64), "
+        "`transaction_id` VARCHAR(64), `wechat_status` VARCHAR(32), `ledger_status` VARCHAR(32), "
+        "`wechat_amount_fen` BIGINT, `ledger_amount_fen` BIGINT, `order_id` INTEGER, `resolution` VARCHAR(16), "
+        "`resolved_by` INTEGER, `resolved_at` DATETIME(6), `note` VARCHAR(500), `first_run_id` BIGINT NOT NULL, "
+        "`last_run_id` BIGINT NOT NULL, `created_at` DATETIME(6) NOT NULL, `updated_at` DATETIME(6) NOT NULL, "
+        "FOREIGN KEY (`order_id`) REFERENCES `payment_orders` (`id`), "
+        "FOREIGN KEY (`resolved_by`) REFERENCES `operators` (`id`))")
+    await add_index("bill_discrepancies", "bill_discrepancies_order_id", ["order_id"])
+    await add_index("bill_discrepancies", "bill_discrepancies_resolved_by", ["resolved_by"])
+    await add_index("bill_discrepancies", "bill_discrepancies_bill_date_kind_ref", ["bill_date", "kind", "ref"],
+                    unique=True)
+    await add_index("bill_discrepancies", "bill_discrepancies_last_run_id", ["last_run_id"])
+    await add_column("refunds", "succeeded_at", "DATETIME(6) NULL")
+    await add_column("refunds", "success_after", "VARCHAR(16) NULL")
+    await add_index("refunds", "refunds_status_succeeded_at", ["status", "succeeded_at"])
+    await add_index("payment_orders", "payment_orders_paid_at", ["paid_at"])
+    # The SUCCESS refunds already there: their success_time as WeChat Pay wrote it (RFC 3339), else the time the
+    # row last changed (the settlement).
+    async def rows(db, cursor):
+        return await cursor.fetchall()
+
+    settled = await database.aio_execute_sql("SELECT `id`, `success_time`, `updated_at` FROM `refunds` "
+                                             "WHERE `status` = 'SUCCESS' AND `succeeded_at` IS NULL", (),
+                                             fetch_results=rows)
+    for refund_id, success_time, updated_at in settled:
+        try:
+            when = dt.datetime.fromisoformat(success_time.replace("Z", "+00:00"))
+            when = when.astimezone(dt.timezone.utc).replace(tzinfo=None) if when.tzinfo else updated_at
+        except (AttributeError, ValueError):
+            when = updated_at
+        await database.aio_execute_sql("UPDATE `refunds` SET `succeeded_at` = %s WHERE `id` = %s", (when, refund_id))
+
+
 async def _v11_waitlist_attendance_and_endings():
     # The waitlist (issue 16): one live entry per parent and session by unique key; a freed seat kept for the
     # first in line is the `offered` row itself (MySQL, never memory).
@@ -356,6 +411,7 @@ MIGRATIONS = [
     (7, "a confirmed-seat counter per session; subscribe messages composed when sent", _v7_seat_counter_and_lazy_messages),
     (8, "WeChat Pay notifications under one name", _v8_wechatpay_notifications),
     (9, "index names, keys and defaults as the models declare them", _v9_schema_as_the_models_say),
+    (10, "WeChat Pay bill reconciliation; refunds' success day and late successes", _v10_bills),
     (11, "waitlist, attendance, subscribe messages without an order", _v11_waitlist_attendance_and_endings),
     (12, "operator login failures and lockout per username", _v12_operator_login_failures),
     (14, "personal data encrypted at rest", _v14_personal_data_encrypted),

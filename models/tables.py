@@ -108,7 +108,8 @@ class PaymentOrder(BaseModel):
 
     class Meta:
         table_name = "payment_orders"
-        indexes = ((("status", "next_check_at"), False),)  # the reconciler's due orders
+        indexes = ((("status", "next_check_at"), False),  # the reconciler's due orders
+                   (("paid_at",), False))  # a day's payments (the bill reconciliation, the day report)
 
 
 class PaymentTransaction(BaseModel):
@@ -194,6 +195,10 @@ class Refund(BaseModel):
     last_error = pw.CharField(max_length=255, null=True)
     user_received_account = pw.CharField(max_length=64, null=True)
     success_time = pw.CharField(max_length=40, null=True)
+    # When it became SUCCESS, as naive UTC: WeChat Pay's success_time (the refund's bill day), else our clock.
+    succeeded_at = UTCDateTimeField(null=True)
+    # REJECTED or CLOSED when WeChat Pay made the refund after we held it as one of those (flagged for finance).
+    success_after = pw.CharField(max_length=16, null=True)
     lease_owner = pw.CharField(max_length=64, null=True)
     lease_until = UTCDateTimeField(null=True)
     next_check_at = UTCDateTimeField(null=True)
@@ -203,7 +208,7 @@ class Refund(BaseModel):
 
     class Meta:
         table_name = "refunds"
-        indexes = ((("order", "idem_key"), True),)
+        indexes = ((("order", "idem_key"), True), (("status", "succeeded_at"), False))
 
 
 class PaymentAuditLog(BaseModel):
@@ -320,3 +325,81 @@ class SubscribeMessage(BaseModel):
     class Meta:
         table_name = "subscribe_messages"
 
+
+
+class BillDay(BaseModel):
+    """A day (Asia/Shanghai) of WeChat Pay's trade bill: the lease that lets one reconciliation of it run at a time
+    across every process, its last run, and when the daily job tries it again."""
+
+    bill_date = pw.DateField(primary_key=True)
+    status = pw.CharField(max_length=16, null=True)  # the last run's
+    last_run_id = pw.BigIntegerField(null=True)
+    compared_run_id = pw.BigIntegerField(null=True)  # the last run that compared the bill with the ledger
+    attempts = pw.IntegerField(default=0)  # the job's tries since the last final status
+    next_attempt_at = UTCDateTimeField(null=True)
+    lease_owner = pw.CharField(max_length=64, null=True)
+    lease_until = UTCDateTimeField(null=True)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "bill_days"
+
+
+class BillRun(BaseModel):
+    """One reconciliation of a day: the bill's summary and the ledger's totals side by side, and how it ended."""
+
+    bill_date = pw.DateField()
+    status = pw.CharField(max_length=16)  # matched | discrepancies | no_trades | not_ready | failed
+    started_at = UTCDateTimeField(default=utcnow)
+    reconciled_at = UTCDateTimeField(default=utcnow)
+    actor = pw.CharField(max_length=80)  # system | operator:<username>
+    operator = pw.ForeignKeyField(Operator, column_name="operator_id", null=True)
+    hash_value = pw.CharField(max_length=64, null=True)  # the signed SHA1 of the bill file
+    error = pw.CharField(max_length=255, null=True)  # why it failed or is not ready
+    wechat_payments = pw.IntegerField(default=0)
+    wechat_payments_fen = pw.BigIntegerField(default=0)
+    wechat_refunds = pw.IntegerField(default=0)
+    wechat_refunds_fen = pw.BigIntegerField(default=0)
+    wechat_fees_fen = pw.BigIntegerField(default=0)
+    ledger_payments = pw.IntegerField(default=0)
+    ledger_payments_fen = pw.BigIntegerField(default=0)
+    ledger_refunds = pw.IntegerField(default=0)
+    ledger_refunds_fen = pw.BigIntegerField(default=0)
+    rows_matched = pw.IntegerField(default=0)
+    request_id = pw.CharField(max_length=80, null=True)
+
+    class Meta:
+        table_name = "bill_runs"
+        indexes = ((("bill_date", "id"), False),)
+
+
+class BillDiscrepancy(BaseModel):
+    """A row on which WeChat Pay's bill and the ledger disagree: found by a run, found again (same id, same decision)
+    by later runs of its day, mended through the ordinary lifecycle or decided by finance. Never deleted.
+
+    No payer identity from the bill is kept (its 用户标识 column is never read): the order, by id, names the parent."""
+
+    bill_date = pw.DateField()
+    kind = pw.CharField(max_length=8)  # payment | refund
+    ref = pw.CharField(max_length=64)  # out_trade_no (payment) or out_refund_no (refund): the row within its day
+    category = pw.CharField(max_length=24)  # missing_in_ledger | missing_at_wechat | amount_mismatch
+    out_trade_no = pw.CharField(max_length=64, null=True)
+    out_refund_no = pw.CharField(max_length=64, null=True)
+    transaction_id = pw.CharField(max_length=64, null=True)
+    wechat_status = pw.CharField(max_length=32, null=True)
+    ledger_status = pw.CharField(max_length=32, null=True)
+    wechat_amount_fen = pw.BigIntegerField(null=True)
+    ledger_amount_fen = pw.BigIntegerField(null=True)
+    order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", null=True)
+    resolution = pw.CharField(max_length=16, null=True)  # mended | accepted | written_off
+    resolved_by = pw.ForeignKeyField(Operator, column_name="resolved_by", null=True)
+    resolved_at = UTCDateTimeField(null=True)
+    note = pw.CharField(max_length=500, null=True)
+    first_run_id = pw.BigIntegerField()
+    last_run_id = pw.BigIntegerField()
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "bill_discrepancies"
+        indexes = ((("bill_date", "kind", "ref"), True), (("last_run_id",), False))

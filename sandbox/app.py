@@ -55,6 +55,7 @@ def make_app(sandbox):
         (rf"/sandbox/notifications/{NAME}", control.NotificationHandler),
         (rf"/sandbox/notifications/{NAME}/redeliver", control.NotificationRedeliverHandler),
         (r"/sandbox/faults", control.FaultsHandler),
+        (r"/sandbox/faults/release", control.FaultsReleaseHandler),
         (r"/sandbox/config", control.ConfigHandler),
         (r"/sandbox/keys", keys.KeysHandler),
         (rf"/sandbox/keys/({'|'.join(CHANGES)})", keys.KeyChangeHandler),

@@ -1,4 +1,6 @@
-"""Injected faults: the next matching API requests get an error and/or added latency."""
+"""Injected faults: the next matching API requests get an error and/or added latency, or are held until released."""
+import asyncio
+
 from .errors import SandboxError
 
 DEFAULT_CODES = {429: ("FREQUENCY_LIMITED", "频率超限"), 500: ("SYSTEM_ERROR", "系统错误"),
@@ -33,6 +35,8 @@ class Fault:
         self.latency_ms = field("latency_ms", (int, float), 0)
         # "request": wait before the request is handled; "answer": handle it at once, hold the answer back.
         self.latency_on = field("latency_on", str, "request")
+        # Held before it is handled until POST /sandbox/faults/release (or a DELETE of the faults, or a reset).
+        self.hold = field("hold", bool, False)
         self.wechat_style = field("wechat_style", bool, True)
         # A WeChat Pay fault answers as WeChat Pay would (authenticated, then signed); false sends it unsigned, as a
         # forger on the path would.
@@ -72,6 +76,27 @@ class FaultBook:
 
     def __init__(self):
         self.faults = []
+        self.held = 0  # requests waiting under a `hold` fault now
+        self._release = None  # the asyncio.Event those requests wait on
+
+    async def hold(self):
+        """Wait, unhandled, until release()."""
+        if self._release is None:
+            self._release = asyncio.Event()
+        release = self._release
+        self.held += 1
+        try:
+            await release.wait()
+        finally:
+            self.held -= 1
+
+    def release(self) -> int:
+        """Let every held request go on; how many there were."""
+        held = self.held
+        if self._release is not None:
+            self._release.set()
+            self._release = None
+        return held
 
     def add(self, spec):
         """Add a rule from its JSON spec."""
@@ -91,5 +116,6 @@ class FaultBook:
         return None
 
     def clear(self):
-        """Remove every rule."""
+        """Remove every rule and let the held requests go on."""
         self.faults.clear()
+        self.release()

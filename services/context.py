@@ -24,6 +24,8 @@ class AppContext:
     messages: object = None  # services.messages.subscribe_messages.MessageSender
     hub: object = None  # realtime.hub.Hub
     reconciler: object = None  # services.jobs.reconcile.Reconciler
+    bill_job: object = None  # services.jobs.bills.BillJob
+    admission: object = None  # services.admission.Admission: this worker's budgets of expensive requests
     in_flight: int = 0  # HTTP requests being served (a draining worker waits for them)
 
     def count_message(self, kind, result):

@@ -30,7 +30,8 @@ async def readiness(ctx) -> tuple[bool, dict]:
 
 
 async def refresh_gauges(ctx):
-    """Set the gauges that are read from the state at each scrape: dependencies, refund_required orders, the pool."""
+    """Set the gauges that are read from the state at each scrape: dependencies, refund_required orders, the pool,
+    the admission budgets."""
     up = await dependency_states(ctx)
     for name, ok in up.items():
         metrics.DEPENDENCY_UP.labels(name).set(1 if ok else 0)
@@ -42,3 +43,7 @@ async def refresh_gauges(ctx):
         size, free = pool.pool.size, pool.pool.freesize
         metrics.DB_POOL.labels("used").set(size - free)
         metrics.DB_POOL.labels("free").set(free)
+    if ctx.admission is not None:
+        for name, budget in ctx.admission.budgets.items():
+            metrics.ADMISSION_SLOTS.labels(name, "in_use").set(budget.in_use)
+            metrics.ADMISSION_SLOTS.labels(name, "waiting").set(budget.waiting)

@@ -50,10 +50,21 @@ WECHATPAY_CALLS = Counter("gym_wechatpay_requests_total", "WeChat Pay API calls 
 APIV3_DECRYPTS = Counter("gym_wechatpay_apiv3_decrypts_total",
                          "Resources decrypted (notification, certificates) by the APIv3 key that opened them "
                          "(current | previous | none)", ["what", "key"])
+BILL_DISCREPANCIES = Gauge("gym_bill_discrepancies",
+                           "Discrepancies between WeChat Pay's bill and the ledger waiting for finance's decision "
+                           "(found by each day's last reconciliation)", ["category"], multiprocess_mode="mostrecent")
+BILL_LAST_RECONCILED_DAY = Gauge("gym_bill_last_reconciled_day",
+                                 "Start (00:00 Asia/Shanghai, unix time) of the latest day whose bill was reconciled; "
+                                 "0 before any", multiprocess_mode="mostrecent")
 DEPENDENCY_UP = Gauge("gym_dependency_up", "1 when the dependency answers (checked at each scrape)",
                       ["dependency"], multiprocess_mode="mostrecent")
 DB_POOL = Gauge("gym_db_pool_connections", "Database pool connections of each process", ["state"],
                 multiprocess_mode="livesum")
+ADMISSION = Counter("gym_admission_total", "Expensive requests by budget and outcome: admitted at once, queued "
+                    "then admitted, shed (no room to wait, or the wait ran out)",
+                    ["budget", "outcome"])
+ADMISSION_SLOTS = Gauge("gym_admission_requests", "Expensive requests of each budget being served (in_use) or waiting "
+                        "for a slot, at the scrape", ["budget", "state"], multiprocess_mode="livesum")
 REDIS_PUSH_BACKLOG = Gauge("gym_push_outbox", "Status pushes waiting for Redis", multiprocess_mode="livesum")
 
 ON_TIME_LABELS = ("true", "false")

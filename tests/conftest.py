@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import settings as settings_module
-from tests.harness import ROOT, VAR, RedisServer, SandboxProcess, admin_sql, read_env_file
+from tests.harness import ROOMY_ADMISSION, ROOT, VAR, RedisServer, SandboxProcess, admin_sql, read_env_file
 
 pytest_plugins = ["tests.api"]
 
@@ -72,7 +72,7 @@ def service_env(server_env, sandbox, http_port, overrides, fresh_schema, tmp_pat
     """The environment the service under test starts with."""
     env = {**server_env, **{k: v for k, v in sandbox.env.items() if k.startswith("WECHAT")},
            "HOST": "127.0.0.1", "PORT": str(http_port), "WECHATPAY_CERT_DIR": str(tmp_path / "certs"),
-           "RATE_LIMIT_PER_MINUTE": "0"}
+           "RATE_LIMIT_PER_MINUTE": "0", **ROOMY_ADMISSION}
     env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}
 

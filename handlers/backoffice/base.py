@@ -73,6 +73,7 @@ class PageHandler(RequestPlumbing, tornado.web.RequestHandler):
         self.begin_serving()
         if self.request.method not in ("GET", "HEAD"):
             self.check_xsrf_cookie()  # Tornado's own check: 403 without the right token
+        await self.admit()
         if self.public:
             return
         token = login_cookie.load(self)
@@ -148,12 +149,12 @@ class PageHandler(RequestPlumbing, tornado.web.RequestHandler):
                          htmx=htmx_available(), url_with=self.url_with, path=self.request.path)
         return namespace
 
-    def show_error(self, status: int, message: str):
+    def show_error(self, status: int, message: str, retry_after: int = 1):
         """The error page (or, for htmx, the message alone) in Chinese; never a traceback."""
         self.clear()
         self.set_status(status)
         if status == 503:
-            self.set_header("Retry-After", "1")
+            self.set_header("Retry-After", str(retry_after))
         try:
             self.render("_error.html" if self.is_htmx else "error.html", status=status, message=message)
         except Exception:  # noqa: BLE001 - the error page itself failed: answer something plain
@@ -170,7 +171,7 @@ class PageHandler(RequestPlumbing, tornado.web.RequestHandler):
         if self._finished:
             return
         if isinstance(e, errors.ServiceError):
-            self.show_error(e.status, e.message)
+            self.show_error(e.status, e.message, e.retry_after)
         elif isinstance(e, tornado.web.HTTPError):
             self.show_error(e.status_code, _HTTP_MESSAGES.get(e.status_code, "请求失败"))
         elif isinstance(e, DATABASE_UNAVAILABLE):

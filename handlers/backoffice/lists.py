@@ -21,18 +21,20 @@ async def _found(lookup, args):
 
 
 class RefundsHandler(PageHandler):
-    """GET /admin/refunds?status=: every refund; ABNORMAL ones stand at the top for a person to handle."""
+    """GET /admin/refunds?status=: every refund; ABNORMAL ones, and those WeChat Pay made after we held them refused
+    or closed, stand at the top for a person to handle."""
 
     rights = {"GET": "money.read"}
 
     async def get(self):
         args = self.args("status")
         found, error, status = await _found(queries.list_refunds, args)
-        abnormal = EMPTY_PAGE
+        abnormal, late = EMPTY_PAGE, []
         if not args["status"] and not args["cursor"] and not self.wants("results"):
             abnormal = await queries.list_refunds({"status": ABNORMAL, "limit": "200"})
+            late = await queries.late_successes()
         self.show("refunds.html", "_refunds_table.html", "results", status, found=found, abnormal=abnormal,
-                  args=args, error=error, statuses=REFUND_STATUSES)
+                  late=late, args=args, error=error, statuses=REFUND_STATUSES)
 
 
 class NotificationsHandler(PageHandler):

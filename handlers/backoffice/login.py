@@ -21,6 +21,7 @@ class LoginHandler(PageHandler):
     """GET and POST /admin/login: username and password → auth.login_operator → the session cookie."""
 
     public = True
+    admission = {"POST": "operators"}
 
     def get(self):
         self.render("login.html", username="", error=None, next=safe_next(self.get_query_argument("next", None)),

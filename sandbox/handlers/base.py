@@ -57,6 +57,8 @@ class RecordedHandler(BaseHandler):
         self.signed_with = None
         self.fault = self.sandbox.faults.take(self.request.method, self.request.path)
         if self.fault is not None:
+            if self.fault.hold:
+                await self.sandbox.faults.hold()
             latency = self.fault.latency_ms / 1000.0
             if self.fault.latency_on == "answer" and not self.fault.fails:
                 self.hold_seconds = latency

@@ -181,7 +181,7 @@ class FaultsHandler(ControlHandler):
     """GET, POST and DELETE /sandbox/faults."""
 
     def get(self):
-        self.reply({"faults": [f.view() for f in self.sandbox.faults.faults]})
+        self.reply({"faults": [f.view() for f in self.sandbox.faults.faults], "held": self.sandbox.faults.held})
 
     def post(self):
         fault = self.sandbox.faults.add(self.json_body())
@@ -190,6 +190,13 @@ class FaultsHandler(ControlHandler):
     def delete(self):
         self.sandbox.faults.clear()
         self.reply({"faults": []})
+
+
+class FaultsReleaseHandler(ControlHandler):
+    """POST /sandbox/faults/release: the requests held by `hold` faults go on."""
+
+    def post(self):
+        self.reply({"released": self.sandbox.faults.release()})
 
 
 class ConfigHandler(ControlHandler):

@@ -2,25 +2,21 @@
 the work bounded: two threads, and at most ADMITTED checks or hashes admitted at once; beyond, 503 at once."""
 from __future__ import annotations
 
-import asyncio
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 import errors
 
+from ..offload import BoundedThreads
+
 _hasher = PasswordHasher()
 # Verifying against this when the username is unknown keeps the timing of both failures alike.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
-# Two threads: argon2 releases the GIL, and each hash holds 64 MiB, so more would only cost memory.
-_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
-# Two running and six waiting: the last admitted waits about three hashes, and a login flood gets a quick 503
-# instead of a queue that would hold real operators for minutes.
-ADMITTED = 8
-_admitted = 0  # checks and hashes admitted and not finished (a hash whose caller went away still counts)
-_admitted_lock = threading.Lock()
+# Two threads: argon2 releases the GIL, and each hash holds 64 MiB, so more would only cost memory. Two running and
+# six waiting: the last admitted waits about three hashes, and a login flood gets a quick 503 instead of a queue
+# that would hold real operators for minutes.
+THREADS, ADMITTED = 2, 8
+_threads = BoundedThreads("argon2", THREADS, ADMITTED, lambda: errors.service_unavailable("登录请求过多，请稍后重试"))
 MAX_PASSWORD_CHARS = 256
 
 
@@ -37,28 +33,11 @@ def check_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
-def _finished(_future):
-    global _admitted
-    with _admitted_lock:
-        _admitted -= 1
-
-
-async def _in_hashing_threads(fn, *args):
-    global _admitted
-    with _admitted_lock:
-        if _admitted >= ADMITTED:
-            raise errors.service_unavailable("登录请求过多，请稍后重试")
-        _admitted += 1
-    future = _pool.submit(fn, *args)
-    future.add_done_callback(_finished)
-    return await asyncio.wrap_future(future)
-
-
 async def hash_password_async(password: str) -> str:
     """hash_password in the hashing threads; 503 SERVICE_UNAVAILABLE when ADMITTED are under way."""
-    return await _in_hashing_threads(hash_password, password)
+    return await _threads.run(hash_password, password)
 
 
 async def check_password_async(password_hash: str | None, password: str) -> bool:
     """check_password in the hashing threads; 503 SERVICE_UNAVAILABLE when ADMITTED are under way."""
-    return await _in_hashing_threads(check_password, password_hash, password)
+    return await _threads.run(check_password, password_hash, password)

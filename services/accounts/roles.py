@@ -18,6 +18,8 @@ RIGHTS = {
     "refund": MONEY,
     "notifications.read": MONEY,  # the notification inbox
     "audit.read": MONEY,
+    "bills": MONEY,  # WeChat Pay's bills: reconcile a day, read it, decide its discrepancies, the day report
+    "exports": MONEY,  # orders.csv and refunds.csv
     "operators": frozenset({ADMIN}),
 }
 

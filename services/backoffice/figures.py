@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 
+import datetime as dt
+
 from peewee import fn
 
-from models import PaymentOrder, Refund, WechatPayNotification
+from models import PaymentOrder, Refund, WechatPayNotification, utcnow
 
 from ..formats import beijing_today, day_bounds, yuan
 from ..lifecycle.statuses import ABNORMAL, MONEY_TAKEN, PENDING, PROCESSING, REFUND_REQUIRED, SUCCESS
@@ -41,6 +43,10 @@ async def today() -> dict:
         "refund_required_waiting": await PaymentOrder.select().where(
             PaymentOrder.status == REFUND_REQUIRED).aio_count(),
         "abnormal_refunds": await Refund.select().where(Refund.status == ABNORMAL).aio_count(),
+        # Refunds WeChat Pay made after we held them refused or closed (last 90 days): finance checks each one.
+        "late_refunds": await Refund.select().where(
+            Refund.success_after.is_null(False) & (Refund.succeeded_at >= utcnow() - dt.timedelta(days=90))
+        ).aio_count(),
         "processing_refunds": await Refund.select().where(Refund.status == PROCESSING).aio_count(),
         "pending_orders": await PaymentOrder.select().where(PaymentOrder.status == PENDING).aio_count(),
     }

@@ -1,6 +1,7 @@
 """What the back office reads: orders (search, story), refunds, the notification inbox, the audit, rosters."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from peewee import JOIN
@@ -141,6 +142,15 @@ async def list_refunds(args: dict) -> dict:
         query = query.where(Refund.status == status)
     rows, cursor = await page(query, Refund.id, parse_limit(args.get("limit")), args.get("cursor"))
     return {"items": await refund_views(rows), "next_cursor": cursor}
+
+
+async def late_successes(days=90, limit=200) -> list[dict]:
+    """Refunds WeChat Pay made after we held them REJECTED or CLOSED, in the last `days` days, newest first: the
+    refund objects plus `success_after` (what we held it as), for finance to check."""
+    since = utcnow() - dt.timedelta(days=days)
+    rows = list(await Refund.select().where(Refund.success_after.is_null(False) & (Refund.succeeded_at >= since))
+                .order_by(Refund.id.desc()).limit(limit).aio_execute())
+    return [dict(view, success_after=row.success_after) for view, row in zip(await refund_views(rows), rows)]
 
 
 def notification_item(row) -> dict:

@@ -28,14 +28,29 @@ ORDER_COLUMNS = ("id", "order_id", "user_id", "course_schedule_id", "amount_fen"
                  "lease_owner", "refunded_fen", "failure_reason", "created_at", "paid_at")
 RESERVATION_COLUMNS = ("r_id", "reservation_id", "r_status", "payment_started", "r_expires_at", "confirmed_at")
 _O, _R = PaymentOrder, SeatReservation
-_ORDER_FIELDS = [getattr(_O, c if not c.endswith("_id") or c in ("order_id", "transaction_id", "prepay_id")
-                         else c[:-3]) for c in ORDER_COLUMNS]
 _RES_FIELDS = [_R.id, _R.reservation_id, _R.status, _R.payment_started, _R.expires_at, _R.confirmed_at]
 
 
-def with_reservation(*extra_fields):
-    """SELECT the order's ORDER_COLUMNS and its reservation's RESERVATION_COLUMNS (a LEFT JOIN), plus extra."""
-    return (PaymentOrder.select(*_ORDER_FIELDS, *_RES_FIELDS, *extra_fields)
+# The order columns a payment start and a booking decide on (the hot reads select only these: MySQL sends a column
+# definition per selected column with every answer, empty or not, and PyMySQL parses each one in Python — at 25
+# columns that was a tenth of an order flow's CPU). The slow paths re-read or lock the whole row.
+DECISION_COLUMNS = ("id", "order_id", "user_id", "course_schedule_id", "amount_fen", "status", "trade_type",
+                    "prepay_id", "code_url", "description", "expires_at")
+
+
+def _order_field(column):
+    return getattr(_O, column if not column.endswith("_id") or column in ("order_id", "transaction_id", "prepay_id")
+                   else column[:-3])
+
+
+_ORDER_FIELDS = [_order_field(c) for c in ORDER_COLUMNS]
+
+
+def with_reservation(*extra_fields, columns=ORDER_COLUMNS):
+    """SELECT the order's `columns` (ORDER_COLUMNS unless named) and its reservation's RESERVATION_COLUMNS (a LEFT
+    JOIN), plus extra."""
+    fields = _ORDER_FIELDS if columns is ORDER_COLUMNS else [_order_field(c) for c in columns]
+    return (PaymentOrder.select(*fields, *_RES_FIELDS, *extra_fields)
             .join(SeatReservation, join_type="LEFT OUTER JOIN", on=(SeatReservation.order == PaymentOrder.id)))
 
 
@@ -48,9 +63,11 @@ LOCK_BY_PK = Prepared.of(with_reservation().where(PaymentOrder.id == "?").for_up
 LOCK_BY_PK_LEASED = Prepared(LOCK_BY_PK.sql.replace(
     " FOR UPDATE", " AND (`t1`.`lease_owner` = %s) AND (`t1`.`lease_until` > UTC_TIMESTAMP(6)) FOR UPDATE"),
     ORDER_COLUMNS + RESERVATION_COLUMNS)
-# One parent's live orders (the trial-holding ones) with their reservations, locked: one trial, one open order.
-LIVE_ORDERS = Prepared(Prepared.of(with_reservation().where(PaymentOrder.user == "?").for_update()).sql.replace(
-    " FOR UPDATE", f" AND {sql_in('`t1`.`status`', TRIAL_HOLDING)} FOR UPDATE"), ORDER_COLUMNS + RESERVATION_COLUMNS)
+# One parent's live orders (the trial-holding ones) with their reservations, locked: one trial, one open order
+# (DECISION_COLUMNS of the order: a booking that answers with one of them reads it whole).
+LIVE_ORDERS = Prepared(Prepared.of(with_reservation(columns=DECISION_COLUMNS).where(PaymentOrder.user == "?")
+                                   .for_update()).sql.replace(
+    " FOR UPDATE", f" AND {sql_in('`t1`.`status`', TRIAL_HOLDING)} FOR UPDATE"), DECISION_COLUMNS + RESERVATION_COLUMNS)
 # The schedule's row (step 3), when booking.
 LOCK_SCHEDULE = Prepared.of(
     CourseSchedule.select(CourseSchedule.id, CourseSchedule.title, CourseSchedule.starts_at, CourseSchedule.capacity)

@@ -26,7 +26,7 @@ from models import PaymentOrder, SeatReservation, utcnow
 from models.prepared import Prepared
 
 from .. import audit
-from ..formats import iso, yuan
+from ..formats import iso, parse_iso, yuan
 from ..messages.subscribe_messages import queue_booking_message, unqueue_booking_message
 from .locks import lock_reservation
 from .seats import CLAIM_SEAT, GIVE_BACK_SEAT, hold_lapsed, hold_lapsed_sql
@@ -222,12 +222,12 @@ CONFIRM_BOOKING = Prepared(
     "AND s.`confirmed_seats` < s.`capacity`")
 
 
-async def confirm_booking(uow, order, reservation, transaction_id, actor, source, txn, now) -> bool:
+async def confirm_booking(uow, order, reservation, transaction_id, actor, source, txn, now, paid_at) -> bool:
     """pending + temporary -> paid + confirmed with one of the schedule's confirmed seats, in one statement; False
     (nothing changed) when the schedule has no confirmed seat left. Call with the order and its hold locked."""
     if order.status != PENDING or reservation.status != TEMPORARY:
         raise IllegalTransition(f"order {order.order_id}: {order.status}/{reservation.status} -> paid/confirmed")
-    rows = await CONFIRM_BOOKING.execute(transaction_id, now, now, now, now, order.id, reservation.id)
+    rows = await CONFIRM_BOOKING.execute(transaction_id, paid_at, now, now, now, order.id, reservation.id)
     if rows == 0:
         return False
     if rows != 3:
@@ -236,10 +236,19 @@ async def confirm_booking(uow, order, reservation, transaction_id, actor, source
                        new_status=CONFIRMED, detail=f"reservation {reservation.reservation_id}")
     await audit.record("payment_succeeded", actor, order=order, old_status=order.status, new_status=PAID,
                        detail=f"source={source}", request=txn)
-    order.status, order.transaction_id, order.paid_at, order.updated_at = PAID, transaction_id, now, now
+    order.status, order.transaction_id, order.paid_at, order.updated_at = PAID, transaction_id, paid_at, now
     reservation.status, reservation.confirmed_at = CONFIRMED, now
     uow.order_changed(order, reservation)
     return True
+
+
+def paid_at_of(txn: dict, now):
+    """When the money was taken, as naive UTC: WeChat Pay's success_time (it decides the payment's bill day, contract
+    §2), or `now` when the transaction carries none we can read."""
+    try:
+        return parse_iso(txn.get("success_time"))
+    except (ValueError, TypeError):
+        return now
 
 
 async def apply_payment(uow, settings, order, reservation, txn: dict, actor, source: str) -> str:
@@ -259,6 +268,7 @@ async def apply_payment(uow, settings, order, reservation, txn: dict, actor, sou
                            old_status=order.status, new_status=order.status)
         return "anomaly"
     now = utcnow()
+    paid_at = paid_at_of(txn, now)
     transaction = await record_transaction(order, txn, source, now)
     await audit.record("transaction_recorded", actor, order=order, transaction=transaction, entity="transaction",
                        new_status=transaction.trade_state, request=txn, detail=f"source={source}")
@@ -268,7 +278,7 @@ async def apply_payment(uow, settings, order, reservation, txn: dict, actor, sou
     # Otherwise the payment has no seat to give.
     if reservation is not None and order.status == PENDING and reservation.status == TEMPORARY:
         await queue_booking_message(settings, order)  # before the seat is claimed: the schedule's lock is held less
-        if await confirm_booking(uow, order, reservation, txn["transaction_id"], actor, source, txn, now):
+        if await confirm_booking(uow, order, reservation, txn["transaction_id"], actor, source, txn, now, paid_at):
             return "applied"
         await unqueue_booking_message(order)
     if reservation is not None and reservation.status == TEMPORARY:
@@ -277,6 +287,6 @@ async def apply_payment(uow, settings, order, reservation, txn: dict, actor, sou
     reason = "no_seat" if order.status == PENDING else f"paid_after_{order.status}"
     await set_order_status(uow, order, REFUND_REQUIRED, actor, "payment_without_seat", reservation=reservation,
                            detail=reason, request=txn, failure_reason=reason, transaction_id=txn["transaction_id"],
-                           paid_at=now)
+                           paid_at=paid_at)
     log.warning("order %s paid with no seat to give (%s): refund_required", order.order_id, reason)
     return "no_seat"

@@ -1,12 +1,15 @@
 """The refund: its status changes, each with its audit row, and what a SUCCESS does to its order.
 
 Refund: (new) -> PROCESSING -> SUCCESS | CLOSED | ABNORMAL | REJECTED;  ABNORMAL -> SUCCESS | CLOSED
-A SUCCESS counts the money back (`refunded_fen`); once the order's SUCCESS refunds reach its amount, the order ends
-`refunded` and its confirmed seat is given back (services.lifecycle.orders).
+        REJECTED | CLOSED -> SUCCESS   (WeChat Pay made it after all: applied, and flagged for finance)
+A SUCCESS counts the money back (`refunded_fen`) and records when it happened (`succeeded_at`, WeChat Pay's
+success_time: the refund's bill day); once the order's SUCCESS refunds reach its amount, the order ends `refunded`
+and its confirmed seat is given back (services.lifecycle.orders).
 Call with the order and the refund locked (services.lifecycle.locks).
 """
 from __future__ import annotations
 
+import logging
 import uuid
 
 from peewee import fn
@@ -14,15 +17,17 @@ from peewee import fn
 from models import PaymentOrder, Refund, utcnow
 
 from .. import audit
-from ..formats import yuan
+from ..formats import parse_iso, yuan
 from ..messages.subscribe_messages import queue_refund_message
 from .locks import lock_reservation
 from .orders import set_order_status, set_reservation_status
 from .waitlist import seat_freed
 from .statuses import (
-    CANCELLED, CONFIRMED, PROCESSING, REFUND_HOLDING, REFUND_TRANSITIONS, REFUNDABLE, REFUNDED, SUCCESS,
-    IllegalTransition, check,
+    CANCELLED, CONFIRMED, PROCESSING, REFUND_ENDED_WITHOUT_MONEY, REFUND_HOLDING, REFUND_TRANSITIONS, REFUNDABLE,
+    REFUNDED, SUCCESS, IllegalTransition, check,
 )
+
+log = logging.getLogger("gym.lifecycle")
 
 
 def refundable_fen(order_status: str, amount_fen: int, refunds) -> int:
@@ -63,7 +68,12 @@ async def set_refund_status(uow, settings, refund, order, new_status, actor, act
     once the whole amount is back, ends the order `refunded` and frees its seat."""
     old = refund.status
     check(REFUND_TRANSITIONS, "refund", refund.out_refund_no, old, new_status)
-    changes = {"status": new_status, "updated_at": utcnow(), **fields}
+    now = utcnow()
+    changes = {"status": new_status, "updated_at": now, **fields}
+    if new_status == SUCCESS:
+        changes["succeeded_at"] = succeeded_at(changes.get("success_time"), now)
+        if old in REFUND_ENDED_WITHOUT_MONEY:
+            changes["success_after"] = old
     rows = await Refund.update(**changes).where((Refund.id == refund.id) & (Refund.status == old)).aio_execute()
     if rows != 1:
         raise IllegalTransition(f"refund {refund.out_refund_no} changed under us")
@@ -72,8 +82,21 @@ async def set_refund_status(uow, settings, refund, order, new_status, actor, act
     await audit.record(action, actor, order=order, refund=refund, entity="refund", old_status=old,
                        new_status=new_status, detail=detail, request=request)
     uow.refund_changed(refund)
+    if new_status == SUCCESS and old in REFUND_ENDED_WITHOUT_MONEY:
+        log.warning("refund %s was %s but WeChat Pay made it: applied, flagged for finance", refund.out_refund_no, old)
+        await audit.record(f"refund_success_after_{old.lower()}", actor, order=order, refund=refund, entity="refund",
+                           old_status=old, new_status=SUCCESS,
+                           detail=f"WeChat Pay made the refund we held as {old}: the money left; for finance to check")
     if new_status == SUCCESS:
         await _money_back(uow, settings, order, refund, actor)
+
+
+def succeeded_at(success_time, now):
+    """When a refund succeeded, as naive UTC: WeChat Pay's success_time, or `now` when it gave none we can read."""
+    try:
+        return parse_iso(success_time) if success_time else now
+    except ValueError:
+        return now
 
 
 async def _money_back(uow, settings, order, refund, actor):

@@ -65,7 +65,13 @@ WECHAT_REFUND_STATUSES = (PROCESSING, SUCCESS, CLOSED, ABNORMAL)
 REFUND_TRANSITIONS = {
     PROCESSING: {SUCCESS, CLOSED, ABNORMAL, REJECTED},
     ABNORMAL: {SUCCESS, CLOSED},
+    # WeChat Pay made, after all, a refund we hold as refused or closed (its signed notification or its own query
+    # says SUCCESS): the money left, so it counts, and finance is told (Refund.success_after).
+    REJECTED: {SUCCESS},
+    CLOSED: {SUCCESS},
 }
+# Refunds that ended without money moving, as far as we knew: a SUCCESS from one of them is a late success.
+REFUND_ENDED_WITHOUT_MONEY = (CLOSED, REJECTED)
 # Refunds that count against what can still be refunded (every one not CLOSED or REJECTED).
 REFUND_HOLDING = (PROCESSING, SUCCESS, ABNORMAL)
 # Refunds the reconciler still asks WeChat Pay about.

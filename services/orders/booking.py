@@ -117,8 +117,8 @@ async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor,
     if any(o.status == PAID for o in live):
         raise errors.trial_already_booked()
     for order in live:
-        if order.course_schedule_id == schedule_id:
-            return 200, order, None
+        if order.course_schedule_id == schedule_id:  # asked again: the answer is the order as it stands, whole
+            return 200, await PaymentOrder.select().where(PaymentOrder.id == order.id).aio_get(), None
         raise errors.pending_order_exists(order.order_id)
     schedule = await LOCK_SCHEDULE.first(schedule_id)
     if schedule is None:

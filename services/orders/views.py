@@ -8,7 +8,7 @@ from models.prepared import Prepared
 from telemetry.context import bind_order
 
 from ..formats import iso, is_order_id, yuan
-from ..lifecycle.locks import ORDER_COLUMNS, RESERVATION_COLUMNS, with_reservation
+from ..lifecycle.locks import DECISION_COLUMNS, RESERVATION_COLUMNS, with_reservation
 
 
 def serialize(order, reservation) -> dict:
@@ -26,11 +26,12 @@ def serialize(order, reservation) -> dict:
     }
 
 
-# The parent's own order with its reservation and the parent's encrypted openid (no lock): the prepay's read.
+# The parent's own order (the columns a payment start decides on) with its reservation and the parent's encrypted
+# openid (no lock): the prepay's read.
 USER_ORDER = Prepared.of(
-    with_reservation(User.openid_encrypted).switch(PaymentOrder).join(User, on=(User.id == PaymentOrder.user))
-    .where((PaymentOrder.order_id == "?") & (PaymentOrder.user == 0)),
-    ORDER_COLUMNS + RESERVATION_COLUMNS + ("openid_encrypted",))
+    with_reservation(User.openid_encrypted, columns=DECISION_COLUMNS).switch(PaymentOrder)
+    .join(User, on=(User.id == PaymentOrder.user)).where((PaymentOrder.order_id == "?") & (PaymentOrder.user == 0)),
+    DECISION_COLUMNS + RESERVATION_COLUMNS + ("openid_encrypted",))
 
 # What a live-status frame says about an order (one read; the user's own order when the user is given).
 _SNAPSHOT = ("SELECT o.`order_id`, o.`status`, o.`updated_at`, r.`status` FROM `payment_orders` o "

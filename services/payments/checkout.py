@@ -2,11 +2,8 @@
 first, then release."""
 from __future__ import annotations
 
-import io
 import logging
 
-import qrcode
-from qrcode.image.pure import PyPNGImage
 
 import errors
 from models import PaymentOrder, personal_data, utcnow
@@ -23,6 +20,7 @@ from ..lifecycle.statuses import CANCELLED, FAILED, PENDING, TRADE_PAID
 from ..orders.views import USER_ORDER, get_user_order, order_view
 from ..uow import run_in_transaction
 from ..wechat.pay_gateway import PaymentGatewayError
+from . import qr_codes
 
 log = logging.getLogger("gym.payments")
 
@@ -227,6 +225,4 @@ async def request_payment(ctx, user_id, body: dict, actor) -> dict:
 async def native_qr_png(ctx, user_id, order_id, actor) -> bytes:
     """The Native-pay QR code of the order, as PNG bytes."""
     order = await obtain_prepay(ctx, user_id, order_id, "NATIVE", actor)
-    buffer = io.BytesIO()
-    qrcode.make(order.code_url, image_factory=PyPNGImage, box_size=8, border=2).save(buffer)
-    return buffer.getvalue()
+    return await qr_codes.png_of(order.code_url)

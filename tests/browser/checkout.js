@@ -1,5 +1,5 @@
 // Drives the demo checkout (/demo/) in Debian's headless Chromium, as a parent would click through it.
-//   node checkout.js success|cancel|fail BASE_URL SCHEDULE_ID SCREENSHOT.png
+//   node checkout.js success|cancel|fail|queued BASE_URL SCHEDULE_ID SCREENSHOT.png [SANDBOX_URL]
 // Prints one JSON object: what the page showed, the order it made, the WebSocket frames it received and any
 // order-status request it made (there must be none: the status comes over the WebSocket).
 "use strict";
@@ -15,9 +15,9 @@ const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", 
 const FONT_DIR = path.join(__dirname, "node_modules", "@fontsource-variable", "noto-sans-sc");
 
 async function main() {
-  const [scenario, baseUrl, scheduleId, screenshot] = process.argv.slice(2);
+  const [scenario, baseUrl, scheduleId, screenshot, sandboxUrl] = process.argv.slice(2);
   if (!SCENARIOS[scenario] || !baseUrl || !scheduleId || !screenshot) {
-    throw new Error("usage: node checkout.js success|cancel|fail BASE_URL SCHEDULE_ID SCREENSHOT.png");
+    throw new Error("usage: node checkout.js success|cancel|fail|queued BASE_URL SCHEDULE_ID SCREENSHOT.png [SANDBOX_URL]");
   }
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "demo-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
@@ -29,7 +29,7 @@ async function main() {
     page.setDefaultTimeout(15000);
     const seen = watch(page);
     const fontCss = await lendCJKFont(page, baseUrl);
-    const result = await SCENARIOS[scenario](page, { baseUrl, scheduleId, screenshot, seen, fontCss });
+    const result = await SCENARIOS[scenario](page, { baseUrl, scheduleId, screenshot, seen, fontCss, sandboxUrl });
     if (seen.pageErrors.length) throw new Error(`errors on the page: ${seen.pageErrors.join("; ")}`);
     process.stdout.write(JSON.stringify({ ...result, frames: seen.frames, polled: seen.polled }));
   } finally {
@@ -105,6 +105,29 @@ async function outcome(page, status) {
 }
 
 const SCENARIOS = {
+  async queued(page, run) {
+    // The service's budget is full (the test holds it with a WeChat Pay call the sandbox keeps waiting): the
+    // login is turned away, 排队中 shows, and the login is sent again after Retry-After; once this script lets the
+    // held call go, the budget frees and the login goes through.
+    const answers = [];
+    page.on("response", (r) => {
+      if (r.url().endsWith("/api/v1/auth/login")) answers.push({ status: r.status(), retryAfter: r.headers()["retry-after"] || null });
+    });
+    await page.goto(`${run.baseUrl}/demo/`);
+    await page.addStyleTag({ content: run.fontCss });
+    await page.click("#login-btn");
+    await page.locator("#queued:not([hidden])").waitFor();
+    const queuedText = await page.locator("#queued").innerText();
+    await snap(page, run.screenshot);
+    const release = await fetch(`${run.sandboxUrl}/sandbox/faults/release`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: "{}",
+    });
+    const released = await release.json();
+    await page.locator("#view-schedules").waitFor();
+    const listed = await page.locator(`[data-schedule-id="${run.scheduleId}"]`).innerText();
+    return { answers, queuedText, released, queuedAfter: await page.locator("#queued").isHidden(), listed };
+  },
+
   async success(page, run) {
     const booked = await bookUpToTheSheet(page, { ...run, steps: true });
     run.seen.paying = true;

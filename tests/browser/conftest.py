@@ -43,14 +43,14 @@ def node_packages():
 
 
 @pytest.fixture
-def checkout(node_packages, base_url):
+def checkout(node_packages, base_url, sandbox):
     """Runs checkout.js for one scenario against the service under test; returns what the page showed."""
     os.makedirs(SHOTS, exist_ok=True)
 
     async def run(scenario, schedule_id, screenshot):
         # An asyncio subprocess, so the io_loop serving the app under test keeps running meanwhile.
         proc = await asyncio.create_subprocess_exec(
-            "node", "checkout.js", scenario, base_url, str(schedule_id), os.path.join(SHOTS, screenshot),
+            "node", "checkout.js", scenario, base_url, str(schedule_id), os.path.join(SHOTS, screenshot), sandbox.url,
             cwd=node_packages, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
         try:

@@ -1,5 +1,10 @@
-"""The demo checkout clicked through in headless Chromium: paying, and cancelling in the WeChat Pay sheet."""
+"""The demo checkout clicked through in headless Chromium: paying, cancelling in the WeChat Pay sheet, and 排队中
+while the service turns the login away."""
+import asyncio
+
 import pytest
+
+from tests.api import eventually
 
 
 @pytest.mark.gen_test(timeout=90)
@@ -45,3 +50,32 @@ async def test_paying_later_then_failing_frees_the_seat(api, checkout):
     order = await api.get_order(page["token"], page["orderId"])
     assert order["status"] == "failed" and order["failure_reason"] == "payment_failed"
     assert await api.remaining(sid) == 2
+
+
+class TestABusyService:
+    @pytest.fixture
+    def overrides(self):
+        return {"DEV_MODE": "1", "ADMISSION_LIMIT": "1", "ADMISSION_QUEUE": "0"}
+
+    @pytest.mark.gen_test(timeout=90)
+    async def test_a_login_turned_away_shows_queued_and_goes_through_after_retry_after(self, api, checkout):
+        sid = await api.schedule(capacity=2, title="浏览器测试·排队中")
+        token, _ = await api.login()
+        status, order = await api.order(token, sid)
+        assert status == 201, order
+        # Another parent's prepay holds the only slot: WeChat Pay (the sandbox) keeps its call until released.
+        await api.control("POST", "/sandbox/faults", {"path_prefix": "/v3/pay/transactions/jsapi", "hold": True})
+        held = asyncio.ensure_future(api.prepay(token, order["order_id"]))
+
+        async def holding():
+            return (await api.control("GET", "/sandbox/faults"))["held"] == 1
+
+        await eventually(holding, what="the prepay held at WeChat Pay")
+        page = await checkout("queued", sid, "browser-queued.png")
+
+        assert page["queuedText"] == "排队中，请稍候…"
+        assert page["answers"][0] == {"status": 503, "retryAfter": "1"}, page["answers"]
+        assert page["answers"][-1]["status"] == 200 and page["released"] == {"released": 1}
+        assert page["queuedAfter"] and "剩余名额 1" in page["listed"]
+        status, params = await held
+        assert status == 200 and params["package"].startswith("prepay_id="), params

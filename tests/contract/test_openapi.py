@@ -50,7 +50,7 @@ CONTRACT_CODES = {"INVALID_REQUEST", "UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND"
                   "RATE_LIMITED", "PAYMENT_UNAVAILABLE", "SERVICE_UNAVAILABLE", "ORDER_NOT_REFUNDABLE",
                   "REFUND_EXCEEDS_PAID", "REFUND_REJECTED", "OPERATOR_EXISTS"}
 EXTRA_CODES = {"IDEMPOTENCY_KEY_REUSED", "SCHEDULE_CLOSED", "PAYMENT_REJECTED", "CAPACITY_BELOW_CONFIRMED",
-               "INTERNAL_ERROR", "METHOD_NOT_ALLOWED"}
+               "DISCREPANCY_MENDED", "INTERNAL_ERROR", "METHOD_NOT_ALLOWED"}
 
 # Documented answers the drive test cannot cause from outside: a bug (500) or MySQL being down (503 on routes that
 # only the database can fail; a refund WeChat Pay does not answer is 201 PROCESSING, not 503). Everything else
@@ -59,7 +59,10 @@ _DB_ONLY_503 = ("getReadiness", "listSchedules", "getSchedule", "createOrder", "
                 "wxpayPaymentCallback", "wxpayRefundCallback", "loginOperator", "adminListSchedules", "adminCreateSchedule",
                 "adminChangeSchedule", "adminGetRoster", "adminListOrders", "adminGetOrder", "adminCreateRefund",
                 "adminListRefunds", "adminListNotifications", "adminListAudit", "adminListOperators",
-                "adminCreateOperator", "adminChangeOperator", "joinWaitlist", "listWaitlist", "leaveWaitlist")
+                "adminCreateOperator", "adminChangeOperator", "adminListBills", "adminGetBill", "adminDecideDiscrepancy",
+                "adminExportOrders", "adminExportRefunds",
+                # Also a run of the same day elsewhere for over 30 s (tests/bills/test_bill_race.py holds one).
+                "adminReconcileBill", "joinWaitlist", "listWaitlist", "leaveWaitlist")
 NOT_DRIVEN = {(op, "503") for op in _DB_ONLY_503}
 
 # The roles of each operator route (shared/contract.md §2 Operators).
@@ -78,6 +81,12 @@ CONTRACT_ROLES = {
     ("get", "/api/v1/admin/operators"): ADMIN_ROLES,
     ("post", "/api/v1/admin/operators"): ADMIN_ROLES,
     ("patch", "/api/v1/admin/operators/{operator_id}"): ADMIN_ROLES,
+    ("get", "/api/v1/admin/bills"): MONEY_ROLES,
+    ("get", "/api/v1/admin/bills/{bill_date}"): MONEY_ROLES,
+    ("post", "/api/v1/admin/bills/{bill_date}/reconcile"): MONEY_ROLES,
+    ("patch", "/api/v1/admin/bills/discrepancies/{discrepancy_id}"): MONEY_ROLES,
+    ("get", "/api/v1/admin/exports/orders.csv"): MONEY_ROLES,
+    ("get", "/api/v1/admin/exports/refunds.csv"): MONEY_ROLES,
 }
 
 
@@ -302,8 +311,10 @@ def test_the_operators_objects_carry_the_contracts_fields():
                                                                        "unknown_order", "refused"}
     assert set(_resolve(component("OperatorRole"))["enum"]) == ALL_ROLES
     for path, method, op in operations():  # every operator list is paged: limit and cursor in, next_cursor out
-        if "operatorBearer" in {n for req in op["security"] for n in req} and method == "get":
-            schema = _resolve(_resolve(op["responses"]["200"])["content"]["application/json"]["schema"])
+        ok = _resolve(op["responses"].get("200", {})).get("content", {})
+        if "operatorBearer" in {n for req in op["security"] for n in req} and method == "get" \
+                and "application/json" in ok:  # (the CSV exports are files, not lists)
+            schema = _resolve(ok["application/json"]["schema"])
             if "items" in schema.get("properties", {}):
                 assert "next_cursor" in schema["required"], f"GET {path} answers next_cursor"
                 names = {_resolve(p)["name"] for p in op.get("parameters", [])}
@@ -460,10 +471,10 @@ class Contract:
             check_schema(data, content[ctype]["schema"], where)
         elif ctype == "image/png":
             assert isinstance(data, bytes) and data.startswith(b"\x89PNG\r\n\x1a\n"), f"{where}: not a PNG"
-        elif ctype == "text/plain":
+        elif ctype in ("text/plain", "text/csv"):
             assert isinstance(data, bytes), f"{where}: not text"
             check_schema(data.decode("utf-8"), content[ctype]["schema"], where)
-        else:  # pragma: no cover - the document has only these three
+        else:  # pragma: no cover - the document has only these four
             raise AssertionError(f"{where}: no check for {ctype}")
 
     def record(self, operation_id, method, path, status):
@@ -500,6 +511,9 @@ ADMIN_ORDERS, ADMIN_ORDER = "/api/v1/admin/orders", "/api/v1/admin/orders/{order
 REFUND, REFUNDS = "/api/v1/admin/orders/{order_id}/refunds", "/api/v1/admin/refunds"
 INBOX, AUDIT = "/api/v1/admin/notifications", "/api/v1/admin/audit"
 OPERATORS, OPERATOR = "/api/v1/admin/operators", "/api/v1/admin/operators/{operator_id}"
+BILLS, BILL = "/api/v1/admin/bills", "/api/v1/admin/bills/{bill_date}"
+RECONCILE, DECIDE = "/api/v1/admin/bills/{bill_date}/reconcile", "/api/v1/admin/bills/discrepancies/{discrepancy_id}"
+EXPORT_ORDERS, EXPORT_REFUNDS = "/api/v1/admin/exports/orders.csv", "/api/v1/admin/exports/refunds.csv"
 WAITLIST, WAITLIST_ENTRY = "/api/v1/waitlist", "/api/v1/waitlist/{entry_id}"
 
 
@@ -1102,6 +1116,73 @@ async def test_operator_accounts_answer_as_documented(api, ctx):
     await c.call("PATCH", OPERATOR, 413, params=THEM, body=_pad(), token=ops["admin"], code="PAYLOAD_TOO_LARGE")
 
 
+@pytest.mark.gen_test(timeout=120)
+async def test_bills_and_exports_answer_as_documented(api, ctx):
+    w = await World.make(api, ctx)
+    c, ops = w.c, w.ops
+    beijing_today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    day, other_day = (beijing_today - dt.timedelta(days=25)).isoformat(), (beijing_today - dt.timedelta(days=29))
+    ta, _ = await w.parent()
+    a_id = await w.order(ta, await w.schedule(5, 4))
+    await c.call("POST", PAY, 200, body={"order_id": a_id}, token=ta)
+    # Paid at WeChat Pay that day, its notification never sent: the bill finds it, the query confirms it.
+    await api.control("POST", f"/sandbox/orders/{a_id}/pay", {"notify": False, "success_time": f"{day}T10:00:00+08:00"})
+    foreign = (await api.control("POST", f"/sandbox/bills/{day}/rows", {"kind": "payment", "amount": 300}))["row"]
+    where = {"bill_date": day}
+    await c.call("GET", BILL, 404, params=where, token=ops["finance"], code="NOT_FOUND")
+    result = await c.call("POST", RECONCILE, 200, params=where, token=ops["finance"])
+    assert result["status"] == "discrepancies" and result["bill_date"] == day
+    mended = next(d for d in result["discrepancies"] if d["out_trade_no"] == a_id)
+    waiting = next(d for d in result["discrepancies"] if d["out_trade_no"] == foreign["out_trade_no"])
+    assert (mended["resolution"], waiting["resolution"]) == ("mended", None)
+    assert (await c.call("GET", BILL, 200, params=where, token=ops["admin"])) == result
+    await c.call("POST", RECONCILE, 200, params={"bill_date": other_day.isoformat()}, token=ops["admin"])
+    for bad in ("2026-02-30", "someday", (beijing_today + dt.timedelta(days=1)).isoformat(),
+                (beijing_today - dt.timedelta(days=91)).isoformat()):
+        await c.call("POST", RECONCILE, 400, params={"bill_date": bad}, token=ops["finance"], code="INVALID_REQUEST")
+        await c.call("GET", BILL, 400, params={"bill_date": bad}, token=ops["finance"], code="INVALID_REQUEST")
+    for method, path in (("POST", RECONCILE), ("GET", BILL)):
+        await c.call(method, path, 401, params=where, code="UNAUTHENTICATED")
+        await c.call(method, path, 403, params=where, token=ops["staff"], code="FORBIDDEN")
+        await c.call(method, path, 403, params=where, token=ta, code="FORBIDDEN")
+    days = await w.paged(BILLS, lambda r: r["bill_date"], ops["finance"], n=1)
+    assert days == sorted(days, key=lambda r: r["bill_date"], reverse=True)
+    await c.call("GET", BILLS, 400, query={"limit": 0}, token=ops["finance"], code="INVALID_REQUEST")
+    await c.call("GET", BILLS, 401, code="UNAUTHENTICATED")
+    await c.call("GET", BILLS, 403, token=ops["staff"], code="FORBIDDEN")
+
+    decision = {"resolution": "written_off", "note": "外来交易，已与微信支付核对"}
+    decided = await c.call("PATCH", DECIDE, 200, params={"discrepancy_id": waiting["id"]}, body=decision,
+                           token=ops["finance"])
+    assert decided["resolution"] == "written_off" and decided["resolved_by"]["id"] == w.op_ids["finance"]
+    await c.call("PATCH", DECIDE, 409, params={"discrepancy_id": mended["id"]}, body=decision, token=ops["admin"],
+                 code="DISCREPANCY_MENDED")
+    await c.call("PATCH", DECIDE, 400, params={"discrepancy_id": waiting["id"]}, body={"resolution": "ignored"},
+                 token=ops["finance"], code="INVALID_REQUEST", check_request=False)
+    await c.call("PATCH", DECIDE, 404, params={"discrepancy_id": 987654321098}, body=decision, token=ops["finance"],
+                 code="NOT_FOUND")
+    await c.call("PATCH", DECIDE, 413, params={"discrepancy_id": waiting["id"]}, body={**decision, **_pad()},
+                 token=ops["finance"], code="PAYLOAD_TOO_LARGE", check_request=False)
+    await c.call("PATCH", DECIDE, 401, params={"discrepancy_id": waiting["id"]}, body=decision,
+                 code="UNAUTHENTICATED")
+    await c.call("PATCH", DECIDE, 403, params={"discrepancy_id": waiting["id"]}, body=decision, token=ops["staff"],
+                 code="FORBIDDEN")
+
+    span = {"from": day, "to": beijing_today.isoformat()}
+    for path in (EXPORT_ORDERS, EXPORT_REFUNDS):
+        data = await c.call("GET", path, 200, query=span, token=ops["finance"])
+        assert data.startswith("\ufeff".encode()) and b"\r\n" in data
+        await c.call("GET", path, 200, token=ops["admin"])  # no range: today
+        await c.call("GET", path, 400, query={"from": "2026-1-1"}, token=ops["finance"], code="INVALID_REQUEST",
+                     check_request=False)
+        await c.call("GET", path, 400, query={"from": span["to"], "to": span["from"]}, token=ops["finance"],
+                     code="INVALID_REQUEST")
+        await c.call("GET", path, 401, query=span, code="UNAUTHENTICATED")
+        await c.call("GET", path, 403, query=span, token=ops["staff"], code="FORBIDDEN")
+    orders = (await c.call("GET", EXPORT_ORDERS, 200, query=span, token=ops["finance"])).decode("utf-8-sig")
+    assert a_id in orders
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_what_is_no_operation_answers_the_error_body(api):
     ta, _ = await api.login()
@@ -1144,7 +1225,11 @@ async def test_every_operator_route_admits_the_roles_it_documents_and_refuses_th
     a_id = await w.order(ta, sid)
     new_op = await w.c.call("POST", OPERATORS, 201, token=w.ops["admin"], body={
         "username": f"openapi-roles-{time.monotonic_ns()}", "password": "correct-horse-battery", "role": "staff"})
-    concrete = {"schedule_id": sid, "order_id": a_id, "operator_id": new_op["id"]}
+    bill_date = (dt.datetime.now(dt.timezone(dt.timedelta(hours=8))) - dt.timedelta(days=26)).date().isoformat()
+    await w.c.call("POST", "/api/v1/admin/bills/{bill_date}/reconcile", 200, params={"bill_date": bill_date},
+                   token=w.ops["admin"])
+    concrete = {"schedule_id": sid, "order_id": a_id, "operator_id": new_op["id"], "bill_date": bill_date,
+                "discrepancy_id": 1}
     for path, method, op in operations():
         if "x-roles" not in op:
             continue

@@ -10,7 +10,7 @@ import pytest
 
 import settings as settings_module
 from models import close_database, open_database
-from tests.harness import ROOT, VAR, ServiceProcess, admin_sql, read_env_file
+from tests.harness import ROOMY_ADMISSION, ROOT, VAR, ServiceProcess, admin_sql, read_env_file
 
 _numbers = itertools.count(1)
 
@@ -54,7 +54,7 @@ def service_env(sandbox, database_url, redis_url, cert_dir, **extra):
     env = {k: v for k, v in sandbox.env.items() if k.startswith("WECHAT")}
     env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "test-secret-key-0123456789abcdef",
                 "DATA_KEY_FILE": read_env_file(os.path.join(VAR, "dev.env"))["DATA_KEY_FILE"],
-                "WECHATPAY_CERT_DIR": str(cert_dir), "RATE_LIMIT_PER_MINUTE": "0"})
+                "WECHATPAY_CERT_DIR": str(cert_dir), "RATE_LIMIT_PER_MINUTE": "0", **ROOMY_ADMISSION})
     env.update(extra)
     return env
 

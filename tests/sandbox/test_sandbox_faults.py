@@ -183,3 +183,29 @@ def test_handled_fault_does_the_work_and_answers_the_error(sandbox):
                 {"path_prefix": "/v3/", "latency_ms": 10, "handled": True}):
         status, _, _ = http_json("POST", f"{sandbox.url}/sandbox/faults", bad)
         assert status == 400, bad
+
+
+def _held(sandbox):
+    return sandbox.control("GET", "/sandbox/faults")["held"]
+
+
+def test_hold_keeps_requests_unhandled_until_released_and_a_delete_releases_too(sandbox):
+    sandbox.control("POST", "/sandbox/faults", {"path_prefix": "/v3/pay/transactions/jsapi", "hold": True,
+                                                "count": 3})
+    first, second, third = new_trade_no(), new_trade_no(), new_trade_no()
+    held = [_jsapi_in_background(sandbox, no) for no in (first, second)]
+    wait_until(lambda: _held(sandbox) == 2, what="two JSAPI requests held")
+    mchid = sandbox.env["WECHATPAY_MCHID"]
+    assert signed_call(sandbox, "GET", f"/v3/pay/transactions/out-trade-no/OTHER123?mchid={mchid}").status_code == 404
+    assert _order_or_none(sandbox, first) is None and _order_or_none(sandbox, second) is None
+    assert all(thread.is_alive() for thread, _ in held)
+    assert sandbox.control("POST", "/sandbox/faults/release") == {"released": 2}
+    for thread, result in held:
+        thread.join(10)
+        assert result["status"] == 200, result
+    assert _order_or_none(sandbox, first) and _order_or_none(sandbox, second) and _held(sandbox) == 0
+    thread, result = _jsapi_in_background(sandbox, third)  # the rule's third request: held until the DELETE
+    wait_until(lambda: _held(sandbox) == 1, what="the third JSAPI request held")
+    sandbox.control("DELETE", "/sandbox/faults")
+    thread.join(10)
+    assert result["status"] == 200 and _order_or_none(sandbox, third) and _held(sandbox) == 0
