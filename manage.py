@@ -1,4 +1,5 @@
-"""Administrative commands: `migrate`, `create-operator`, `seed-demo`, `check-invariants`, `rotate-data-key`."""
+"""Administrative commands: `migrate`, `create-operator`, `seed-demo`, `check-invariants`, `rotate-data-key`,
+`verify-audit`."""
 from __future__ import annotations
 
 import argparse
@@ -148,6 +149,33 @@ async def _rotate_data_key(args) -> int:
     return 0
 
 
+async def _verify_audit() -> int:
+    """Print the audit trail's verdict (contract §2) as one JSON object; 0 when ok, 1 when not, 2 when it cannot run."""
+    import json
+
+    from services.audit_trail import checkpoints
+    from services.audit_trail.seal import SealKeys
+    from services.audit_trail.verify import verify_trail
+    from settings import load_audit_trail
+
+    try:
+        db_url = parse_database_url(os.environ)
+        key, checkpoint_dir = load_audit_trail(os.environ)
+    except SettingsError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    try:
+        await open_database(db_url, pool_max=2)
+        result = await verify_trail(SealKeys(key), checkpoints.read(checkpoint_dir, db_url.name))
+    except (peewee.PeeweeException, pymysql.err.MySQLError, OSError) as e:
+        print(f"verify-audit: cannot read the database: {e}", file=sys.stderr)
+        return 2
+    finally:
+        await close_database()
+    print(json.dumps(result))
+    return 0 if result["ok"] else 1
+
+
 def main(argv=None):
     """Parse the command line and run one command."""
     parser = argparse.ArgumentParser(prog="manage.py")
@@ -170,6 +198,8 @@ def main(argv=None):
     rk.add_argument("--batch", type=int, default=500, help="rows per transaction (default 500)")
     rk.add_argument("--pause", type=float, default=0.05, help="seconds between batches (default 0.05)")
     rk.add_argument("--check", action="store_true", help="change nothing: count the values not under the key")
+    sub.add_parser("verify-audit", help="verify the audit trail's seals; prints the verdict, non-zero when broken "
+                                        "(DATABASE_URL, AUDIT_KEY_FILE, AUDIT_CHECKPOINT_DIR)")
     args = parser.parse_args(argv)
     if args.command == "check-invariants" and (args.rate <= 0 or args.days <= 0):
         parser.error("--rate and --days must be positive")
@@ -187,6 +217,8 @@ def main(argv=None):
     elif args.command == "rotate-data-key":
         _load_data_keys(required=True)
         raise SystemExit(asyncio.run(_with_db(lambda: _rotate_data_key(args))))
+    elif args.command == "verify-audit":
+        raise SystemExit(asyncio.run(_verify_audit()))
 
 
 if __name__ == "__main__":

@@ -17,10 +17,13 @@ from handlers.admin_api import admin_api_routes
 from handlers.backoffice import backoffice_routes
 from handlers.base import NotFoundHandler
 from handlers.bodylimit import DISCARD_LIMIT, BodyLimit
+from handlers.clientip import ForwardedForWatch
 from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, snapshot_by_order_id
 from models import close_database, open_database, personal_data
 from services import notifications
+from services.audit_trail.sealer import AuditSealer
+from services.audit_trail.verify import Verifier
 from services.admission import Admission
 from services.context import AppContext
 from services.jobs.bills import BillJob
@@ -103,7 +106,7 @@ def _refused(start_line, request_headers, response_headers):
 
 async def open_context(settings, run_jobs=None) -> AppContext:
     """Open the database pool, Redis, the WeChat Pay and open-API clients, and start the background job."""
-    ctx = AppContext(settings=settings)
+    ctx = AppContext(settings=settings, forwarded_for=ForwardedForWatch(settings.trusted_proxies))
     personal_data.configure(settings.data_key, settings.data_key_previous)
     ctx.admission = Admission(settings)
     await open_database(settings.database, pool_max=settings.db_pool_max)
@@ -120,6 +123,9 @@ async def open_context(settings, run_jobs=None) -> AppContext:
     ctx.hub.start()
     ctx.messages = MessageSender(ctx)
     ctx.messages.start()
+    ctx.audit_verifier = Verifier(settings)
+    ctx.audit_sealer = AuditSealer(ctx)  # sealing is part of the audit trail, not an optional job
+    ctx.audit_sealer.start()
     ctx.reconciler = ctx.bill_job = None
     if settings.run_jobs if run_jobs is None else run_jobs:
         ctx.reconciler = Reconciler(ctx)
@@ -137,6 +143,7 @@ async def close_context(ctx: AppContext):
         await ctx.bill_job.stop()
     await ctx.hub.stop()
     await ctx.messages.stop()
+    await ctx.audit_sealer.stop()
     await ctx.gateway.close()
     await ctx.open_api.close()
     await ctx.redis_clients.aclose()
@@ -198,6 +205,9 @@ def main():
     metrics.init_series(settings.reconcile_interval_seconds, notifications.KINDS, notifications.OUTCOMES,
                         REFUND_COUNTED, MESSAGE_KINDS)
     log.info("listening on http://%s:%s with %d worker(s)", settings.host, settings.port, settings.workers)
+    if not settings.trusted_proxies:
+        log.info("TRUSTED_PROXIES is empty: X-Forwarded-For is believed from no one (behind a reverse proxy, set it "
+                 "to the proxy's address; a request carrying one is warned about and shown in /readyz)")
     if settings.workers == 1:
         _run(serve(settings, sockets), settings.event_loop)
     else:

@@ -70,6 +70,10 @@ class Settings:
     wechatpay_gateway: str
     data_key: bytes = field(repr=False)  # DATA_KEY_FILE: encrypts personal data at rest (models/personal_data.py)
     data_key_previous: bytes | None = field(repr=False)  # DATA_KEY_PREVIOUS_FILE: still read during a key change
+    audit_key: bytes = field(repr=False)  # AUDIT_KEY_FILE: seals the audit trail (services/audit_trail/)
+    audit_checkpoint_dir: str  # AUDIT_CHECKPOINT_DIR: the daily checkpoints of the trail, outside the database
+    audit_verify_interval_seconds: float  # AUDIT_VERIFY_INTERVAL_SECONDS: how often the sealer verifies the trail
+    personal_data_retention_days: int  # PERSONAL_DATA_RETENTION_DAYS
     wechatpay_notify_url: str
     wechatpay_refund_notify_url: str
     trial_price_fen: int
@@ -334,6 +338,14 @@ def load_data_keys(env=None) -> tuple[bytes, bytes | None]:
     return _data_key(env, "DATA_KEY_FILE"), _data_key(env, "DATA_KEY_PREVIOUS_FILE", required=False)
 
 
+def load_audit_trail(env=None) -> tuple[bytes, str]:
+    """(AUDIT_KEY_FILE's key: 32 random bytes or 64 hex characters, as a data key; AUDIT_CHECKPOINT_DIR), for the
+    commands that need no other setting."""
+    env = dict(os.environ if env is None else env)
+    return (_data_key(env, "AUDIT_KEY_FILE"),
+            env.get("AUDIT_CHECKPOINT_DIR", "").strip() or os.path.join("var", "audit-checkpoints"))
+
+
 def _networks(env, name, default):
     raw = env.get(name)
     raw = default if raw is None else raw
@@ -390,6 +402,7 @@ def load(env=None) -> Settings:
         raise SettingsError("ORDER_EXPIRE_SECONDS must be >= SEAT_HOLD_SECONDS")
     redis = parse_redis_url(env)
     data_key, data_key_previous = load_data_keys(env)
+    audit_key, audit_checkpoint_dir = load_audit_trail(env)
     db_pool_max = _int(env, "DB_POOL_MAX", 20, minimum=2)
     # Below the pool, so that what takes no slot (notifications, sockets, readiness) always finds a connection.
     admission_limit = _int(env, "ADMISSION_LIMIT", min(ADMISSION_LIMIT, db_pool_max // 2), minimum=1)
@@ -417,6 +430,10 @@ def load(env=None) -> Settings:
         wechatpay_gateway=_url(env, "WECHATPAY_GATEWAY", "https://api.mch.weixin.qq.com"),
         data_key=data_key,
         data_key_previous=data_key_previous,
+        audit_key=audit_key,
+        audit_checkpoint_dir=audit_checkpoint_dir,
+        audit_verify_interval_seconds=_float(env, "AUDIT_VERIFY_INTERVAL_SECONDS", 900.0),
+        personal_data_retention_days=_int(env, "PERSONAL_DATA_RETENTION_DAYS", 365, minimum=0),
         wechatpay_notify_url=_url(env, "WECHATPAY_NOTIFY_URL", f"{base}/api/v1/payment/wxpay/callback"),
         wechatpay_refund_notify_url=_url(
             env, "WECHATPAY_REFUND_NOTIFY_URL", f"{base}/api/v1/payment/wxpay/refund-callback"

@@ -5,7 +5,8 @@
 Used by the scenarios with `--count-sql` (the service's DATABASE_URL then points here). Every byte is forwarded
 unchanged; the client-to-server stream is also cut into MySQL protocol packets, and each command packet
 (sequence id 0) is counted by its command byte, a COM_QUERY by the first words of its SQL (SELECT, SELECT ... FOR
-UPDATE, INSERT, UPDATE, DELETE, BEGIN, COMMIT, ROLLBACK, SET, other). Only the service's statements pass through
+UPDATE, INSERT, UPDATE, DELETE, BEGIN, COMMIT, ROLLBACK, SET, other), and as one round trip ("round trips": a
+transaction's BEGIN and COMMIT travel in the packets of its first and last statements). Only the service's statements pass through
 here, so the counts are exact whatever else the shared MariaDB is doing, unlike its global Com_* counters. It
 costs CPU of its own (a Python hop on every packet), so figures measured with it are not quoted as timings.
 
@@ -39,6 +40,24 @@ def classify(sql: bytes) -> str:
     return "other"
 
 
+def classify_packet(sql: bytes) -> list[str]:
+    """The kinds of the statements of one COM_QUERY packet: a transaction's BEGIN and COMMIT travel with its first
+    and last statements (models/piggyback.py), as `BEGIN;...` and `...;COMMIT`."""
+    kinds = []
+    upper = sql[:6].upper()
+    if upper == b"BEGIN;":
+        kinds.append("BEGIN")
+        sql = sql[6:]
+    tail = sql[-7:].upper()
+    commit = tail == b";COMMIT" and len(sql) > 7
+    if commit:
+        sql = sql[:-7]
+    kinds.append(classify(sql))
+    if commit:
+        kinds.append("COMMIT")
+    return kinds
+
+
 class PacketCounter:
     """Cuts the client's byte stream into packets and counts the commands."""
 
@@ -57,8 +76,10 @@ class PacketCounter:
             if seq == 0 and payload:  # a new command; the handshake answers have seq >= 1
                 command = payload[0]
                 if command == 0x03:
-                    COUNTS[classify(payload[1:])] += 1
-                    COUNTS["statements"] += 1
+                    for kind in classify_packet(payload[1:]):
+                        COUNTS[kind] += 1
+                        COUNTS["statements"] += 1
+                    COUNTS["round trips"] += 1
                 else:
                     COUNTS[COMMANDS.get(command, f"command 0x{command:02x}")] += 1
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -233,8 +234,11 @@ class World:
         env = {**self._base_env(),
                "DATABASE_URL": db_url, "REDIS_URL": self.redis.url,
                "SECRET_KEY": "bench-secret-key-0123456789abcdef-not-a-secret",
+               "DATA_KEY_FILE": self.data_key_file(),
                **{k: v for k, v in self.sandbox.env.items() if k.startswith("WECHAT")},
                "WECHATPAY_CERT_DIR": os.path.join(self.run_dir, "certs"),
+               "DATA_KEY_FILE": self.dev["DATA_KEY_FILE"], "AUDIT_KEY_FILE": self.dev["AUDIT_KEY_FILE"],
+               "AUDIT_CHECKPOINT_DIR": os.path.join(self.run_dir, "audit-checkpoints"),
                "WECHATPAY_NOTIFY_URL": f"{url}/api/v1/payment/wxpay/callback",
                "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(self.args.workers),
                "RATE_LIMIT_PER_MINUTE": "0", "RECONCILE_INTERVAL_SECONDS": "3600",
@@ -253,6 +257,14 @@ class World:
         log(f"{self.name}: service pid {self.service.pid} on {url} from {self.root.path} "
             f"(WORKERS={self.args.workers}); log {self.service.log_path}")
 
+    def data_key_file(self):
+        """A data key of this run's own (DATA_KEY_FILE: the openids are encrypted at rest)."""
+        path = os.path.join(self.run_dir, "data_key")
+        if not os.path.exists(path):
+            with open(path, "w", encoding="ascii") as fh:
+                fh.write(secrets.token_hex(32))
+        return path
+
     def log_path(self, what):
         """var/bench/logs/<pid>-<scenario>-<what>.log (kept after the run)."""
         os.makedirs(os.path.join(BENCH_VAR, "logs"), exist_ok=True)
@@ -269,7 +281,7 @@ class World:
             cur.execute(f"DROP DATABASE IF EXISTS `{self.db_name}`")
             cur.execute(f"CREATE DATABASE `{self.db_name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
         conn.close()
-        env = {**self._base_env(), "DATABASE_URL": self.db_url}
+        env = {**self._base_env(), "DATABASE_URL": self.db_url, "DATA_KEY_FILE": self.data_key_file()}
         manage = [self.root.python, "manage.py"]
         subprocess.run([*manage, "migrate"], cwd=self.root.path, env=env, check=True, stdout=subprocess.DEVNULL)
         password_file = os.path.join(self.run_dir, "admin_password")

@@ -130,6 +130,15 @@ class AdminAuditHandler(AdminBase):
         self.write_json(await queries.list_audit(self.args("order_id", "action_type")))
 
 
+class AdminAuditVerifyHandler(AdminBase):
+    """GET /api/v1/admin/audit/verify: the audit trail verified from the rows as they are (admin, finance)."""
+
+    rights = {"GET": "audit.read"}
+
+    async def get(self):
+        self.write_json(await self.ctx.audit_verifier.verify())
+
+
 class AdminOperatorsHandler(AdminBase):
     """GET and POST /api/v1/admin/operators (admin)."""
 
@@ -247,6 +256,7 @@ def admin_api_routes(c) -> list:
         (r"/api/v1/admin/refunds", AdminRefundsHandler, c),
         (r"/api/v1/admin/notifications", AdminNotificationsHandler, c),
         (r"/api/v1/admin/audit", AdminAuditHandler, c),
+        (r"/api/v1/admin/audit/verify", AdminAuditVerifyHandler, c),
         (r"/api/v1/admin/operators", AdminOperatorsHandler, c),
         (rf"/api/v1/admin/operators/{num}", AdminOperatorHandler, c),
         (r"/api/v1/admin/bills", AdminBillsHandler, c),

@@ -52,9 +52,11 @@ class RequestPlumbing:
                      user_agent=self.request.headers.get("User-Agent"))
 
     def begin_serving(self):
-        """Bind the request id for logs and calls, and count the request in flight."""
+        """Bind the request id for logs and calls, count the request in flight, and notice a proxy that
+        TRUSTED_PROXIES does not name."""
         bind_request(self.request_id)
         self._count_in_flight(True)
+        self.ctx.forwarded_for.observe(self.request.remote_ip, self.request.headers)
 
     def _count_in_flight(self, serving: bool):
         if serving != getattr(self, "_in_flight", False):

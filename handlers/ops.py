@@ -9,6 +9,7 @@ from services.bills import views as bills
 from telemetry import metrics
 
 from .base import BaseHandler
+from .clientip import UNTRUSTED_FORWARDING
 
 
 class HealthHandler(BaseHandler):
@@ -19,10 +20,13 @@ class HealthHandler(BaseHandler):
 
 
 class ReadyHandler(BaseHandler):
-    """200 when MySQL answers; the body names each dependency's state (Redis is optional for payments)."""
+    """200 when MySQL answers; the body names each dependency's state (Redis is optional for payments), and
+    `trusted_proxies` once a request came with X-Forwarded-For from a peer outside TRUSTED_PROXIES."""
 
     async def get(self):
         ready, state = await health.readiness(self.ctx)
+        if self.ctx.forwarded_for.seen:  # only then: the body is the contract's while all is well
+            state["trusted_proxies"] = UNTRUSTED_FORWARDING
         self.write_json(state, 200 if ready else 503)
 
 

@@ -1,15 +1,14 @@
 """Peewee models on peewee-async's MySQLDatabase."""
 from .base import DATABASE_UNAVAILABLE, close_database, configure_database, database, open_database, utcnow
 from .tables import (
-    BillDay, BillDiscrepancy, BillRun, CourseSchedule, IdempotencyKey, JobLease, WechatPayNotification, Operator,
-    OperatorLoginFailures, PaymentAuditLog, PaymentOrder, PaymentTransaction, Refund, SchemaMigration,
+    AuditSealHead, BillDay, BillDiscrepancy, BillRun, CourseSchedule, IdempotencyKey, JobLease, WechatPayNotification,
+    Operator, OperatorLoginFailures, PaymentAuditLog, PaymentOrder, PaymentTransaction, Refund, SchemaMigration,
     SeatReservation, SubscribeMessage, User, WaitlistEntry,
 )
 
 __all__ = [
-    "BillDay", "BillDiscrepancy", "BillRun", "CourseSchedule", "IdempotencyKey", "JobLease", "WechatPayNotification",
-    "Operator", "OperatorLoginFailures", "PaymentAuditLog", "PaymentOrder", "PaymentTransaction", "Refund",
-    "SchemaMigration", "SeatReservation", "SubscribeMessage", "User", "WaitlistEntry", "DATABASE_UNAVAILABLE",
-    "close_database", "configure_database", "database",
-    "open_database", "utcnow",
+    "AuditSealHead", "BillDay", "BillDiscrepancy", "BillRun", "CourseSchedule", "IdempotencyKey", "JobLease",
+    "WechatPayNotification", "Operator", "OperatorLoginFailures", "PaymentAuditLog", "PaymentOrder",
+    "PaymentTransaction", "Refund", "SchemaMigration", "SeatReservation", "SubscribeMessage", "User", "WaitlistEntry",
+    "DATABASE_UNAVAILABLE", "close_database", "configure_database", "database", "open_database", "utcnow",
 ]

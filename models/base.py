@@ -6,6 +6,7 @@ import datetime as dt
 import peewee
 import pymysql
 from peewee_async import AioModel, MySQLDatabase
+from pymysql.constants import CLIENT
 
 # Deferred: bound to a real server by open_database(); every model uses this one handle.
 database = MySQLDatabase(None)
@@ -34,6 +35,11 @@ class BaseModel(AioModel):
         legacy_table_names = False
 
 
+def _piggyback_cursor():
+    from .piggyback import PiggybackCursor  # it imports this module's `database`
+    return PiggybackCursor
+
+
 def configure_database(db_url, pool_max=20):
     """Point the shared handle at a server; the pool opens on first use (in the running loop)."""
     database.init(
@@ -50,6 +56,9 @@ def configure_database(db_url, pool_max=20):
             "pool_recycle": 600,
             # Decisions are taken after a row lock; READ COMMITTED makes the reads after it see the latest commits.
             "init_command": "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            # A transaction's BEGIN and COMMIT travel with its first and last statements (models/piggyback.py).
+            "client_flag": CLIENT.MULTI_STATEMENTS,
+            "cursorclass": _piggyback_cursor(),
         },
     )
 

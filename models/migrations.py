@@ -400,6 +400,22 @@ async def _v14_personal_data_encrypted():
         await database.aio_execute_sql("ALTER TABLE `subscribe_messages` DROP COLUMN `openid`")
 
 
+_GENESIS_SEAL = "0" * 64  # services/audit_trail/seal.py: GENESIS
+
+
+async def _v13_audit_seal():
+    # The rows already there stay unsealed: the sealer seals them from the first, in id order, at the next start.
+    await add_column("payment_audit_log", "personal_digest", "VARCHAR(64) NULL")
+    await add_column("payment_audit_log", "seal", "VARCHAR(64) NULL")
+    await database.aio_execute_sql(
+        "CREATE TABLE IF NOT EXISTS `audit_seal_head` (`id` INTEGER AUTO_INCREMENT NOT NULL PRIMARY KEY, "
+        "`through_id` BIGINT NOT NULL, `seal` VARCHAR(64) NOT NULL, `sealed_count` BIGINT NOT NULL, "
+        "`key_id` VARCHAR(16), `updated_at` DATETIME(6))")
+    await database.aio_execute_sql(
+        "INSERT IGNORE INTO `audit_seal_head` (`id`, `through_id`, `seal`, `sealed_count`) VALUES (1, 0, %s, 0)",
+        (_GENESIS_SEAL,))
+
+
 # Append new (version, name, coroutine function) entries; never edit an applied one.
 MIGRATIONS = [
     (1, "initial tables", _v1_initial_tables),
@@ -414,6 +430,7 @@ MIGRATIONS = [
     (10, "WeChat Pay bill reconciliation; refunds' success day and late successes", _v10_bills),
     (11, "waitlist, attendance, subscribe messages without an order", _v11_waitlist_attendance_and_endings),
     (12, "operator login failures and lockout per username", _v12_operator_login_failures),
+    (13, "the audit trail sealed", _v13_audit_seal),
     (14, "personal data encrypted at rest", _v14_personal_data_encrypted),
 ]
 

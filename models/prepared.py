@@ -51,6 +51,19 @@ class Prepared:
 
         return await database.aio_execute_sql(self.sql, params, fetch_results=count)
 
+    async def each(self, *params) -> list[SimpleNamespace]:
+        """For a text of several statements (`;`-separated, sent in one packet: models/piggyback.py): each one's
+        `rows`, `rowcount` and `lastrowid`, in order. MySQL stops at the first that fails, and that error is raised."""
+        async def every(db, cursor):
+            found = []
+            while True:
+                found.append(SimpleNamespace(rows=await cursor.fetchall(), rowcount=cursor.rowcount,
+                                             lastrowid=cursor.lastrowid))
+                if not await cursor.nextset():
+                    return found
+
+        return await database.aio_execute_sql(self.sql, params, fetch_results=every)
+
     async def insert(self, *params) -> int:
         """Run an INSERT; the new row's id."""
         async def last_id(db, cursor):

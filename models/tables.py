@@ -212,7 +212,13 @@ class Refund(BaseModel):
 
 
 class PaymentAuditLog(BaseModel):
-    """One row per state change or refused attempt: who, what, from which state to which, with snapshots."""
+    """One row per state change or refused attempt: who, what, from which state to which, with snapshots.
+
+    Written unsealed by the transaction that makes the change; the sealer (services/audit_trail/) then fills
+    `personal_digest` (a keyed digest of the personal parts: ip_address, user_agent, request_data, response_data)
+    and `seal` (an HMAC chained to the previous row's seal), in id order. A column added here is not sealed until
+    services/audit_trail/seal.py names it.
+    """
 
     order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", null=True, index=True)
     transaction = pw.ForeignKeyField(PaymentTransaction, column_name="transaction_id", null=True)
@@ -232,9 +238,25 @@ class PaymentAuditLog(BaseModel):
     error_message = pw.TextField(null=True)
     request_id = pw.CharField(max_length=80, null=True, index=True)  # the X-Request-ID (or job round) behind it
     created_at = UTCDateTimeField(default=utcnow, index=True)
+    personal_digest = pw.CharField(max_length=64, null=True)  # set by the sealer
+    seal = pw.CharField(max_length=64, null=True)  # set by the sealer
 
     class Meta:
         table_name = "payment_audit_log"
+
+
+class AuditSealHead(BaseModel):
+    """The sealed head of the audit trail (one row, id 1): the last row sealed, its seal, how many rows are sealed,
+    and the id of the key that sealed them. Only the sealer writes it, under its row lock."""
+
+    through_id = pw.BigIntegerField()
+    seal = pw.CharField(max_length=64)
+    sealed_count = pw.BigIntegerField()
+    key_id = pw.CharField(max_length=16, null=True)
+    updated_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "audit_seal_head"
 
 
 class IdempotencyKey(BaseModel):

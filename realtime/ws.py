@@ -71,6 +71,7 @@ class OrderStatusSocket(tornado.websocket.WebSocketHandler):
 
     def open(self):
         bind_request(self.request_id)
+        self.ctx.forwarded_for.observe(self.request.remote_ip, self.request.headers)
         try:
             self.user_id = tokens.verify(self.ctx.settings.secret_key, self.get_query_argument("token", ""), "user")
         except errors.ServiceError:

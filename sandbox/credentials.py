@@ -258,6 +258,7 @@ def save_keyring(creds):
 def load_or_create(state_dir):
     """Load the credentials from `state_dir`, generating them first if they are not there yet."""
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    os.chmod(state_dir, 0o700)  # made by someone else first (a test harness, run.sh): its keys are no one else's
     if not os.path.exists(os.path.join(state_dir, FILES["identity"])):
         _generate(state_dir)
 

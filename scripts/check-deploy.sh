@@ -134,7 +134,7 @@ for key in [k for k in env if k.endswith("_FILE")]:
     path = os.path.join(work, key.lower())
     with open(path, "w") as fh:
         fh.write({"WECHATPAY_APIV3_KEY_FILE": "0123456789abcdef0123456789abcdef",
-                  "DATA_KEY_FILE": "00" * 32}.get(key, "dummy"))
+                  "DATA_KEY_FILE": "00" * 32, "AUDIT_KEY_FILE": "00" * 32}.get(key, "dummy"))
     env[key] = path
 settings.load(env)
 PY

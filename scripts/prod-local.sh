@@ -192,7 +192,7 @@ write_service_env() {
   (set -a; . var/dev.env; . "$DIR/sandbox/service.env"; set +a
    umask 077
    {
-     env | grep -E '^(DATABASE_URL|REDIS_URL|SECRET_KEY|WECHAT_[A-Z0-9_]+|WECHATPAY_[A-Z0-9_]+)=' \
+     env | grep -E '^(DATABASE_URL|REDIS_URL|SECRET_KEY|AUDIT_KEY_FILE|WECHAT_[A-Z0-9_]+|WECHATPAY_[A-Z0-9_]+)=' \
        | grep -vE '^(DATABASE_URL|REDIS_URL|WECHATPAY_NOTIFY_URL|WECHATPAY_REFUND_NOTIFY_URL|WECHATPAY_CERT_DIR)='
      echo "DATABASE_URL=${DATABASE_URL%/*}/$DB_NAME"
      echo "REDIS_URL=${REDIS_URL%/*}/2"
@@ -205,6 +205,7 @@ write_service_env() {
      echo "WECHATPAY_NOTIFY_URL=https://127.0.0.1:$https_port/api/v1/payment/wxpay/callback"
      echo "WECHATPAY_REFUND_NOTIFY_URL=https://127.0.0.1:$https_port/api/v1/payment/wxpay/refund-callback"
      echo "WECHATPAY_CERT_DIR=$DIR/wechatpay-certs"
+     echo "AUDIT_CHECKPOINT_DIR=$DIR/audit-checkpoints"
    } >"$DIR/service.env")
 }
 

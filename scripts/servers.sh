@@ -68,14 +68,23 @@ write_env() {
   [ -f "$VAR/secret_key" ] || (umask 077; head -c 32 /dev/urandom | base64 > "$VAR/secret_key")
   # The data key (contract §1 DATA_KEY_FILE): 64 hex characters. Never regenerated: it reads the openids stored.
   [ -f "$VAR/data_key" ] || (umask 077; head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n' > "$VAR/data_key")
-  cat > "$VAR/dev.env" <<ENV
+  # The audit key (contract §1 AUDIT_KEY_FILE): 64 hex characters. Never regenerated: it verifies the seals made.
+  [ -f "$VAR/audit_key" ] || (umask 077; head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n' > "$VAR/audit_key")
+  # It holds SECRET_KEY and the database password: 0600 (a new file renamed over the old, whatever its mode was).
+  (umask 077; cat > "$VAR/dev.env.tmp" <<ENV
 DATABASE_URL=mysql://gym:$pw@127.0.0.1:$MYSQL_PORT/gym
 TEST_DATABASE_URL=mysql://gym:$pw@127.0.0.1:$MYSQL_PORT/gym_test
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/15
 SECRET_KEY=$(cat "$VAR/secret_key")
 DATA_KEY_FILE=$VAR/data_key
+AUDIT_KEY_FILE=$VAR/audit_key
+AUDIT_CHECKPOINT_DIR=$VAR/audit-checkpoints
 ENV
+  )
+  mv -f "$VAR/dev.env.tmp" "$VAR/dev.env"
+  # Secrets written by earlier versions with the default umask.
+  chmod 600 "$VAR/db_password" "$VAR/secret_key" "$VAR/data_key" "$VAR/audit_key"
 }
 
 stop_all() {

@@ -81,12 +81,14 @@ def _insert_for(count: int) -> Prepared:
     return statement
 
 
-async def flush(rows):
-    """Write the collected rows in one INSERT (inside the transaction, before it commits)."""
+async def flush(rows, tx=None):
+    """Write the collected rows in one INSERT, the last statement of the transaction `tx` (its COMMIT goes with it)."""
     if rows is None:
         return
     pending_rows.set(None)
     if rows:
+        if tx is not None:
+            tx.commit_with_next()
         await _insert_for(len(rows)).execute(*(value for row in rows for value in row))
 
 

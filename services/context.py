@@ -24,9 +24,12 @@ class AppContext:
     messages: object = None  # services.messages.subscribe_messages.MessageSender
     hub: object = None  # realtime.hub.Hub
     reconciler: object = None  # services.jobs.reconcile.Reconciler
+    audit_sealer: object = None  # services.audit_trail.sealer.AuditSealer
+    audit_verifier: object = None  # services.audit_trail.verify.Verifier
     bill_job: object = None  # services.jobs.bills.BillJob
     admission: object = None  # services.admission.Admission: this worker's budgets of expensive requests
     in_flight: int = 0  # HTTP requests being served (a draining worker waits for them)
+    forwarded_for: object = None  # handlers.clientip.ForwardedForWatch (X-Forwarded-For from an untrusted peer)
 
     def count_message(self, kind, result):
         """A subscribe message was sent, will be retried, or failed for good."""

@@ -1,4 +1,5 @@
-"""A unit of work: one database transaction, retried on deadlock, whose status events go out after commit."""
+"""A unit of work: one database transaction, retried on deadlock, whose status events go out after commit (its BEGIN
+and COMMIT sent with its first statement and its audit rows: models/piggyback.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,7 +8,7 @@ import logging
 import peewee
 import pymysql
 
-from models import database
+from models.piggyback import transaction
 
 from . import audit
 from .formats import iso
@@ -76,11 +77,11 @@ async def run_in_transaction(ctx, fn, *args, retries=4, **kwargs):
     while True:
         uow = UnitOfWork(getattr(ctx, "settings", None))
         try:
-            async with database.aio_atomic():
+            async with transaction() as tx:  # BEGIN with the first statement, COMMIT with the audit rows
                 rows = audit.collect()
                 try:
                     result = await fn(uow, *args, **kwargs)
-                    await audit.flush(rows)
+                    await audit.flush(rows, tx)
                 finally:
                     audit.discard(rows)
         except (peewee.OperationalError, pymysql.err.OperationalError) as e:

@@ -60,6 +60,12 @@ DEPENDENCY_UP = Gauge("gym_dependency_up", "1 when the dependency answers (check
                       ["dependency"], multiprocess_mode="mostrecent")
 DB_POOL = Gauge("gym_db_pool_connections", "Database pool connections of each process", ["state"],
                 multiprocess_mode="livesum")
+AUDIT_VERIFY_OK = Gauge("gym_audit_verify_ok", "1 when the last verification found the audit trail intact, 0 when not",
+                        multiprocess_mode="mostrecent")
+AUDIT_VERIFY_TIME = Gauge("gym_audit_verify_timestamp_seconds", "Unix time of the last verification of the audit trail",
+                          multiprocess_mode="max")
+AUDIT_SEAL_LAG = Gauge("gym_audit_seal_lag_seconds", "Age of the oldest audit row not sealed yet (0 when all are)",
+                       multiprocess_mode="mostrecent")
 ADMISSION = Counter("gym_admission_total", "Expensive requests by budget and outcome: admitted at once, queued "
                     "then admitted, shed (no room to wait, or the wait ran out)",
                     ["budget", "outcome"])

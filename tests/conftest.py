@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -22,9 +23,9 @@ def _dev_env():
 
 @pytest.fixture(scope="session")
 def server_env():
-    """DATABASE_URL / REDIS_URL / SECRET_KEY / DATA_KEY_FILE (the dev key) for this run: a database of its own
-    (never the dev data), created empty for the run and dropped after it, so parallel runs cannot disturb each
-    other."""
+    """DATABASE_URL / REDIS_URL / SECRET_KEY / DATA_KEY_FILE and AUDIT_KEY_FILE (the dev keys) for this run: a
+    database of its own (never the dev data), created empty for the run and dropped after it, so parallel runs
+    cannot disturb each other; the audit trail's checkpoints in a directory of the run's own too."""
     dev = _dev_env()
     base = settings_module.parse_database_url({"DATABASE_URL": dev["TEST_DATABASE_URL"]})
     name = f"gym_test_{os.getpid()}"
@@ -32,9 +33,12 @@ def server_env():
                       f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"])
     url = dev["TEST_DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
     redis = RedisServer(f"session-{os.getpid()}")  # a Redis of the run's own, for the same reason
+    checkpoints = os.path.join(VAR, "test", f"audit-checkpoints-{os.getpid()}")
     yield {"DATABASE_URL": url, "REDIS_URL": redis.url, "SECRET_KEY": "test-secret-key-0123456789abcdef",
-           "DATA_KEY_FILE": dev["DATA_KEY_FILE"]}
+           "DATA_KEY_FILE": dev["DATA_KEY_FILE"], "AUDIT_KEY_FILE": dev["AUDIT_KEY_FILE"],
+           "AUDIT_CHECKPOINT_DIR": checkpoints}
     redis.stop()
+    shutil.rmtree(checkpoints, ignore_errors=True)
     admin_sql(base, [f"DROP DATABASE IF EXISTS `{name}`"])
 
 

@@ -5,12 +5,18 @@
 #   gym-backup.sh binlogs   close the current binary log and copy every closed one (gym-binlog-backup.timer)
 # Run as root: MariaDB's root@localhost logs in over the Unix socket. Settings (optional, /etc/gym/backup.env):
 #   BACKUP_DIR (/var/backups/gym), GYM_DB (gym), KEEP_DAYS (14), BACKUP_REMOTE (an rsync target, e.g.
-#   backup@10.0.0.9:/srv/gym-backups; without one the backups share the database's disk, which is not a backup).
+#   backup@10.0.0.9:/srv/gym-backups; without one the backups share the database's disk, which is not a backup),
+#   AUDIT_CHECKPOINT_DIR (/var/lib/gym/audit-checkpoints) and CHECKPOINT_REMOTE (an rsync target of its own, e.g.
+#   audit@10.0.0.9:/srv/gym-audit-checkpoints): the audit trail's daily checkpoints are kept apart from the dumps,
+#   added to and never overwritten or pruned, so that whoever rewrites the database and its dumps cannot rewrite
+#   them too (docs/deploy.md, section 17, "The audit trail").
 set -euo pipefail
 BACKUP_DIR=${BACKUP_DIR:-/var/backups/gym}
 GYM_DB=${GYM_DB:-gym}
 KEEP_DAYS=${KEEP_DAYS:-14}
 BACKUP_REMOTE=${BACKUP_REMOTE:-}
+AUDIT_CHECKPOINT_DIR=${AUDIT_CHECKPOINT_DIR:-/var/lib/gym/audit-checkpoints}
+CHECKPOINT_REMOTE=${CHECKPOINT_REMOTE:-}
 MYSQL=(mariadb -uroot)  # reads /etc/mysql and /root/.my.cnf, as mariadb-dump does
 command -v mariadb >/dev/null 2>&1 || MYSQL=(mysql -uroot)
 DUMP=$(command -v mariadb-dump || command -v mysqldump)
@@ -54,4 +60,10 @@ esac
 if [ -n "$BACKUP_REMOTE" ]; then
   rsync -a "$BACKUP_DIR/" "$BACKUP_REMOTE/"
   echo "copied to $BACKUP_REMOTE"
+fi
+if [ -n "$CHECKPOINT_REMOTE" ] && [ -d "$AUDIT_CHECKPOINT_DIR" ]; then
+  rsync -a --ignore-existing "$AUDIT_CHECKPOINT_DIR/" "$CHECKPOINT_REMOTE/"
+  echo "audit checkpoints copied to $CHECKPOINT_REMOTE (existing ones left as they were)"
+elif [ -z "$CHECKPOINT_REMOTE" ]; then
+  echo "CHECKPOINT_REMOTE is not set: the audit checkpoints in $AUDIT_CHECKPOINT_DIR have no copy apart" >&2
 fi

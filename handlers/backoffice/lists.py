@@ -50,11 +50,14 @@ class NotificationsHandler(PageHandler):
 
 
 class AuditHandler(PageHandler):
-    """GET /admin/audit?order_id=&action_type=: the audit log, newest first."""
+    """GET /admin/audit?order_id=&action_type=: the audit log, newest first, under the verdict on its seals (the whole
+    page only: a search that fills the list does not verify again)."""
 
     rights = {"GET": "audit.read"}
 
     async def get(self):
         args = self.args("order_id", "action_type")
         found, error, status = await _found(queries.list_audit, args)
-        self.show("audit.html", "_audit_table.html", "results", status, found=found, args=args, error=error)
+        verdict = None if self.wants("results") else await self.ctx.audit_verifier.verify()
+        self.show("audit.html", "_audit_table.html", "results", status, found=found, args=args, error=error,
+                  verdict=verdict)

@@ -51,6 +51,10 @@ INSERT_RESERVATION = Prepared(
     "INSERT INTO `seat_reservations` (`reservation_id`, `order_id`, `course_schedule_id`, `user_id`, `seat_count`, "
     "`status`, `payment_started`, `expires_at`, `created_at`, `updated_at`) "
     f"VALUES (%s, %s, %s, %s, 1, '{TEMPORARY}', 0, %s, %s, %s)")
+# Both in one round trip: the hold names the order just inserted by LAST_INSERT_ID(). Parameters: INSERT_ORDER's,
+# then INSERT_RESERVATION's without the order id.
+INSERT_ORDER_AND_HOLD = Prepared(INSERT_ORDER.sql + ";" + INSERT_RESERVATION.sql.replace(
+    "VALUES (%s, %s, ", "VALUES (%s, LAST_INSERT_ID(), ", 1))
 
 
 async def open_order(uow, settings, user_id, schedule, actor, request_snapshot, now):
@@ -61,14 +65,14 @@ async def open_order(uow, settings, user_id, schedule, actor, request_snapshot, 
         status=PENDING, description=f"体验课 {schedule.title}"[:127], trade_type=None, transaction_id=None,
         prepay_id=None, code_url=None, refunded_fen=0, failure_reason=None, paid_at=None, created_at=now,
         updated_at=now, expires_at=now + dt.timedelta(seconds=settings.order_expire_seconds))
-    order.id = await INSERT_ORDER.insert(
-        order.order_id, user_id, schedule.id, Decimal(price) / 100, price, order.description, user_id, now, now,
-        order.expires_at)
     reservation = SimpleNamespace(
-        reservation_id=uuid.uuid4().hex, order_id=order.id, status=TEMPORARY, payment_started=False,
+        reservation_id=uuid.uuid4().hex, status=TEMPORARY, payment_started=False,
         expires_at=now + dt.timedelta(seconds=settings.seat_hold_seconds), confirmed_at=None)
-    reservation.id = await INSERT_RESERVATION.insert(
-        reservation.reservation_id, order.id, schedule.id, user_id, reservation.expires_at, now, now)
+    placed, held = await INSERT_ORDER_AND_HOLD.each(
+        order.order_id, user_id, schedule.id, Decimal(price) / 100, price, order.description, user_id, now, now,
+        order.expires_at, reservation.reservation_id, schedule.id, user_id, reservation.expires_at, now, now)
+    order.id, reservation.id = placed.lastrowid, held.lastrowid
+    reservation.order_id = order.id
     await audit.record("order_created", actor, order=order, new_status=PENDING, request=request_snapshot,
                        detail=f"schedule {schedule.id}, {yuan(price)} CNY")
     await audit.record("seat_held", actor, order=order, entity="reservation", new_status=TEMPORARY,

@@ -6,6 +6,7 @@ import hashlib
 import json
 import weakref
 from decimal import Decimal, InvalidOperation
+from types import SimpleNamespace
 
 import peewee
 
@@ -102,7 +103,17 @@ async def _live_orders(uow, user_id, now):
     return live
 
 
-async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor, request_snapshot):
+# The schedule locked (step 3 of the lock order), then its seats counted, in one round trip: two statements, so the
+# count's read view is taken when it starts, after the lock was granted (see docs/design.md). Parameters: schedule
+# id, now, schedule id.
+LOCK_AND_COUNT = Prepared(LOCK_SCHEDULE.sql + ";" + SEATS_TAKEN.sql)
+
+
+async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor, request_snapshot,
+                  none_live=False):
+    """The locked path. `none_live`: a read made just before found no live order of the parent's, so their live
+    orders are not read again: an empty FOR UPDATE read locks nothing at READ COMMITTED, and one that appeared
+    since is refused by the `trial_slot` unique key (the caller then comes back without `none_live`)."""
     settings = ctx.settings
     now = utcnow()
     if idem_key:
@@ -113,19 +124,21 @@ async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor,
                 raise errors.ServiceError(422, "IDEMPOTENCY_KEY_REUSED", "该 Idempotency-Key 已用于另一个请求")
             order = await PaymentOrder.select().where(PaymentOrder.id == seen.order_id).aio_get()
             return seen.status_code, order, None
-    live = await _live_orders(uow, user_id, now)
+    live = [] if none_live else await _live_orders(uow, user_id, now)
     if any(o.status == PAID for o in live):
         raise errors.trial_already_booked()
     for order in live:
         if order.course_schedule_id == schedule_id:  # asked again: the answer is the order as it stands, whole
             return 200, await PaymentOrder.select().where(PaymentOrder.id == order.id).aio_get(), None
         raise errors.pending_order_exists(order.order_id)
-    schedule = await LOCK_SCHEDULE.first(schedule_id)
-    if schedule is None:
+    locked, counted = await LOCK_AND_COUNT.each(schedule_id, now, schedule_id)
+    if not locked.rows:
         raise errors.not_found("课程不存在")
+    _, title, starts_at, capacity = locked.rows[0]
+    schedule = SimpleNamespace(id=schedule_id, title=title, starts_at=starts_at, capacity=capacity)
     if schedule.starts_at <= now:
         raise errors.ServiceError(409, "SCHEDULE_CLOSED", "该课程已开始，无法预约")
-    taken, in_line = (await SEATS_TAKEN.rows(now, schedule.id))[0]
+    taken, in_line = counted.rows[0]
     kept = None
     if in_line:
         # A waitlist: a seat that came free goes to the line first (offer_free_seats, under this lock); then the
@@ -168,20 +181,21 @@ def _schedule_gate(schedule_id) -> asyncio.Lock:
     return gate
 
 
-async def _precheck(user_id, schedule_id):
+async def _precheck(user_id, schedule_id) -> bool:
     """Answer the plain refusals from one unlocked read: an unknown schedule, one that started, or a full one asked
     for by a parent with nothing open (a stale "full" is only as stale as arriving a moment earlier; a seat is
-    granted only under the schedule's lock, in _create)."""
+    granted only under the schedule's lock, in _create). True when the parent had no live order."""
     now = utcnow()
     seen = await PRECHECK.first(now, user_id, user_id, now, schedule_id)
     if seen is None:
         raise errors.not_found("课程不存在")
     if seen.live or seen.offers:
-        return  # their own order, or a kept seat, decides the answer: the locked path
+        return False  # their own order, or a kept seat, decides the answer: the locked path
     if seen.starts_at <= now:
         raise errors.ServiceError(409, "SCHEDULE_CLOSED", "该课程已开始，无法预约")
     if seen.taken >= seen.capacity:
         raise errors.sold_out()
+    return True  # no live order of the parent's
 
 
 async def _record_amount_mismatch(uow, user_id, actor, request_snapshot, sent_fen, price):
@@ -191,12 +205,11 @@ async def _record_amount_mismatch(uow, user_id, actor, request_snapshot, sent_fe
 
 async def _create_in_turn(ctx, user_id, schedule_id, idem_key, request_hash, actor, snapshot):
     """The plain refusals from one read, then the locked path (retried once after a unique-key collision)."""
-    if not idem_key:
-        await _precheck(user_id, schedule_id)
+    none_live = False if idem_key else await _precheck(user_id, schedule_id)
     for attempt in range(2):
         try:
             return await run_in_transaction(ctx, _create, ctx, user_id, schedule_id, idem_key, request_hash, actor,
-                                            snapshot)
+                                            snapshot, none_live=none_live and not attempt)
         except peewee.IntegrityError:
             # The same parent's other request inserted first (one live order per parent: trial_slot is unique).
             # Once more: it now finds that order (or the Idempotency-Key it stored) and answers from it.

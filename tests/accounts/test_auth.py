@@ -5,7 +5,7 @@ from models import Operator, User, personal_data
 from services.accounts import passwords
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=60)  # argon2 takes a second a hash on a loaded machine
 async def test_login_exchanges_the_code_and_upserts_the_user(api):
     minted = await api.control("POST", "/sandbox/wx/login", {})
     status, body, _ = await api.call("POST", "/api/v1/auth/login", {"code": minted["code"]})
@@ -20,7 +20,7 @@ async def test_login_exchanges_the_code_and_upserts_the_user(api):
     assert await User.select().where(found).aio_count() == 1
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=60)  # argon2 takes a second a hash on a loaded machine
 async def test_bad_used_or_missing_codes(api):
     minted = await api.control("POST", "/sandbox/wx/login", {})
     assert (await api.call("POST", "/api/v1/auth/login", {"code": minted["code"]}))[0] == 200
@@ -33,7 +33,7 @@ async def test_bad_used_or_missing_codes(api):
         assert status == 400 and body["error"]["code"] == "INVALID_REQUEST"
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=60)  # argon2 takes a second a hash on a loaded machine
 async def test_wechat_unavailable_is_503(api):
     await api.control("POST", "/sandbox/faults", {"path_prefix": "/sns/jscode2session", "status": 500,
                                                   "code": "SYSTEM_ERROR", "count": 1})
@@ -42,7 +42,7 @@ async def test_wechat_unavailable_is_503(api):
     assert status == 503 and body["error"]["code"] == "SERVICE_UNAVAILABLE"
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=60)  # argon2 takes a second a hash on a loaded machine
 async def test_operator_login_roles_and_user_tokens_on_admin_routes(api):
     status, body, _ = await api.call("GET", "/api/v1/admin/schedules")
     assert status == 401
@@ -74,7 +74,7 @@ async def test_operator_login_roles_and_user_tokens_on_admin_routes(api):
     assert status == 401 and body["error"]["code"] == "UNAUTHENTICATED"
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=60)  # argon2 takes a second a hash on a loaded machine
 async def test_operator_passwords_are_stored_under_argon2(api):
     await api.admin_token("staff")
     operator = await Operator.select().order_by(Operator.id.desc()).aio_first()
@@ -83,7 +83,7 @@ async def test_operator_passwords_are_stored_under_argon2(api):
     assert not passwords.check_password(operator.password_hash, "wrong")
 
 
-@pytest.mark.gen_test
+@pytest.mark.gen_test(timeout=60)  # argon2 takes a second a hash on a loaded machine
 async def test_manage_py_creates_an_operator_who_can_log_in(api, service_env, tmp_path):
     import asyncio
     import os

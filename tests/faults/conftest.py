@@ -54,7 +54,9 @@ def service_env(sandbox, database_url, redis_url, cert_dir, **extra):
     env = {k: v for k, v in sandbox.env.items() if k.startswith("WECHAT")}
     env.update({"DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": "test-secret-key-0123456789abcdef",
                 "DATA_KEY_FILE": read_env_file(os.path.join(VAR, "dev.env"))["DATA_KEY_FILE"],
-                "WECHATPAY_CERT_DIR": str(cert_dir), "RATE_LIMIT_PER_MINUTE": "0", **ROOMY_ADMISSION})
+                "WECHATPAY_CERT_DIR": str(cert_dir), "RATE_LIMIT_PER_MINUTE": "0", **ROOMY_ADMISSION,
+                "AUDIT_KEY_FILE": os.path.join(VAR, "audit_key"),
+                "AUDIT_CHECKPOINT_DIR": os.path.join(os.path.dirname(str(cert_dir)), "audit-checkpoints")})
     env.update(extra)
     return env
 

@@ -1,12 +1,14 @@
 """Contract §3, personal data at rest: after a parent's whole story — login, order, payment, the 预约成功 message, a
-refund and its notification, the 退款通知 message, a second order cancelled — no table holds the parent's openid in
-clear, while what needs it can still read it and the back office shows the masked form."""
+refund and its notification, the 退款通知 message, a second order cancelled, the day's WeChat Pay bill (whose rows
+name the payer) reconciled — no table holds the parent's openid in clear, while what needs it can still read it and
+the back office shows the masked form."""
 import logging
 
 import pytest
 
 from models import PaymentOrder, PaymentTransaction, User, personal_data
 from tests.api import eventually
+from tests.bills.books import DAYS, at, day_ago, reconcile
 from tests.models.personal_data_scan import places_holding, text_columns
 
 
@@ -23,7 +25,15 @@ async def _messages_to(api, openid):
 @pytest.mark.gen_test(timeout=120)
 async def test_a_parents_whole_story_leaves_the_openid_in_clear_in_no_table(api, settings, caplog):
     caplog.set_level(logging.DEBUG)
-    sid, token, openid, order = await api.paid_order(capacity=2)
+    day = day_ago(DAYS["personal_data"])
+    sid, token, openid, order, _ = await api.order_in_payment(capacity=2)
+    await api.control("POST", f"/sandbox/orders/{order['order_id']}/pay",
+                      {"notify": True, "success_time": at(day, "10:00:00")})
+
+    async def paid():
+        return (await api.get_order(token, order["order_id"]))["status"] == "paid"
+
+    await eventually(paid, what="the payment notification to be applied")
     await eventually(lambda: _messages_to(api, openid), what="the 预约成功 message")  # sent to the decrypted openid
     again = await api.login(openid)
     assert again[1] == openid
@@ -45,6 +55,9 @@ async def test_a_parents_whole_story_leaves_the_openid_in_clear_in_no_table(api,
     status, cancelled, _ = await api.call("POST", f"/api/v1/payment/orders/{second['order_id']}/cancel", {},
                                           token=again[0])
     assert status == 200 and cancelled["status"] == "cancelled", cancelled
+
+    bill = await reconcile(api, finance, day)  # its 用户标识 column is the payer's openid
+    assert bill["status"] == "matched" and bill["wechat"]["payments"] == 1, bill
 
     # The back office and the API show the masked form, read as stored.
     masked = personal_data.mask_value(openid)

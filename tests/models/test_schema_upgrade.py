@@ -240,6 +240,8 @@ def test_a_first_release_database_comes_out_with_every_openid_encrypted(scratch_
     service = ServiceProcess({**{k: v for k, v in sandbox.env.items() if k.startswith("WECHAT")},
                               "DATABASE_URL": url, "REDIS_URL": server_env["REDIS_URL"],
                               "SECRET_KEY": server_env["SECRET_KEY"], "DATA_KEY_FILE": _dev_data_key_file(),
+                              "AUDIT_KEY_FILE": server_env["AUDIT_KEY_FILE"],
+                              "AUDIT_CHECKPOINT_DIR": server_env["AUDIT_CHECKPOINT_DIR"],
                               "RUN_JOBS": "false"}, name="upgraded-login")
     try:
         minted = sandbox.control("POST", "/sandbox/wx/login", {"openid": "o-parent-3"})

@@ -64,7 +64,10 @@ async def test_a_whole_booking_leaves_no_secret_in_the_log(service, sandbox, ser
                "operator token": admin, "password": "hunter2-hunter2", "SECRET_KEY": service_env["SECRET_KEY"]}
     with open(service_env["DATA_KEY_FILE"], encoding="ascii") as fh:
         data_key = fh.read().strip()
-    assert _leaks(text, {**secrets, "openid": minted["openid"], "DATA_KEY_FILE": data_key}) == []
+    with open(service_env["AUDIT_KEY_FILE"], encoding="ascii") as fh:
+        audit_key = fh.read().strip()
+    assert _leaks(text, {**secrets, "openid": minted["openid"], "DATA_KEY_FILE": data_key,
+                         "AUDIT_KEY_FILE": audit_key}) == []
     with open(sandbox_log, encoding="utf-8", errors="replace") as fh:
         fh.seek(sandbox_start)
         assert _leaks(fh.read(), secrets) == []

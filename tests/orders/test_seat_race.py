@@ -32,19 +32,18 @@ async def _rush(api, ctx, monkeypatch, locked: bool):
     monkeypatch.setattr(booking, "_schedule_gate", lambda schedule_id: asyncio.Lock())
     together = asyncio.Barrier(PARENTS)
     if not locked:
-        monkeypatch.setattr(booking, "LOCK_SCHEDULE", Prepared(locks.LOCK_SCHEDULE.sql.replace(" FOR UPDATE", ""),
-                                                               locks.LOCK_SCHEDULE.columns))
-        counted = booking.SEATS_TAKEN
+        assert booking.LOCK_AND_COUNT.sql.startswith(locks.LOCK_SCHEDULE.sql + ";")  # the lock, then the count
+        unlocked = Prepared(booking.LOCK_AND_COUNT.sql.replace(" FOR UPDATE", ""))
 
         class CountThenWait:
             """The seats counted, then a wait until every parent has counted (the widest window of the race)."""
 
-            async def rows(self, *params):
-                found = await counted.rows(*params)
+            async def each(self, *params):
+                found = await unlocked.each(*params)
                 await together.wait()
                 return found
 
-        monkeypatch.setattr(booking, "SEATS_TAKEN", CountThenWait())
+        monkeypatch.setattr(booking, "LOCK_AND_COUNT", CountThenWait())
 
     async def book(user_id):
         if locked:
