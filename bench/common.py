@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from bench.world import (
 )
 
 API_MAX_CAPACITY = 1000  # the admin API refuses more seats per session
+SETUP_RETRY_SECONDS = 300  # a setup call turned away by admission control is sent again for this long
 
 
 # -- options --------------------------------------------------------------------------------------------------
@@ -67,12 +69,12 @@ class Setup:
 
     async def call(self, method, path, payload=None, token=None, headers=None):
         """An API call of the setup: a 503 with Retry-After (admission control) is sent again after it."""
-        for _ in range(30):
+        deadline = time.monotonic() + SETUP_RETRY_SECONDS
+        while True:
             answer = await self.api.call(method, path, payload, token=token, headers=headers)
-            if answer[0] != 503 or answer.retry_after is None:
+            if answer[0] != 503 or answer.retry_after is None or time.monotonic() > deadline:
                 return answer
-            await asyncio.sleep(answer.retry_after)
-        return answer
+            await asyncio.sleep(answer.retry_after * (1 + random.random() / 5))
 
     async def admin_token(self):
         """The bench operator's token."""

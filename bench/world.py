@@ -207,6 +207,12 @@ class World:
             db_url = self.start_sqlcount()
         self.start_service(db_url)
 
+    def restart_service(self):
+        """A fresh service process on the same database (what the setup left in the old one's heap goes)."""
+        self.started.remove(self.service)
+        self.service.stop()
+        self.start_service(self._service_db_url)
+
     def start_sqlcount(self):
         """The counting proxy; returns the DATABASE_URL that goes through it."""
         target = urlparse(self.db_url)
@@ -229,7 +235,20 @@ class World:
 
     def start_service(self, db_url):
         """`python server.py` from the service root, on a free port."""
+        self._service_db_url = db_url
         port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = self.service_env(db_url, port)
+        self.service = Proc([self.root.python, "server.py"], self.root.path, env,
+                            self.log_path("service"),
+                            ready=healthy(url + "/healthz"), what="service")
+        self.service.url = url
+        self.started.append(self.service)
+        log(f"{self.name}: service pid {self.service.pid} on {url} from {self.root.path} "
+            f"(WORKERS={self.args.workers}); log {self.service.log_path}")
+
+    def service_env(self, db_url, port):
+        """The environment the service runs with on this World's servers."""
         url = f"http://127.0.0.1:{port}"
         env = {**self._base_env(),
                "DATABASE_URL": db_url, "REDIS_URL": self.redis.url,
@@ -249,13 +268,7 @@ class World:
         for item in self.args.env or ():
             key, _, value = item.partition("=")
             env[key] = value
-        self.service = Proc([self.root.python, "server.py"], self.root.path, env,
-                            self.log_path("service"),
-                            ready=healthy(url + "/healthz"), what="service")
-        self.service.url = url
-        self.started.append(self.service)
-        log(f"{self.name}: service pid {self.service.pid} on {url} from {self.root.path} "
-            f"(WORKERS={self.args.workers}); log {self.service.log_path}")
+        return env
 
     def data_key_file(self):
         """A data key of this run's own (DATA_KEY_FILE: the openids are encrypted at rest)."""
@@ -271,8 +284,11 @@ class World:
         return os.path.join(BENCH_VAR, "logs", f"{os.getpid()}-{self.name}-{what}.log")
 
     def _base_env(self):
-        return {k: v for k, v in os.environ.items()
-                if not k.startswith(("WECHAT", "DATABASE", "REDIS", "WORKERS", "PYTHONPATH", "VIRTUAL_ENV"))}
+        """This environment without what the World sets itself, plus the dev keys (DATA_KEY_FILE, ...) that
+        var/dev.env names: the service, its manage.py and the sandbox start with them."""
+        keys = {k: v for k, v in self.dev.items() if k.endswith("_KEY_FILE")}
+        return {**keys, **{k: v for k, v in os.environ.items()
+                           if not k.startswith(("WECHAT", "DATABASE", "REDIS", "WORKERS", "PYTHONPATH", "VIRTUAL_ENV"))}}
 
     def recreate_database(self):
         """Drop and create our database, migrate it with the service root's manage.py, add the operator."""
