@@ -93,12 +93,16 @@ async def flush(rows, tx=None):
 
 
 def _row(action, actor: Actor, *, order=None, transaction=None, refund=None, entity="order", old_status=None,
-         new_status=None, detail=None, request=None, response=None, error=None) -> tuple:
+         new_status=None, detail=None, request=None, response=None, error=None, user_id=None) -> tuple:
+    if actor.user_id is not None:
+        user_id = actor.user_id
+    elif user_id is None and order is not None:
+        user_id = order.user_id
     return (
         order.id if order is not None else None,
         transaction.id if transaction is not None else None,
         refund.id if refund is not None else None,
-        actor.user_id if actor.user_id is not None else (order.user_id if order is not None else None),
+        user_id,
         actor.operator_id, actor.kind, action, detail, entity, old_status, new_status, actor.ip,
         (actor.user_agent or None) and actor.user_agent[:1000], _snapshot(request), _snapshot(response), error,
         current_request_id(), utcnow(),
@@ -123,11 +127,13 @@ def nothing_pending() -> bool:
 
 
 async def record(action, actor: Actor, *, order=None, transaction=None, refund=None, entity="order",
-                 old_status=None, new_status=None, detail=None, request=None, response=None, error=None):
-    """One audit row, written in the transaction that makes the change (batched with the transaction's others)."""
+                 old_status=None, new_status=None, detail=None, request=None, response=None, error=None,
+                 user_id=None):
+    """One audit row, written in the transaction that makes the change (batched with the transaction's others);
+    `user_id` names the parent concerned when neither the actor nor an order does (a waitlist entry's)."""
     row = _row(action, actor, order=order, transaction=transaction, refund=refund, entity=entity,
                old_status=old_status, new_status=new_status, detail=detail, request=request, response=response,
-               error=error)
+               error=error, user_id=user_id)
     rows = pending_rows.get()
     if rows is not None:
         rows.append(row)

@@ -35,6 +35,7 @@ from .statuses import (
     RESERVATION_TRANSITIONS, TEMPORARY, TRIAL_HOLDING, IllegalTransition, check,
 )
 from .transactions import check_transaction, record_transaction
+from .waitlist import seat_freed
 
 log = logging.getLogger("gym.lifecycle")
 
@@ -212,9 +213,11 @@ async def set_reservation_status(uow, reservation, new_status, actor, action, or
 
 
 async def end_order(uow, order, new_status, reason, actor, action, request=None, response=None):
-    """End a pending order (cancelled / failed / expired) and free its seat at once."""
+    """End a pending order (cancelled / failed / expired) and free its seat at once (kept for the waitlist's next
+    in line, if anyone waits)."""
     reservation = await lock_reservation(order)
-    if reservation is not None and reservation.status == TEMPORARY:
+    released = reservation is not None and reservation.status == TEMPORARY
+    if released:
         seat_status = EXPIRED if new_status == EXPIRED else CANCELLED
         await set_reservation_status(uow, reservation, seat_status, actor, f"seat_{seat_status}", order,
                                      detail=f"seat released: {reason}")
@@ -223,6 +226,8 @@ async def end_order(uow, order, new_status, reason, actor, action, request=None,
                            failure_reason=reason, request=request, response=response)
     if new_status == FAILED:
         uow.payment_failed(reason)
+    if released:
+        await seat_freed(uow, order.course_schedule_id)
     return reservation
 
 
