@@ -69,6 +69,8 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
         (rf"/api/v1/payment/orders/{ORDER_ID}", parents.OrderHandler, c),
         (r"/api/v1/payment/wxpay/create", parents.WxPayCreateHandler, c),
         (rf"/api/v1/payment/wxpay/qrcode/{ORDER_ID}", parents.WxPayQRCodeHandler, c),
+        (r"/api/v1/waitlist", parents.WaitlistHandler, c),
+        (r"/api/v1/waitlist/([0-9]{1,18})", parents.WaitlistEntryHandler, c),
         (r"/api/v1/payment/wxpay/callback", wechatpay_notifications.PaymentNotificationHandler, c),
         (r"/api/v1/payment/wxpay/refund-callback", wechatpay_notifications.RefundNotificationHandler, c),
         *admin_api_routes(c),
