@@ -283,8 +283,8 @@ class World:
         """This environment without what the World sets itself, plus the dev keys (DATA_KEY_FILE, ...) that
         var/dev.env names: the service, its manage.py and the sandbox start with them."""
         keys = {k: v for k, v in self.dev.items() if k.endswith("_KEY_FILE")}
-        return {**keys, **{k: v for k, v in os.environ.items()
-                           if not k.startswith(("WECHAT", "DATABASE", "REDIS", "WORKERS", "PYTHONPATH", "VIRTUAL_ENV"))}}
+        own = ("WECHAT", "DATABASE", "REDIS", "WORKERS", "PYTHONPATH", "VIRTUAL_ENV")
+        return {**keys, **{k: v for k, v in os.environ.items() if not k.startswith(own)}}
 
     def recreate_database(self):
         """Drop and create our database, migrate it with the service root's manage.py, add the operator."""

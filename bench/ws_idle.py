@@ -30,7 +30,9 @@ from tests.harness import free_port  # noqa: E402
 from bench.common import check, common_parser, headline, lat, run_scenarios  # noqa: E402
 from bench.procstat import tree_rss_kib  # noqa: E402
 from bench.world import BENCH_ROOT, Proc, healthy, log, query  # noqa: E402
-from bench.ws_fanout import create_orders, forge_notifications, next_event, send_notifications, start_clients  # noqa: E402,E501
+from bench.ws_fanout import (  # noqa: E402
+    client_file, create_orders, forge_notifications, next_event, send_notifications, start_clients,
+)
 
 GOAL_KIB = 10.0
 GOAL_PUSH_P99_MS = 2.0
@@ -67,7 +69,6 @@ async def _finish(clients, timeout):
 
 
 def _results(k=0):
-    from bench.ws_fanout import client_file
     with open(client_file(k, "result"), encoding="utf-8") as fh:
         result = json.load(fh)
     os.remove(client_file(k, "result"))

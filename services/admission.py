@@ -149,8 +149,3 @@ class Admission:
 
     def __getitem__(self, name) -> Budget:
         return self.budgets[name]
-
-
-def budget_names():
-    """The budgets' names, for the metrics' series."""
-    return ("parents", "operators", "notifications")
