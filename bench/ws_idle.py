@@ -114,6 +114,7 @@ async def measure(world, args):
     chosen = orders[::step][:args.idle_pushes]
     forged = forge_notifications(Forger(world.sandbox.state_dir, world.sandbox.env), chosen)
     sent_ns, ack_ns, codes = await send_notifications(world.service.url + "/api/v1/payment/wxpay/callback", forged, 1)
+    await asyncio.sleep(SETTLE_SECONDS)  # the last pushes, if they come after the last 204
     await _finish(clients, args.phase_timeout)
     paid_ns = _results()["paid_ns"]
     raw = [(paid_ns[o] - sent_ns[o] - ack_ns[o]) / 1e6 for o in sent_ns if o in paid_ns]
