@@ -193,7 +193,7 @@ def parse_database_url(env):
 # (docs/benchmarks.md, "Overload").
 ADMISSION_LIMIT = 8
 ADMISSION_QUEUE = 32
-ADMISSION_WAIT_SECONDS = 0.5
+ADMISSION_WAIT_SECONDS = 0.25
 ADMISSION_NOTIFY_LIMIT = 8
 
 REDIS_URL_MAX = 2048

@@ -25,6 +25,7 @@ class RequestPlumbing:
 
     # method -> the budget its requests take a slot of (services.admission); other methods take none
     admission: dict = {}
+    admission_ahead = False  # True: the request continues something under way, and waits ahead of new ones
 
     def initialize(self, ctx, route=None):
         self.ctx = ctx
@@ -70,7 +71,7 @@ class RequestPlumbing:
         name = self.admission.get(self.request.method)
         if name is not None:
             budget = self.ctx.admission[name]
-            self._slot = (budget, await budget.enter())
+            self._slot = (budget, await budget.enter(self.admission_ahead))
 
     def _give_back_slot(self):
         if self._slot is not None:

@@ -75,6 +75,7 @@ class WxPayCreateHandler(BaseHandler):
     """POST /api/v1/payment/wxpay/create: the wx.requestPayment parameters."""
 
     admission = {"POST": "parents"}
+    admission_ahead = True  # the payment of an order just made goes before new orders
 
     async def post(self):
         user_id = self.current_user_id()
@@ -86,6 +87,7 @@ class WxPayQRCodeHandler(BaseHandler):
     """GET /api/v1/payment/wxpay/qrcode/{order_id}: the Native-pay QR code as PNG."""
 
     admission = {"GET": "parents"}
+    admission_ahead = True  # the payment of an order just made goes before new orders
 
     async def get(self, order_id):
         user_id = self.current_user_id()

@@ -22,9 +22,10 @@ from telemetry import metrics
 
 from .accounts import passwords
 
-OPERATOR_WAIT_SECONDS = 5.0  # an operator's login is a tenth of a second or more of argon2, two at a time
+TIMEOUT_FACTOR = 4  # a wait is cut off at this many times the wait a request may expect
+OPERATOR_WAIT_SECONDS = 5.0  # the longest wait (an operator's login: a tenth of a second of argon2, two at a time)
 NOTIFY_QUEUE = 512  # WeChat Pay may deliver a burst (redeliveries after an outage); they wait rather than fail
-NOTIFY_WAIT_SECONDS = 3.0  # WeChat Pay gives up on an answer after 5 s and delivers again later
+NOTIFY_WAIT_SECONDS = 3.0  # the longest wait: WeChat Pay gives up on an answer after 5 s and delivers again later
 BUSY_MESSAGE = "服务繁忙，请稍后重试"
 OUTCOMES = ("admitted", "queued", "shed_full", "shed_timeout")
 
@@ -39,63 +40,70 @@ class Shed(errors.ServiceError):
 class Budget:
     """`limit` requests at once; more wait, first come first served, while the wait they can expect is short.
 
-    A request that finds no free slot waits only if fewer than `queue` wait already and the wait it can expect
-    (those ahead of it, times how long a slot is held lately, shared among the `limit` slots) is at most half of
+    A request that finds no free slot waits only if fewer than `queue` would be served before it and the wait it
+    can expect (those, times how long a slot is held lately, shared among the `limit` slots) is at most
     `wait_seconds`; otherwise it is turned away at once. So under an overload the excess gets its answer in
-    microseconds rather than after a wait, and what waits is nearly always served: a wait still longer than
-    `wait_seconds` (slots held far longer than lately) is turned away then.
+    microseconds rather than after a wait. A wait that still lasts `timeout_seconds` (slots held far longer than
+    lately) is turned away then.
+
+    Requests that continue something under way (`ahead`: a payment for an order just made) wait in a lane of their
+    own, served first: a rush spends the slots on finishing its flows rather than on starting more of them.
     """
 
     HOLD_SMOOTHING = 0.1  # weight of the latest slot's hold time in the running mean
 
-    def __init__(self, name: str, limit: int, queue: int, wait_seconds: float, retry_after: int):
+    def __init__(self, name: str, limit: int, queue: int, wait_seconds: float, timeout_seconds: float,
+                 retry_after: int):
         self.name = name
         self.limit = limit
         self.queue = queue
         self.wait_seconds = wait_seconds
+        self.timeout_seconds = timeout_seconds
         self.retry_after = retry_after
         self.in_use = 0
         self.hold_seconds = 0.0  # running mean of how long a slot is held (0 until one is given back)
+        self._ahead: deque = deque()  # waiters served first
         self._waiters: deque = deque()
         self._counters = {outcome: metrics.ADMISSION.labels(name, outcome) for outcome in OUTCOMES}
 
     @property
     def waiting(self) -> int:
         """Requests waiting for a slot now."""
-        return len(self._waiters)
+        return len(self._ahead) + len(self._waiters)
 
-    async def enter(self) -> float:
+    async def enter(self, ahead: bool = False) -> float:
         """Take a slot, waiting for one if that is expected to be quick; Shed otherwise. Returns the instant the
         slot was taken, for leave()."""
-        if self.in_use < self.limit and not self._waiters:
+        if self.in_use < self.limit and not self._ahead and not self._waiters:
             self.in_use += 1
             self._counters["admitted"].inc()
             return time.monotonic()
-        expected = (len(self._waiters) + 1) * self.hold_seconds / self.limit
-        if len(self._waiters) >= self.queue or expected > self.wait_seconds / 2:
+        lane = self._ahead if ahead else self._waiters
+        before = len(self._ahead) + (0 if ahead else len(self._waiters))  # those served before this one
+        if before >= self.queue or (before + 1) * self.hold_seconds / self.limit > self.wait_seconds:
             self._counters["shed_full"].inc()
             raise Shed(self.retry_after)
-        await self._wait()
+        await self._wait(lane)
         self._counters["queued"].inc()
         return time.monotonic()
 
-    async def _wait(self):
-        """Wait until a slot is handed over; Shed when `wait_seconds` pass first.
+    async def _wait(self, lane):
+        """Wait in `lane` until a slot is handed over; Shed when `timeout_seconds` pass first.
 
         Cancelled, the place in the queue is given up, and a slot handed over just before is passed on: none is
         ever lost.
         """
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        self._waiters.append(waiter)
-        timer = loop.call_later(self.wait_seconds, self._time_out, waiter)
+        lane.append(waiter)
+        timer = loop.call_later(self.timeout_seconds, self._time_out, lane, waiter)
         try:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 self._pass_on()  # the slot was ours already
             else:
-                self._forget(waiter)
+                self._forget(lane, waiter)
             raise
         except Shed:
             self._counters["shed_timeout"].inc()
@@ -110,22 +118,24 @@ class Budget:
         self._pass_on()
 
     def _pass_on(self):
-        """The slot goes to the first request still waiting, else back to the budget."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # in_use stays: the slot changes hands
-                return
+        """The slot goes to the first request still waiting (the `ahead` lane first), else back to the budget."""
+        for lane in (self._ahead, self._waiters):
+            while lane:
+                waiter = lane.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # in_use stays: the slot changes hands
+                    return
         self.in_use -= 1
 
-    def _time_out(self, waiter):
+    def _time_out(self, lane, waiter):
         if not waiter.done():
-            self._forget(waiter)
+            self._forget(lane, waiter)
             waiter.set_exception(Shed(self.retry_after))
 
-    def _forget(self, waiter):
+    @staticmethod
+    def _forget(lane, waiter):
         try:
-            self._waiters.remove(waiter)
+            lane.remove(waiter)
         except ValueError:
             pass
 
@@ -137,14 +147,16 @@ class Admission:
         retry = settings.admission_retry_after_seconds
         queue, wait = settings.admission_queue, settings.admission_wait_seconds
         self.budgets = {
-            "parents": Budget("parents", settings.admission_limit, queue, wait, retry),
+            "parents": Budget("parents", settings.admission_limit, queue, wait, TIMEOUT_FACTOR * wait, retry),
             # As many as the password threads admit (services/accounts/passwords.py), turned away before the
             # rate limit is counted.
             "operators": Budget("operators", passwords.THREADS, passwords.ADMITTED - passwords.THREADS,
-                                max(wait, OPERATOR_WAIT_SECONDS), retry),
+                                max(wait, OPERATOR_WAIT_SECONDS / 2), max(TIMEOUT_FACTOR * wait, OPERATOR_WAIT_SECONDS),
+                                retry),
             # Never less room than the parents get (a deployment that raises theirs raises this).
             "notifications": Budget("notifications", settings.admission_notify_limit, max(queue, NOTIFY_QUEUE),
-                                    max(wait, NOTIFY_WAIT_SECONDS), retry),
+                                    max(wait, NOTIFY_WAIT_SECONDS / 2),
+                                    max(TIMEOUT_FACTOR * wait, NOTIFY_WAIT_SECONDS), retry),
         }
 
     def __getitem__(self, name) -> Budget:

@@ -24,7 +24,7 @@ from tests.contract.test_openapi import _resolve, check_schema, operation
 
 JSAPI = "/v3/pay/transactions/jsapi"
 QUICK = 1.0  # a shed answer is given at once; a held request would take until the test releases it
-WAIT = 4.0
+WAIT = 1.0  # the wait a request may expect; one still waiting after four times that is turned away
 
 
 def _busy(status, body, headers, retry_after, documented=None):
@@ -44,12 +44,18 @@ async def _timed(call):
     return (*result, time.monotonic() - started)
 
 
-async def _gauge(api, budget, state):
-    """gym_admission_requests{budget, state} as /metrics reads it now."""
+async def _metric(api, name, **labels):
+    """A series of /metrics as it reads now (0 when absent)."""
     _, text, _ = await api.call("GET", "/metrics")
     text = text.decode() if isinstance(text, bytes) else text
-    found = re.search(rf'^gym_admission_requests{{budget="{budget}",state="{state}"}} ([0-9.e+]+)$', text, re.M)
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    found = re.search(rf"^{name}{{{wanted}}} ([0-9.e+]+)$", text, re.M)
     return float(found.group(1)) if found else 0.0
+
+
+async def _gauge(api, budget, state):
+    """gym_admission_requests{budget, state}."""
+    return await _metric(api, "gym_admission_requests", budget=budget, state=state)
 
 
 async def _held(api):
@@ -162,7 +168,7 @@ async def _waiting(api, n):
 class TestAWaitThatRunsOut:
     @pytest.fixture
     def overrides(self):
-        # Long enough that the one waiting is let in (it expects far less than half of it), then turned away.
+        # Long enough that the one waiting is let in (it expects far less), then turned away after 4 × WAIT.
         return {"ADMISSION_LIMIT": "1", "ADMISSION_QUEUE": "1", "ADMISSION_WAIT_SECONDS": str(WAIT)}
 
     @pytest.mark.gen_test(timeout=120)
@@ -170,30 +176,37 @@ class TestAWaitThatRunsOut:
             self, api, base_url):
         sid = await api.schedule(capacity=5)
         (a_token, a), (b_token, b), (c_token, c) = [await _ordered(api, sid) for _ in range(3)]
-        await api.control("POST", "/sandbox/faults", {"path_prefix": JSAPI, "hold": True, "count": 1})
+        await api.control("POST", "/sandbox/faults", {"path_prefix": JSAPI, "hold": True, "count": 2})
         held = _own_client(api)
+
+        # Queued behind a prepay WeChat Pay holds, then turned away after 4 × WAIT: nothing of it was done.
         holder = asyncio.ensure_future(held.prepay(a_token, a))
         await eventually(lambda: _held_is(api, 1), what="one prepay held at WeChat Pay")
-
-        # Queued, then turned away once ADMISSION_WAIT_SECONDS has passed: nothing of it was done.
         *answer, took = await _timed(api.call("POST", "/api/v1/payment/wxpay/create", {"order_id": b}, token=b_token))
         _busy(*answer, retry_after=1)
-        assert WAIT <= took < WAIT + QUICK, took
+        assert 4 * WAIT <= took < 4 * WAIT + QUICK, took
         assert not await _wechat_has(api, b)
+        await api.control("POST", "/sandbox/faults/release", {})
+        status, params = await holder
+        assert status == 200, params
 
         # A client that gives up while queued leaves no ghost: its place ends with the wait, unserved.
+        holder = asyncio.ensure_future(held.prepay(c_token, c))
+        await eventually(lambda: _held_is(api, 1), what="the next prepay held at WeChat Pay")
+        timed_out = await _metric(api, "gym_admission_total", budget="parents", outcome="shed_timeout")
         impatient = AsyncHTTPClient(force_instance=True)
         with pytest.raises(HTTPTimeoutError):
             await impatient.fetch(f"{base_url}/api/v1/payment/wxpay/create", method="POST",
                                   body=json.dumps({"order_id": b}), headers={"Authorization": f"Bearer {b_token}"},
                                   request_timeout=0.2)
         await eventually(lambda: _waiting(api, 0), what="the abandoned place to end with its wait")
+        assert await _metric(api, "gym_admission_total", budget="parents", outcome="shed_timeout") == timed_out + 1
         await api.control("POST", "/sandbox/faults/release", {})
         status, params = await holder
         assert status == 200, params
-        status, params = await api.prepay(c_token, c)
-        assert status == 200, params
         assert not await _wechat_has(api, b) and await _gauge(api, "parents", "in_use") == 0
+        status, params = await api.prepay(b_token, b)  # and b may pay now
+        assert status == 200, params
 
 
 class TestNotificationsHaveTheirOwnBudget:
