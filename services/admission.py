@@ -23,6 +23,8 @@ from telemetry import metrics
 from .accounts import passwords
 
 TIMEOUT_FACTOR = 4  # a wait is cut off at this many times the wait a request may expect
+LATE_MIN, LATE_MAX = 0.5, 1000.0  # bounds of the lateness a lane learns
+LATE_HALF_LIFE = 2.0  # seconds
 OPERATOR_WAIT_SECONDS = 5.0  # the longest wait (an operator's login: a tenth of a second of argon2, two at a time)
 NOTIFY_QUEUE = 512  # WeChat Pay may deliver a burst (redeliveries after an outage); they wait rather than fail
 NOTIFY_WAIT_SECONDS = 3.0  # the longest wait: WeChat Pay gives up on an answer after 5 s and delivers again later
@@ -41,8 +43,8 @@ class Budget:
     """`limit` requests at once; more wait, first come first served, while the wait they can expect is short.
 
     A request that finds no free slot waits only if fewer than `queue` would be served before it and the wait it
-    can expect (those, times how long a slot is held lately, shared among the `limit` slots) is at most
-    `wait_seconds`; otherwise it is turned away at once. So under an overload the excess gets its answer in
+    can expect (those, times how long a slot is held lately, shared among the `limit` slots, times how much longer
+    than that its lane's waits have turned out lately) is at most `wait_seconds`; otherwise it is turned away at once. So under an overload the excess gets its answer in
     microseconds rather than after a wait. A wait that still lasts `timeout_seconds` (slots held far longer than
     lately) is turned away then.
 
@@ -62,6 +64,7 @@ class Budget:
         self.retry_after = retry_after
         self.in_use = 0
         self.hold_seconds = 0.0  # running mean of how long a slot is held (0 until one is given back)
+        self._late = {False: (1.0, 0.0), True: (1.0, 0.0)}  # per lane: (actual waits ÷ predicted ones, when)
         self._ahead: deque = deque()  # waiters served first
         self._waiters: deque = deque()
         self._counters = {outcome: metrics.ADMISSION.labels(name, outcome) for outcome in OUTCOMES}
@@ -80,12 +83,39 @@ class Budget:
             return time.monotonic()
         lane = self._ahead if ahead else self._waiters
         before = len(self._ahead) + (0 if ahead else len(self._waiters))  # those served before this one
-        if before >= self.queue or (before + 1) * self.hold_seconds / self.limit > self.wait_seconds:
+        predicted = (before + 1) * self.hold_seconds / self.limit
+        if before >= self.queue or predicted * self._lateness(ahead) > self.wait_seconds:
             self._counters["shed_full"].inc()
             raise Shed(self.retry_after)
-        await self._wait(lane)
+        started = time.monotonic()
+        try:
+            await self._wait(lane)
+        except Shed:
+            self._learn(ahead, predicted, time.monotonic() - started, cut_off=True)
+            raise
+        self._learn(ahead, predicted, time.monotonic() - started, cut_off=False)
         self._counters["queued"].inc()
         return time.monotonic()
+
+    def _lateness(self, ahead) -> float:
+        """How much longer than predicted this lane's waits turn out lately (a later `ahead` request goes before a
+        waiting one; a slot is held longer than lately): the predictions are scaled by it. It fades back to 1 with
+        a half-life of LATE_HALF_LIFE seconds, so that a lane that stopped letting requests wait tries again."""
+        now = time.monotonic()
+        late, at = self._late[ahead]
+        late = 1.0 + (late - 1.0) * 0.5 ** ((now - at) / LATE_HALF_LIFE)
+        self._late[ahead] = (late, now)
+        return late
+
+    def _learn(self, ahead, predicted, waited, cut_off):
+        """A wait ended: an ordinary one moves the lane's lateness a step towards what it was; one cut off sets it
+        at once to at least what it was (the next ones are turned away rather than kept as long)."""
+        if predicted <= 0:
+            return
+        ratio = min(LATE_MAX, max(LATE_MIN, waited / predicted))
+        late = self._lateness(ahead)
+        late = max(late, ratio) if cut_off else late + self.HOLD_SMOOTHING * (ratio - late)
+        self._late[ahead] = (late, time.monotonic())
 
     async def _wait(self, lane):
         """Wait in `lane` until a slot is handed over; Shed when `timeout_seconds` pass first.
