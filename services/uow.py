@@ -30,6 +30,12 @@ class UnitOfWork:
         self.releases = []  # (released_at, due) of the seats given back
         self.refunds = []  # statuses refunds reached
         self.failures = []  # reasons of payments reported failed
+        self.tx = None  # models.piggyback.Transaction: a step whose statements end it may send its COMMIT with them
+
+    def ending(self):
+        """The transaction, for statements that end it and may carry its COMMIT (none when audit rows wait to be
+        flushed at its end)."""
+        return self.tx if audit.nothing_pending() else None
 
     def order_changed(self, order, reservation=None):
         """Remember that an order's status (or its reservation's) changed."""
@@ -78,6 +84,7 @@ async def run_in_transaction(ctx, fn, *args, retries=4, **kwargs):
         uow = UnitOfWork(getattr(ctx, "settings", None))
         try:
             async with transaction() as tx:  # BEGIN with the first statement, COMMIT with the audit rows
+                uow.tx = tx
                 rows = audit.collect()
                 try:
                     result = await fn(uow, *args, **kwargs)
