@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -207,6 +206,12 @@ class World:
             db_url = self.start_sqlcount()
         self.start_service(db_url)
 
+    def restart_service(self):
+        """A fresh service process on the same database (what the setup left in the old one's heap goes)."""
+        self.started.remove(self.service)
+        self.service.stop()
+        self.start_service(self._service_db_url)
+
     def start_sqlcount(self):
         """The counting proxy; returns the DATABASE_URL that goes through it."""
         target = urlparse(self.db_url)
@@ -229,12 +234,30 @@ class World:
 
     def start_service(self, db_url):
         """`python server.py` from the service root, on a free port."""
+        self._service_db_url = db_url
         port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = self.service_env(db_url, port)
+        command = [self.root.python, "server.py"]
+        self.cpu_profile = None
+        if getattr(self.args, "cpu_profile", False):
+            self.cpu_profile = os.path.join(BENCH_VAR, f"cpuprofile-{self.name}-{time.strftime('%Y%m%d-%H%M%S')}.prof")
+            command = [self.root.python, os.path.join(BENCH_ROOT, "bench", "cpuprofile.py"), self.cpu_profile,
+                       "server.py"]
+        self.service = Proc(command, self.root.path, env,
+                            self.log_path("service"),
+                            ready=healthy(url + "/healthz"), what="service")
+        self.service.url = url
+        self.started.append(self.service)
+        log(f"{self.name}: service pid {self.service.pid} on {url} from {self.root.path} "
+            f"(WORKERS={self.args.workers}); log {self.service.log_path}")
+
+    def service_env(self, db_url, port):
+        """The environment the service runs with on this World's servers."""
         url = f"http://127.0.0.1:{port}"
         env = {**self._base_env(),
                "DATABASE_URL": db_url, "REDIS_URL": self.redis.url,
                "SECRET_KEY": "bench-secret-key-0123456789abcdef-not-a-secret",
-               "DATA_KEY_FILE": self.data_key_file(),
                **{k: v for k, v in self.sandbox.env.items() if k.startswith("WECHAT")},
                "WECHATPAY_CERT_DIR": os.path.join(self.run_dir, "certs"),
                "DATA_KEY_FILE": self.dev["DATA_KEY_FILE"], "AUDIT_KEY_FILE": self.dev["AUDIT_KEY_FILE"],
@@ -249,21 +272,7 @@ class World:
         for item in self.args.env or ():
             key, _, value = item.partition("=")
             env[key] = value
-        self.service = Proc([self.root.python, "server.py"], self.root.path, env,
-                            self.log_path("service"),
-                            ready=healthy(url + "/healthz"), what="service")
-        self.service.url = url
-        self.started.append(self.service)
-        log(f"{self.name}: service pid {self.service.pid} on {url} from {self.root.path} "
-            f"(WORKERS={self.args.workers}); log {self.service.log_path}")
-
-    def data_key_file(self):
-        """A data key of this run's own (DATA_KEY_FILE: the openids are encrypted at rest)."""
-        path = os.path.join(self.run_dir, "data_key")
-        if not os.path.exists(path):
-            with open(path, "w", encoding="ascii") as fh:
-                fh.write(secrets.token_hex(32))
-        return path
+        return env
 
     def log_path(self, what):
         """var/bench/logs/<pid>-<scenario>-<what>.log (kept after the run)."""
@@ -271,8 +280,11 @@ class World:
         return os.path.join(BENCH_VAR, "logs", f"{os.getpid()}-{self.name}-{what}.log")
 
     def _base_env(self):
-        return {k: v for k, v in os.environ.items()
-                if not k.startswith(("WECHAT", "DATABASE", "REDIS", "WORKERS", "PYTHONPATH", "VIRTUAL_ENV"))}
+        """This environment without what the World sets itself, plus the dev keys (DATA_KEY_FILE, ...) that
+        var/dev.env names: the service, its manage.py and the sandbox start with them."""
+        keys = {k: v for k, v in self.dev.items() if k.endswith("_KEY_FILE")}
+        return {**keys, **{k: v for k, v in os.environ.items()
+                           if not k.startswith(("WECHAT", "DATABASE", "REDIS", "WORKERS", "PYTHONPATH", "VIRTUAL_ENV"))}}
 
     def recreate_database(self):
         """Drop and create our database, migrate it with the service root's manage.py, add the operator."""
@@ -281,7 +293,7 @@ class World:
             cur.execute(f"DROP DATABASE IF EXISTS `{self.db_name}`")
             cur.execute(f"CREATE DATABASE `{self.db_name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
         conn.close()
-        env = {**self._base_env(), "DATABASE_URL": self.db_url, "DATA_KEY_FILE": self.data_key_file()}
+        env = {**self._base_env(), "DATABASE_URL": self.db_url}
         manage = [self.root.python, "manage.py"]
         subprocess.run([*manage, "migrate"], cwd=self.root.path, env=env, check=True, stdout=subprocess.DEVNULL)
         password_file = os.path.join(self.run_dir, "admin_password")

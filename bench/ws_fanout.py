@@ -66,10 +66,11 @@ def client_file(k, what):
     return os.path.join(BENCH_VAR, f"fanout-{os.getpid()}-{k}-{what}.json")
 
 
-async def start_clients(world, orders, procs, deadline):
-    """Client processes, each with its share of the orders; returns them once started."""
+async def start_clients(world, orders, procs, deadline, url=None):
+    """Client processes, each with its share of the orders (on the service, or on `url`); returns them once
+    started."""
     clients = []
-    ws_url = world.service.url.replace("http://", "ws://") + "/ws/orders"
+    ws_url = url or world.service.url.replace("http://", "ws://") + "/ws/orders"
     for k in range(procs):
         share = orders[k::procs]
         job = client_file(k, "job")

@@ -1,8 +1,6 @@
 """The operators' API (`/api/v1/admin/...`): bearer tokens from /api/v1/admin/login, roles checked on each route."""
 from __future__ import annotations
 
-import logging
-
 from services.accounts import auth, operators, ratelimit
 from services.backoffice import queries
 from services.bills import decisions, exports, views as bills
@@ -10,8 +8,7 @@ from services.orders import schedules
 from services.refunds import refunds
 
 from .base import BaseHandler
-
-log = logging.getLogger("gym.http")
+from .streaming import stream
 
 
 class AdminBase(BaseHandler):
@@ -81,14 +78,15 @@ class AdminOrdersHandler(AdminBase):
     """GET /api/v1/admin/orders?status=&course_schedule_id=&q= (all roles)."""
 
     async def get(self):
-        self.write_json(await queries.search_orders(self.args("status", "course_schedule_id", "q")))
+        self.write_json(await queries.search_orders(self.args("status", "course_schedule_id", "q"),
+                                                    self.operator.role))
 
 
 class AdminOrderHandler(AdminBase):
     """GET /api/v1/admin/orders/{order_id}: the order's story (all roles)."""
 
     async def get(self, order_id):
-        self.write_json(await queries.order_story(order_id))
+        self.write_json(await queries.order_story(order_id, self.operator.role))
 
 
 class AdminOrderRefundsHandler(AdminBase):
@@ -222,24 +220,6 @@ class AdminRefundsExportHandler(AdminExportHandler):
     """GET /api/v1/admin/exports/refunds.csv."""
 
     kind = "refunds"
-
-
-async def stream(handler, chunks):
-    """Write text chunks as they come, flushing each; a failure half way cuts the connection, so that a truncated
-    file never looks complete."""
-    started = False
-    try:
-        async for chunk in chunks:
-            handler.write(chunk.encode("utf-8"))
-            await handler.flush()
-            started = True
-    except Exception:
-        if not started:
-            raise
-        log.exception("%s failed after it started streaming; connection closed", handler.request.path)
-        handler.request.connection.close()
-        return
-    handler.finish()
 
 
 def admin_api_routes(c) -> list:

@@ -64,21 +64,18 @@ class RequestPlumbing:
             self.ctx.in_flight += 1 if serving else -1
 
     async def admit(self):
-        """Take a slot of this method's budget, waiting for one a bounded time; else 503 SERVICE_UNAVAILABLE with
-        Retry-After. Called before anything is read from the token or written anywhere."""
+        """Take a slot of this method's budget (waiting for one only if that is expected to be quick), else 503
+        SERVICE_UNAVAILABLE with Retry-After. Called before anything is read from the token or written anywhere.
+        Tornado does not see a client leave while its request waits: the wait is bounded by time instead."""
         name = self.admission.get(self.request.method)
-        if name is None:
-            return
-        budget = self.ctx.admission[name]
-        if not budget.try_enter():
-            budget.shed_if_full()
-            await budget.wait()  # Tornado does not see a client leave meanwhile: the wait is bounded instead
-        self._slot = budget
+        if name is not None:
+            budget = self.ctx.admission[name]
+            self._slot = (budget, await budget.enter())
 
     def _give_back_slot(self):
         if self._slot is not None:
-            self._slot, slot = None, self._slot
-            slot.leave()
+            (budget, since), self._slot = self._slot, None
+            budget.leave(since)
 
     def on_finish(self):
         self._count_in_flight(False)

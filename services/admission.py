@@ -14,6 +14,7 @@ health checks take no slot at all.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 
 import errors
@@ -29,14 +30,23 @@ OUTCOMES = ("admitted", "queued", "shed_full", "shed_timeout")
 
 
 class Shed(errors.ServiceError):
-    """503 SERVICE_UNAVAILABLE: the budget had no slot and no room to wait (or the wait ran out)."""
+    """503 SERVICE_UNAVAILABLE: the budget had no slot and no quick wait to offer (or the wait ran out)."""
 
     def __init__(self, retry_after: int):
         super().__init__(503, "SERVICE_UNAVAILABLE", BUSY_MESSAGE, retry_after=retry_after)
 
 
 class Budget:
-    """`limit` requests at once; up to `queue` more wait, first come first served, at most `wait_seconds`."""
+    """`limit` requests at once; more wait, first come first served, while the wait they can expect is short.
+
+    A request that finds no free slot waits only if fewer than `queue` wait already and the wait it can expect
+    (those ahead of it, times how long a slot is held lately, shared among the `limit` slots) is at most half of
+    `wait_seconds`; otherwise it is turned away at once. So under an overload the excess gets its answer in
+    microseconds rather than after a wait, and what waits is nearly always served: a wait still longer than
+    `wait_seconds` (slots held far longer than lately) is turned away then.
+    """
+
+    HOLD_SMOOTHING = 0.1  # weight of the latest slot's hold time in the running mean
 
     def __init__(self, name: str, limit: int, queue: int, wait_seconds: float, retry_after: int):
         self.name = name
@@ -45,6 +55,7 @@ class Budget:
         self.wait_seconds = wait_seconds
         self.retry_after = retry_after
         self.in_use = 0
+        self.hold_seconds = 0.0  # running mean of how long a slot is held (0 until one is given back)
         self._waiters: deque = deque()
         self._counters = {outcome: metrics.ADMISSION.labels(name, outcome) for outcome in OUTCOMES}
 
@@ -53,22 +64,23 @@ class Budget:
         """Requests waiting for a slot now."""
         return len(self._waiters)
 
-    def try_enter(self) -> bool:
-        """Take a slot at once if one is free and nobody waits before us."""
+    async def enter(self) -> float:
+        """Take a slot, waiting for one if that is expected to be quick; Shed otherwise. Returns the instant the
+        slot was taken, for leave()."""
         if self.in_use < self.limit and not self._waiters:
             self.in_use += 1
             self._counters["admitted"].inc()
-            return True
-        return False
-
-    def shed_if_full(self):
-        """Raise Shed when no slot is free and the queue is full (call after try_enter failed)."""
-        if len(self._waiters) >= self.queue:
+            return time.monotonic()
+        expected = (len(self._waiters) + 1) * self.hold_seconds / self.limit
+        if len(self._waiters) >= self.queue or expected > self.wait_seconds / 2:
             self._counters["shed_full"].inc()
             raise Shed(self.retry_after)
+        await self._wait()
+        self._counters["queued"].inc()
+        return time.monotonic()
 
-    async def wait(self):
-        """Wait for a slot (try_enter failed, the queue has room); Shed when the wait runs out.
+    async def _wait(self):
+        """Wait until a slot is handed over; Shed when `wait_seconds` pass first.
 
         Cancelled, the place in the queue is given up, and a slot handed over just before is passed on: none is
         ever lost.
@@ -81,7 +93,7 @@ class Budget:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self.leave()  # the slot was ours already: pass it on
+                self._pass_on()  # the slot was ours already
             else:
                 self._forget(waiter)
             raise
@@ -90,14 +102,19 @@ class Budget:
             raise
         finally:
             timer.cancel()
-        self._counters["queued"].inc()
 
-    def leave(self):
-        """Give a slot back: to the first request still waiting, else to the budget."""
+    def leave(self, since: float):
+        """Give back the slot taken at `since` (enter's answer)."""
+        held = time.monotonic() - since
+        self.hold_seconds += self.HOLD_SMOOTHING * (held - self.hold_seconds) if self.hold_seconds else held
+        self._pass_on()
+
+    def _pass_on(self):
+        """The slot goes to the first request still waiting, else back to the budget."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)  # the slot passes on; in_use stays
+                waiter.set_result(None)  # in_use stays: the slot changes hands
                 return
         self.in_use -= 1
 

@@ -5,6 +5,7 @@ import tornado.web
 
 from .assets import asset_routes
 from .base import PageNotFound
+from .bills import BillDayHandler, BillsHandler, DayReportHandler, ExportHandler
 from .home import HomeHandler
 from .lists import AuditHandler, NotificationsHandler, RefundsHandler
 from .login import LoginHandler, LogoutHandler
@@ -16,7 +17,7 @@ from .schedules import ScheduleHandler, SchedulesHandler
 
 def backoffice_routes(c) -> list:
     """The back office's routes (every mode, not only DEV_MODE)."""
-    oid, num = r"([0-9a-f]{32})", r"([0-9]{1,18})"
+    oid, num, day = r"([0-9a-f]{32})", r"([0-9]{1,18})", r"([0-9]{4}-[0-9]{2}-[0-9]{2})"
     return [
         (r"/admin", tornado.web.RedirectHandler, {"url": "/admin/"}),
         *asset_routes(c),
@@ -32,6 +33,10 @@ def backoffice_routes(c) -> list:
         (r"/admin/audit", AuditHandler, c),
         (r"/admin/schedules", SchedulesHandler, c),
         (rf"/admin/schedules/{num}", ScheduleHandler, c),
+        (r"/admin/bills", BillsHandler, c),
+        (rf"/admin/bills/{day}/report", DayReportHandler, c),
+        (rf"/admin/bills/{day}", BillDayHandler, c),
+        (r"/admin/exports/(orders|refunds)\.csv", ExportHandler, c),
         (r"/admin/operators", OperatorsHandler, c),
         (rf"/admin/operators/{num}", OperatorHandler, c),
         (r"/admin/.*", PageNotFound, c),

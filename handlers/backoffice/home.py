@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 from services.backoffice import figures
+from services.bills import views as bills
 from telemetry import metrics
 
 from .base import PageHandler
 
 
 class HomeHandler(PageHandler):
-    """GET /admin/: today's bookings and money; refunds waiting, refused notifications, ABNORMAL refunds."""
+    """GET /admin/: today's bookings and money; refunds waiting, refused notifications, ABNORMAL refunds; for
+    finance, a banner when a day's bill has undecided discrepancies or yesterday's is not reconciled by noon."""
 
     rights = {"GET": "home"}
 
     async def get(self):
-        self.render("home.html", today=await figures.today(), health=metrics.business_figures())
+        banner = await bills.banner(self.ctx.settings) if self.may("bills") else None
+        self.render("home.html", today=await figures.today(), health=metrics.business_figures(), bills=banner)

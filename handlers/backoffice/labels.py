@@ -11,6 +11,11 @@ REFUND_STATUS = {"PROCESSING": "处理中", "SUCCESS": "退款成功", "CLOSED":
 KIND = {"payment": "支付通知", "refund": "退款通知"}
 OUTCOME = {"applied": "已处理", "duplicate": "重复", "anomaly": "异常", "ignored": "已忽略",
            "unknown_order": "未知订单", "refused": "已拒收"}
+BILL_STATUS = {"matched": "已对平", "discrepancies": "有差异", "no_trades": "无交易", "not_ready": "账单未生成",
+               "failed": "对账失败", "running": "对账中"}
+CATEGORY = {"missing_in_ledger": "微信有、系统无", "missing_at_wechat": "系统有、微信无", "amount_mismatch": "金额不一致"}
+RESOLUTION = {"mended": "已自动修复", "accepted": "已确认", "written_off": "已核销"}
+DISCREPANCY_KIND = {"payment": "支付", "refund": "退款"}
 ACTOR = {"user": "家长", "operator": "运营人员", "system": "系统", "wechat": "微信支付"}
 
 
@@ -43,3 +48,8 @@ def actor(text) -> str:
         return "—"
     kind, _, name = str(text).partition(":")
     return f"{ACTOR.get(kind, kind)} {name}".strip()
+
+
+def when_utc(value) -> str:
+    """A stored naive-UTC time as `2026-11-24 15:12` Beijing (for rows read straight from the database)."""
+    return "—" if value is None else formats.beijing_minute(value)

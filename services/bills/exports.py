@@ -17,7 +17,7 @@ from models import CourseSchedule, Operator, PaymentOrder, Refund, SeatReservati
 from ..formats import beijing_today, day_bounds, iso, yuan
 
 BOM = "\ufeff"
-BATCH = 500
+BATCH = 200
 MAX_DAYS = 366
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

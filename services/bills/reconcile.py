@@ -47,10 +47,10 @@ _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 EMPTY_BILL = bill_file.Bill(rows=(), payments_fen=0, refunds_fen=0, fees_fen=0)
 
 
-def parse_day(text, today=None) -> dt.date:
-    """A bill day as the API takes it: `YYYY-MM-DD` (Asia/Shanghai) within the last 90 days, today included; 400
-    INVALID_REQUEST for anything else."""
-    if not isinstance(text, str) or not _DAY.fullmatch(text):
+def parse_day(text, today=None, recent=True) -> dt.date:
+    """A bill day as the API takes it: `YYYY-MM-DD` (Asia/Shanghai), not after today and, to be reconciled
+    (`recent`), within the last 90 days, today included; 400 INVALID_REQUEST for anything else."""
+    if not isinstance(text, str) or not _DAY.fullmatch(text) or not "2000" <= text[:4]:
         raise errors.invalid_request("账单日期须为 YYYY-MM-DD", field="bill_date")
     try:
         day = dt.date.fromisoformat(text)
@@ -59,7 +59,7 @@ def parse_day(text, today=None) -> dt.date:
     today = today or beijing_today()
     if day > today:
         raise errors.invalid_request("账单日期不能晚于今天", field="bill_date")
-    if day < today - dt.timedelta(days=DAYS_BACK):
+    if recent and day < today - dt.timedelta(days=DAYS_BACK):
         raise errors.invalid_request(f"只能对账最近 {DAYS_BACK} 天的账单", field="bill_date")
     return day
 

@@ -68,7 +68,7 @@ async def last_run(day) -> BillRun | None:
 
 async def day_view(text) -> dict:
     """GET /api/v1/admin/bills/{bill_date}: the day's last reconciliation (404 before any)."""
-    run = await last_run(parse_day(text))
+    run = await last_run(parse_day(text, recent=False))
     if run is None:
         raise errors.not_found("该日尚未对账")
     return await reconciliation(run)

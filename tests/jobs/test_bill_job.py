@@ -1,0 +1,96 @@
+"""The daily bill job: after BILL_RECONCILE_HOUR yesterday's bill is reconciled, retried while WeChat Pay says it is
+still being made, and once it is compared no process tries it again — one run at a time across two processes.
+
+Two `python server.py` on a database and a sandbox of their own (the session's have days other tests use), with
+BILL_RECONCILE_HOUR=0 (always past) and BILL_RETRY_SECONDS=0.5.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+
+import pymysql
+import pytest
+
+import settings as settings_module
+from services.formats import CN
+from tests.harness import ROOT, VAR, SandboxProcess, ServiceProcess, admin_sql, wait_until
+
+
+@pytest.fixture
+def own_database(server_env):
+    """The URL of an empty database of this test's own, migrated, dropped after it."""
+    base = settings_module.parse_database_url(server_env)
+    name = f"{base.name}_billjob"
+    admin_sql(base, [f"DROP DATABASE IF EXISTS `{name}`",
+                     f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"])
+    url = server_env["DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
+    subprocess.run([sys.executable, "manage.py", "migrate"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, **server_env, "DATABASE_URL": url})
+    yield url
+    admin_sql(base, [f"DROP DATABASE IF EXISTS `{name}`"])
+
+
+@pytest.fixture
+def own_sandbox():
+    proc = SandboxProcess(os.path.join(VAR, "test", f"sandbox-billjob-{os.getpid()}"), time_scale=0.01,
+                          extra_args=("--clear-state",))
+    yield proc
+    proc.stop()
+
+
+def _runs(url, day):
+    """(status, started_at, reconciled_at) of the day's runs, oldest first."""
+    parsed = settings_module.parse_database_url({"DATABASE_URL": url})
+    conn = pymysql.connect(host=parsed.host, port=parsed.port, user=parsed.user, password=parsed.password,
+                           database=parsed.name, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT status, started_at, reconciled_at, actor FROM bill_runs WHERE bill_date = %s "
+                        "ORDER BY id", (day,))
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def _reconciler_passes(url):
+    parsed = settings_module.parse_database_url({"DATABASE_URL": url})
+    conn = pymysql.connect(host=parsed.host, port=parsed.port, user=parsed.user, password=parsed.password,
+                           database=parsed.name, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT runs FROM job_leases WHERE name = 'reconcile'")
+            row = cur.fetchone()
+            return row[0] if row else 0
+    finally:
+        conn.close()
+
+
+def test_yesterday_is_reconciled_once_after_it_is_ready(server_env, own_database, own_sandbox):
+    yesterday = dt.datetime.now(CN).date() - dt.timedelta(days=1)
+    own_sandbox.control("POST", f"/sandbox/bills/{yesterday}", {"ready": False})
+    env = {**server_env, **{k: v for k, v in own_sandbox.env.items() if k.startswith("WECHAT")},
+           "DATABASE_URL": own_database, "BILL_RECONCILE_HOUR": "0", "BILL_RETRY_SECONDS": "0.5",
+           "RECONCILE_INTERVAL_SECONDS": "0.2"}
+    a, b = ServiceProcess(env, name="billjob-a"), ServiceProcess(env, name="billjob-b")
+    try:
+        wait_until(lambda: len(_runs(own_database, yesterday)) >= 3, timeout=30,
+                   what="the job to try the bill that is not ready again")
+        assert {status for status, *_ in _runs(own_database, yesterday)} == {"not_ready"}
+        own_sandbox.control("POST", f"/sandbox/bills/{yesterday}", {"ready": True})
+        wait_until(lambda: _runs(own_database, yesterday)[-1][0] == "no_trades", timeout=30,
+                   what="the job to reconcile the bill once it is ready")
+        settled = len(_runs(own_database, yesterday))
+        passes = _reconciler_passes(own_database)
+        # Both processes go on looping (the reconciler's passes show time going by): nobody tries the day again.
+        wait_until(lambda: _reconciler_passes(own_database) >= passes + 10, timeout=30, what="ten reconciler passes")
+        runs = _runs(own_database, yesterday)
+        assert len(runs) == settled and [status for status, *_ in runs].count("no_trades") == 1
+        assert all(actor == "system" for *_, actor in runs)
+        for (_, _, ended, _), (_, started, _, _) in zip(runs, runs[1:]):
+            assert ended <= started, "one run of the day at a time, whichever process"
+    finally:
+        a.stop()
+        b.stop()
