@@ -78,14 +78,15 @@ class AdminOrdersHandler(AdminBase):
     """GET /api/v1/admin/orders?status=&course_schedule_id=&q= (all roles)."""
 
     async def get(self):
-        self.write_json(await queries.search_orders(self.args("status", "course_schedule_id", "q")))
+        self.write_json(await queries.search_orders(self.args("status", "course_schedule_id", "q"),
+                                                    self.operator.role))
 
 
 class AdminOrderHandler(AdminBase):
     """GET /api/v1/admin/orders/{order_id}: the order's story (all roles)."""
 
     async def get(self, order_id):
-        self.write_json(await queries.order_story(order_id))
+        self.write_json(await queries.order_story(order_id, self.operator.role))
 
 
 class AdminOrderRefundsHandler(AdminBase):

@@ -23,7 +23,7 @@ class OrdersHandler(PageHandler):
         args = self.args("status", "course_schedule_id", "q")
         found, error, status = EMPTY_PAGE, None, 200
         try:
-            found = await queries.search_orders(args)
+            found = await queries.search_orders(args, self.operator.role)
         except errors.ServiceError as e:  # an unknown filter value: say so above an empty list
             error, status = e.message, e.status
         schedules_offered = [] if self.wants("results") else (await schedules.page_schedules(
@@ -39,7 +39,7 @@ class QueueHandler(PageHandler):
 
     async def get(self):
         args = self.args()
-        found = await queries.search_orders({**args, "status": REFUND_REQUIRED})
+        found = await queries.search_orders({**args, "status": REFUND_REQUIRED}, self.operator.role)
         self.show("queue.html", "_orders_table.html", "results", found=found, error=None)
 
 
@@ -49,5 +49,6 @@ class OrderHandler(PageHandler):
     rights = {"GET": "orders.read"}
 
     async def get(self, order_id):
-        story = await queries.order_story(order_id)
-        self.show("order.html", "_story.html", "story", story=story, refundable=refundable_in(story))
+        story = await queries.order_story(order_id, self.operator.role)
+        refundable = refundable_in(story) if self.may("refund") else 0
+        self.show("order.html", "_story.html", "story", story=story, refundable=refundable)

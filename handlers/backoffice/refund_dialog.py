@@ -31,13 +31,13 @@ class RefundDialogHandler(PageHandler):
     rights = {"GET": "refund", "POST": "refund"}
 
     async def get(self, order_id):
-        story = await queries.order_story(order_id)
+        story = await queries.order_story(order_id, self.operator.role)
         refundable = refundable_in(story)
         self.dialog(story, "form", amount=yuan(refundable), reason=refunds.DEFAULT_REASON,
                     key=new_key(), refundable=refundable)
 
     async def post(self, order_id):
-        story = await queries.order_story(order_id)
+        story = await queries.order_story(order_id, self.operator.role)
         step, key = self.form("step"), self.form("key")
         amount_text, reason = self.form("amount"), self.form("reason")
         values = dict(amount=amount_text, reason=reason, key=key or new_key(), refundable=refundable_in(story))
@@ -73,7 +73,7 @@ class RefundDialogHandler(PageHandler):
             if e.status >= 500:
                 raise
             # Nothing was refunded (or WeChat Pay refused it): a new decision gets a new key.
-            fresh = await queries.order_story(story["order_id"])
+            fresh = await queries.order_story(story["order_id"], self.operator.role)
             self.dialog(fresh, "form", status=e.status, error=e.message, rejected=e.code == "REFUND_REJECTED",
                         **dict(values, key=new_key(), refundable=refundable_in(fresh)))
             return

@@ -12,6 +12,7 @@ from models import (
     WechatPayNotification, utcnow,
 )
 
+from ..accounts import roles
 from ..formats import is_order_id, iso
 from ..lifecycle.seats import R, select_reservations, takes_seat_where
 from ..lifecycle.statuses import ORDER_STATUSES, REFUND_STATUSES
@@ -72,8 +73,8 @@ async def admin_orders(orders) -> list[dict]:
     return items
 
 
-async def search_orders(args: dict) -> dict:
-    """GET /api/v1/admin/orders?status=&course_schedule_id=&q=&limit=&cursor=."""
+async def search_orders(args: dict, role: str) -> dict:
+    """GET /api/v1/admin/orders?status=&course_schedule_id=&q=&limit=&cursor=, as `role` may see them."""
     status = _choice(args.get("status"), ORDER_STATUSES, "status")
     schedule_id = _int_filter(args.get("course_schedule_id"), "course_schedule_id")
     q = (args.get("q") or "").strip()
@@ -89,7 +90,7 @@ async def search_orders(args: dict) -> dict:
         query = query.where((PaymentOrder.order_id == q) | (PaymentOrder.transaction_id == q)
                             | PaymentOrder.id.in_(by_refund))
     rows, cursor = await page(query, PaymentOrder.id, parse_limit(args.get("limit")), args.get("cursor"))
-    return {"items": await admin_orders(rows), "next_cursor": cursor}
+    return {"items": [roles.visible_order(role, o) for o in await admin_orders(rows)], "next_cursor": cursor}
 
 
 async def _actors(rows) -> dict:
@@ -108,8 +109,9 @@ def _audit_row(row, names) -> dict:
             "detail": row.action_detail or row.error_message}
 
 
-async def order_story(order_id: str) -> dict:
-    """GET /api/v1/admin/orders/{order_id}: the admin order with its timeline, notifications and transaction."""
+async def order_story(order_id: str, role: str) -> dict:
+    """GET /api/v1/admin/orders/{order_id}: the admin order with its timeline, notifications and transaction, as
+    `role` may see it."""
     order = await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_first() \
         if is_order_id(order_id) else None
     if order is None:
@@ -121,7 +123,7 @@ async def order_story(order_id: str) -> dict:
     notes = await WechatPayNotification.select().where(WechatPayNotification.out_trade_no == order.order_id) \
         .order_by(WechatPayNotification.id).aio_execute()
     txn = await PaymentTransaction.select().where(PaymentTransaction.order == order.id).aio_first()
-    return {
+    return roles.visible_order(role, {
         **view,
         "timeline": [_audit_row(r, names) for r in rows],
         "notifications": [{"received_at": iso(n.first_seen_at), "last_seen_at": iso(n.last_seen_at), "kind": n.kind,
@@ -131,7 +133,7 @@ async def order_story(order_id: str) -> dict:
             "transaction_id": txn.transaction_id, "trade_type": txn.trade_type, "trade_state": txn.trade_state,
             "bank_type": txn.bank_type, "total_fee": txn.total_fee, "payer_total": txn.payer_total,
             "success_time": txn.success_time, "source": txn.source, "recorded_at": iso(txn.created_at)},
-    }
+    })
 
 
 async def list_refunds(args: dict) -> dict:

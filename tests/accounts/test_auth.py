@@ -1,4 +1,6 @@
 """Logging in (parents and operators) and the role checks of the admin routes."""
+import uuid
+
 import pytest
 
 from models import Operator, User, personal_data
@@ -70,7 +72,8 @@ async def test_operator_login_roles_and_user_tokens_on_admin_routes(api):
                 {"title": "a", "starts_at": "2030-01-01T10:00:00", "capacity": 3},
                 {"title": "a", "starts_at": "2030-01-01T10:00:00+08:00", "capacity": 0}):
         assert (await api.call("POST", "/api/v1/admin/schedules", bad, token=staff))[0] == 400
-    status, body, _ = await api.call("POST", "/api/v1/admin/login", {"username": "nobody", "password": "x" * 10})
+    status, body, _ = await api.call("POST", "/api/v1/admin/login", {"username": f"nobody-{uuid.uuid4().hex[:8]}",
+                                                                   "password": "x" * 10})
     assert status == 401 and body["error"]["code"] == "UNAUTHENTICATED"
 
 
@@ -120,8 +123,9 @@ async def test_password_checks_do_not_stall_other_requests(service_env, sandbox,
     service = ServiceProcess(env, name="argon2")
     try:
         api = Api(service.url, sandbox)
+        nobody = f"nobody-{uuid.uuid4().hex[:8]}"  # a name of its own: ten failures of one name lock it
         logins = [asyncio.ensure_future(api.call("POST", "/api/v1/admin/login",
-                                                 {"username": "nobody", "password": f"wrong-password-{i}"}))
+                                                 {"username": nobody, "password": f"wrong-password-{i}"}))
                   for i in range(6)]
         # Two hashing threads: the first answer means the checks are running, and four more are still to come.
         await asyncio.wait(logins, return_when=asyncio.FIRST_COMPLETED)

@@ -610,7 +610,8 @@ async def test_logins_answer_as_documented(api, ctx):
     w = await World.make(api, ctx)
     c = w.c
     await c.call("POST", "/api/v1/admin/login", 400, body={"username": "nobody"}, code="INVALID_REQUEST")
-    await c.call("POST", "/api/v1/admin/login", 401, body={"username": "nobody", "password": "wrong-password"},
+    await c.call("POST", "/api/v1/admin/login", 401, body={"username": f"nobody-{time.monotonic_ns()}",
+                                                            "password": "wrong-password"},
                  code="UNAUTHENTICATED")
     await c.call("POST", "/api/v1/admin/login", 413, body=_pad(), code="PAYLOAD_TOO_LARGE")
     await w.parent()
@@ -921,10 +922,17 @@ async def test_the_back_office_orders_refunds_and_audit_answer_as_documented(api
         await c.call("POST", CANCEL, 200, params={"order_id": order_id}, body={}, token=token)
 
     # orders and their story
-    found = await c.call("GET", ADMIN_ORDERS, 200, query={"q": a_id}, token=ops["staff"])
+    found = await c.call("GET", ADMIN_ORDERS, 200, query={"q": a_id}, token=ops["finance"])
     assert [o["order_id"] for o in found["items"]] == [a_id] and found["next_cursor"] is None
     admin_a = found["items"][0]
     assert (admin_a["status"], admin_a["transaction_id"], admin_a["refunds"]) == ("paid", paid["transaction_id"], [])
+    assert admin_a["amount_fen"] == 20000
+    for_staff = (await c.call("GET", ADMIN_ORDERS, 200, query={"q": a_id}, token=ops["staff"]))["items"]
+    assert [o["order_id"] for o in for_staff] == [a_id]  # staff reads orders, without the money
+    assert {k: for_staff[0][k] for k in ("amount_fen", "amount", "refunded_fen", "refunds")} == dict.fromkeys(
+        ("amount_fen", "amount", "refunded_fen", "refunds"))
+    assert {k: v for k, v in for_staff[0].items() if k not in ("amount_fen", "amount", "refunded_fen", "refunds")} \
+        == {k: v for k, v in admin_a.items() if k not in ("amount_fen", "amount", "refunded_fen", "refunds")}
     assert (admin_a["schedule"]["id"], admin_a["schedule"]["title"]) == (sid1, "体验课（OpenAPI）")
     masked = admin_a["user"]["openid_masked"]
     assert masked != openid_a and openid_a.startswith(masked[:3]) and openid_a.endswith(masked[-3:])
@@ -943,12 +951,18 @@ async def test_the_back_office_orders_refunds_and_audit_answer_as_documented(api
     await c.call("GET", ADMIN_ORDERS, 401, code="UNAUTHENTICATED")
     await c.call("GET", ADMIN_ORDERS, 403, token=ta, code="FORBIDDEN")
 
-    story = await c.call("GET", ADMIN_ORDER, 200, params={"order_id": a_id}, token=ops["staff"])
+    story = await c.call("GET", ADMIN_ORDER, 200, params={"order_id": a_id}, token=ops["finance"])
     assert story["order_id"] == a_id and story["user"] == admin_a["user"] and story["schedule"] == admin_a["schedule"]
     assert story["transaction"]["transaction_id"] == paid["transaction_id"]
     assert story["transaction"]["trade_state"] == "SUCCESS" and story["transaction"]["total_fee"] == 20000
     assert {"order_created", "seat_held"} <= {e["action_type"] for e in story["timeline"]}
     assert ("payment", "applied") in {(n["kind"], n["outcome"]) for n in story["notifications"]}
+    staff_story = await c.call("GET", ADMIN_ORDER, 200, params={"order_id": a_id}, token=ops["staff"])
+    assert staff_story["transaction"]["trade_state"] == "SUCCESS" and staff_story["transaction"]["total_fee"] is None
+    assert staff_story["notifications"] == story["notifications"] and staff_story["amount_fen"] is None
+    assert [e["action_type"] for e in staff_story["timeline"]] == [e["action_type"] for e in story["timeline"]]
+    assert all(e["ip_address"] is None and e["detail"] is None and ":" not in e["actor"]
+               for e in staff_story["timeline"])
     await c.call("GET", ADMIN_ORDER, 404, params={"order_id": "0" * 32}, token=ops["staff"], code="NOT_FOUND")
     await c.call("GET", ADMIN_ORDER, 404, params={"order_id": "short"}, token=ops["staff"], code="NOT_FOUND")
     await c.call("GET", ADMIN_ORDER, 401, params={"order_id": a_id}, code="UNAUTHENTICATED")
@@ -1182,7 +1196,8 @@ async def test_rate_limits_answer_as_documented(api, ctx):
         raise AssertionError(f"{method} {path} was never rate-limited")
 
     await until_limited("POST", CREATE, body={"course_schedule_id": sid}, token=te)
-    await until_limited("POST", "/api/v1/admin/login", body={"username": "nobody", "password": "wrong-password"})
+    await until_limited("POST", "/api/v1/admin/login", body={"username": f"nobody-{time.monotonic_ns()}",
+                                                              "password": "wrong-password"})
     await until_limited("POST", "/api/v1/auth/login", body={"code": "not-a-code-wechat-gave"})
     for op_id, path, method in (("createOrder", CREATE, "POST"), ("loginUser", "/api/v1/auth/login", "POST"),
                                 ("loginOperator", "/api/v1/admin/login", "POST")):
