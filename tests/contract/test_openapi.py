@@ -64,7 +64,7 @@ _DB_ONLY_503 = ("getReadiness", "listSchedules", "getSchedule", "createOrder", "
                 "adminExportOrders", "adminExportRefunds",
                 # 503 also when a run of the same day elsewhere takes over 30 s (tests/bills/test_bill_race.py
                 # shows the wait itself, on a shorter run).
-                "adminReconcileBill")
+                "adminReconcileBill", "joinWaitlist", "listWaitlist", "leaveWaitlist")
 NOT_DRIVEN = {(op, "503") for op in _DB_ONLY_503}
 
 # The roles of each operator route (shared/contract.md §2 Operators).
@@ -203,7 +203,8 @@ def test_the_document_is_valid_openapi():
         assert "security" in op, f"{method} {path} says who may call it"
         schemes = {name for req in op["security"] for name in req}
         expected = ({"operatorBearer"} if path.startswith("/api/v1/admin/") and not path.endswith("/login")
-                    else {"userBearer"} if path.startswith("/api/v1/payment/") and "callback" not in path
+                    else {"userBearer"} if path.startswith(("/api/v1/payment/", "/api/v1/waitlist"))
+                    and "callback" not in path
                     else set())
         assert schemes == expected, f"{method} {path}: security {schemes}, expected {expected}"
         if expected:
@@ -516,6 +517,7 @@ OPERATORS, OPERATOR = "/api/v1/admin/operators", "/api/v1/admin/operators/{opera
 BILLS, BILL = "/api/v1/admin/bills", "/api/v1/admin/bills/{bill_date}"
 RECONCILE, DECIDE = "/api/v1/admin/bills/{bill_date}/reconcile", "/api/v1/admin/bills/discrepancies/{discrepancy_id}"
 EXPORT_ORDERS, EXPORT_REFUNDS = "/api/v1/admin/exports/orders.csv", "/api/v1/admin/exports/refunds.csv"
+WAITLIST, WAITLIST_ENTRY = "/api/v1/waitlist", "/api/v1/waitlist/{entry_id}"
 
 
 class World:
@@ -911,6 +913,44 @@ async def test_cancel_answers_as_documented(api, ctx):
     assert failed["status"] == "failed" and failed["failure_reason"] == "payment_failed"
     cancelled = await c.call("POST", CANCEL, 200, params={"order_id": d_id}, token=td)  # no body: the default
     assert cancelled["status"] == "cancelled"
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_the_waitlist_answers_as_documented(api, ctx):
+    w = await World.make(api, ctx)
+    c = w.c
+    full, spare = await w.schedule(1, 3), await w.schedule(2, 3)
+    (holder, _), (first, _), (second, _) = [await w.parent() for _ in range(3)]
+    held = await w.order(holder, full)
+    entry = await c.call("POST", WAITLIST, 201, body={"course_schedule_id": full}, token=first)
+    assert (entry["status"], entry["position"]) == ("waiting", 1)
+    again = await c.call("POST", WAITLIST, 200, body={"course_schedule_id": full}, token=first)
+    assert again["id"] == entry["id"]
+    other = await c.call("POST", WAITLIST, 201, body={"course_schedule_id": full}, token=second)
+    assert other["position"] == 2
+    await c.call("POST", WAITLIST, 400, body={"course_schedule_id": "x"}, token=first, code="INVALID_REQUEST",
+                 check_request=False)
+    await c.call("POST", WAITLIST, 401, body={"course_schedule_id": full}, code="UNAUTHENTICATED")
+    await c.call("POST", WAITLIST, 404, body={"course_schedule_id": 987654321}, token=first, code="NOT_FOUND")
+    await c.call("POST", WAITLIST, 409, body={"course_schedule_id": spare}, token=first, code="SEATS_AVAILABLE")
+    await c.call("POST", WAITLIST, 409, body={"course_schedule_id": full}, token=holder, code="PENDING_ORDER_EXISTS")
+    await c.call("POST", WAITLIST, 413, body=_pad(), token=first, code="PAYLOAD_TOO_LARGE")
+    listed = await c.call("GET", WAITLIST, 200, token=second)
+    assert [e["id"] for e in listed["items"]] == [other["id"]]
+    await c.call("GET", WAITLIST, 401, code="UNAUTHENTICATED")
+    await c.call("POST", CANCEL, 200, params={"order_id": held}, body={}, token=holder)
+    offered = (await c.call("GET", WAITLIST, 200, token=first))["items"][0]
+    assert offered["status"] == "offered" and offered["offer_expires_at"]
+    left = await c.call("DELETE", WAITLIST_ENTRY, 200, params={"entry_id": entry["id"]}, token=first)
+    assert left["status"] == "left"
+    await c.call("DELETE", WAITLIST_ENTRY, 401, params={"entry_id": entry["id"]}, code="UNAUTHENTICATED")
+    await c.call("DELETE", WAITLIST_ENTRY, 404, params={"entry_id": entry["id"]}, token=second, code="NOT_FOUND")
+    booked = await w.order(second, full)  # the seat passed on to the next in line, whose order takes it
+    paid = await w.pay(second, booked)
+    assert paid["status"] == "paid"
+    await c.call("POST", WAITLIST, 409, body={"course_schedule_id": full}, token=second, code="TRIAL_ALREADY_BOOKED")
+    started = await w.schedule(1, -0.01)
+    await c.call("POST", WAITLIST, 409, body={"course_schedule_id": started}, token=first, code="SCHEDULE_CLOSED")
 
 
 @pytest.mark.gen_test(timeout=150)
