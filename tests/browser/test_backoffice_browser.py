@@ -133,7 +133,7 @@ async def test_the_front_desk_marks_attendance_on_a_started_session(api, backoff
 
     from tests.api import eventually
 
-    soon = 10 / 86400
+    soon = 25 / 86400  # booked and paid before it starts, on a loaded machine too
     sid = await api.schedule(capacity=2, title="浏览器测试·到课", starts_in_days=soon)
     starts = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=soon)
     parent, _ = await api.login()
@@ -145,7 +145,7 @@ async def test_the_front_desk_marks_attendance_on_a_started_session(api, backoff
         return (await api.get_order(parent, order["order_id"]))["status"] == "paid"
 
     await eventually(paid, what="the payment")
-    await eventually(lambda: dt.datetime.now(dt.timezone.utc) > starts + dt.timedelta(seconds=1), timeout=30,
+    await eventually(lambda: dt.datetime.now(dt.timezone.utc) > starts + dt.timedelta(seconds=1), timeout=60,
                      interval=0.2, what="the session to start")
     name = await operator("staff")
     page = await backoffice("attendance", username=name, password=PASSWORD, orderId=order["order_id"],

@@ -7,7 +7,7 @@ import pytest
 from models import PaymentAuditLog
 from tests.api import eventually
 
-SOON = 12 / 86400  # the session starts 12 s after it is made: booked and paid before, marked after
+SOON = 25 / 86400  # the session starts 25 s after it is made: booked and paid before (loaded machines too)
 
 
 async def _started_session(api):
@@ -31,7 +31,7 @@ async def _started_session(api):
     # Before the session starts, nothing can be marked.
     status, body = await _mark(api, staff, paid_item["reservation_id"], "attended")
     assert status == 409 and body["error"]["code"] == "ATTENDANCE_NOT_ALLOWED"
-    await eventually(lambda: dt.datetime.now(dt.timezone.utc) > starts + dt.timedelta(seconds=1), timeout=30,
+    await eventually(lambda: dt.datetime.now(dt.timezone.utc) > starts + dt.timedelta(seconds=1), timeout=60,
                      interval=0.2, what="the session to start")
     return sid, paid_item, [i for i in roster if i["order_id"] == pending["order_id"]][0], staff
 
