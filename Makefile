@@ -32,6 +32,7 @@ stop:
 # The benchmark suite (bench/run_all.py, about 8 minutes): BENCH_ARGS for its options, e.g.
 #   make bench BENCH_ARGS="--service-root /work/wt/before --workers 2 --repeat 2"
 bench: servers
+	@WITH_BENCH=1 bash scripts/bootstrap.sh
 	@$(PY) bench/run_all.py $(BENCH_ARGS)
 
 prod-local:

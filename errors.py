@@ -53,6 +53,11 @@ def sold_out(alternatives=()):
     return ServiceError(409, "SOLD_OUT", "名额已满", alternatives=list(alternatives))
 
 
+def seats_available():
+    """409 SEATS_AVAILABLE: a waitlist is only for a session with no seat left."""
+    return ServiceError(409, "SEATS_AVAILABLE", "该课程还有名额，请直接预约")
+
+
 def order_not_payable(message="订单已不可支付"):
     """409 ORDER_NOT_PAYABLE."""
     return ServiceError(409, "ORDER_NOT_PAYABLE", message)

@@ -69,6 +69,8 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
         (rf"/api/v1/payment/orders/{ORDER_ID}", parents.OrderHandler, c),
         (r"/api/v1/payment/wxpay/create", parents.WxPayCreateHandler, c),
         (rf"/api/v1/payment/wxpay/qrcode/{ORDER_ID}", parents.WxPayQRCodeHandler, c),
+        (r"/api/v1/waitlist", parents.WaitlistHandler, c),
+        (r"/api/v1/waitlist/([0-9]{1,18})", parents.WaitlistEntryHandler, c),
         (r"/api/v1/payment/wxpay/callback", wechatpay_notifications.PaymentNotificationHandler, c),
         (r"/api/v1/payment/wxpay/refund-callback", wechatpay_notifications.RefundNotificationHandler, c),
         *admin_api_routes(c),
@@ -80,10 +82,8 @@ def make_app(ctx: AppContext, extra_routes=()) -> tornado.web.Application:
         from handlers.demo import demo_routes
 
         routes += demo_routes(c)
-    ping = ctx.settings.ws_ping_interval_seconds
     return tornado.web.Application(_named(routes), default_handler_class=NotFoundHandler, default_handler_args=c,
-                                   compress_response=False, websocket_ping_interval=ping,
-                                   websocket_ping_timeout=ping, log_function=access_log)
+                                   compress_response=False, log_function=access_log)
 
 
 def make_http_server(app, settings) -> tornado.httpserver.HTTPServer:
@@ -117,7 +117,8 @@ async def open_context(settings, run_jobs=None) -> AppContext:
         log.warning("WeChat Pay not reachable at start; the client opens on first use")
     ctx.verifier = NotificationVerifier(settings, ctx.gateway)
     ctx.open_api = WeChatOpenAPI(settings)
-    ctx.hub = Hub(ctx.redis_clients.publisher, ctx.redis_clients.subscriber, snapshot_by_order_id)
+    ctx.hub = Hub(ctx.redis_clients.publisher, ctx.redis_clients.subscriber, snapshot_by_order_id,
+                  ping_interval=settings.ws_ping_interval_seconds)
     ctx.hub.start()
     ctx.messages = MessageSender(ctx)
     ctx.messages.start()

@@ -48,6 +48,9 @@ def common_parser(description):
                         "(exact, but the proxy's CPU disturbs the timings)")
     g.add_argument("--profile", action="store_true",
                    help="py-spy record the service during each measured window (var/bench/profile-*.txt)")
+    g.add_argument("--cpu-profile", action="store_true",
+                   help="run the service under cProfile on its CPU clock during each measured window "
+                        "(bench/cpuprofile.py; var/bench/cpuprofile-*.prof; one process only)")
     g.add_argument("--phase-timeout", type=float, default=600.0, help="longest any one phase may take")
     g.add_argument("--keep-database", action="store_true", help="leave the bench databases for inspection")
     g.add_argument("--out", help="figures file (default var/bench/<name>-<time>.json)")
@@ -200,7 +203,8 @@ class Profiler:
         self.path = os.path.join(BENCH_VAR, f"profile-{name}-{time.strftime('%Y%m%d-%H%M%S')}.txt")
         py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
         if not os.path.exists(py_spy):
-            raise SystemExit("--profile needs py-spy in the bench's venv: .venv/bin/pip install py-spy")
+            raise SystemExit("--profile needs py-spy in the bench's venv: WITH_BENCH=1 bash scripts/bootstrap.sh "
+                             "(installs bench/requirements.txt)")
         self.proc = subprocess.Popen([py_spy, "record", "--pid", str(world.service.pid), "--rate", "250",
                                       "--format", "raw", "--subprocesses", "--output", self.path],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -235,11 +239,17 @@ async def run_loadgen(world, name, job, args, url=None, extra_pids=None):
         assert ready["event"] == "ready", ready
         window = Window(world, {"load generator": (proc.pid, False), **(extra_pids or {})})
         profiler = Profiler(world, name) if args.profile and world is not None else None
+        cpu_profile = getattr(world, "cpu_profile", None) if world is not None else None
+        if cpu_profile:
+            os.kill(world.service.pid, signal.SIGUSR1)
         window.start()
         proc.stdin.write(b"go\n")
         await proc.stdin.drain()
         done = await read_event(proc, args.phase_timeout)
         figures = window.stop()
+        if cpu_profile:
+            os.kill(world.service.pid, signal.SIGUSR2)
+            figures["cpu_profile"] = os.path.relpath(cpu_profile, BENCH_ROOT)
         if profiler:
             figures["profile"] = os.path.relpath(profiler.stop(), BENCH_ROOT)
         assert done["event"] == "done", done
@@ -269,9 +279,18 @@ def lat(values):
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in spread(values).items()}
 
 
-def headline(key, label, value, unit, ratio=None):
-    """One figure of the summary table; `ratio` is "rate" (÷ hello req/s) or "cpu" (÷ hello CPU per request)."""
-    return {"key": key, "label": label, "value": value, "unit": unit, "ratio": ratio}
+def headline(key, label, value, unit, ratio=None, goal=None):
+    """One figure of the summary table; `ratio` is "rate" (÷ hello req/s) or "cpu" (÷ hello CPU per request);
+    `goal` (see goal()) is printed beside it, met or not."""
+    found = {"key": key, "label": label, "value": value, "unit": unit, "ratio": ratio}
+    if goal is not None:
+        found["goal"] = goal
+    return found
+
+
+def goal(text, at_most=None, at_least=None, of="value"):
+    """A goal for a headline figure: its `value`, or its `ratio` to the ceiling, at most or at least a bound."""
+    return {"text": text, "at_most": at_most, "at_least": at_least, "of": of}
 
 
 def check(what, ok, detail=""):

@@ -85,6 +85,18 @@ def cpu_line(name, f):
             f"load average at start {f.get('loadavg_at_start', [0])[0]:.2f}")
 
 
+def goal_note(run, h):
+    """" — goal ≤ 5 ms: met" (or "not met") for a headline that carries a goal; "" otherwise."""
+    g = h.get("goal")
+    if not g:
+        return ""
+    v = ratio(run, h) if g["of"] == "ratio" else h.get("value")
+    if not isinstance(v, (int, float)):
+        return f" — goal {g['text']}: not measured"
+    met = (g["at_most"] is None or v <= g["at_most"]) and (g["at_least"] is None or v >= g["at_least"])
+    return f" — goal {g['text']}: **{'met' if met else 'not met'}**"
+
+
 def render_run(run):
     """One run: meta, the figures with ratios, CPU by process, checks."""
     m, root = run["machine"], run["service_root"]
@@ -105,7 +117,7 @@ def render_run(run):
         lines.append("- **--profile**: py-spy was sampling the service; timings are disturbed")
     lines += ["", "| scenario | figure | value | ratio to ceiling |", "|---|---|---|---|"]
     for name, h in rows(run):
-        lines.append(f"| {name} | {h['label']} | {fmt(h['value'], h['unit'])} | "
+        lines.append(f"| {name} | {h['label']} | {fmt(h['value'], h['unit'])}{goal_note(run, h)} | "
                      f"{fmt_ratio(ratio(run, h), h.get('ratio'))} |")
     lines += ["", "CPU by process over each measured window:"]
     if run.get("ceiling"):
@@ -148,7 +160,8 @@ def median_table(runs, max_noise=None):
         for name, h in rows(run):
             if max_noise is not None and h["key"] != "others_cores" and window_noise(run, name) > max_noise:
                 continue
-            entry = table.setdefault((name, h["key"]), (h["label"], h["unit"], h.get("ratio"), [], []))
+            label = h["label"] + (f" (goal {h['goal']['text']})" if h.get("goal") else "")
+            entry = table.setdefault((name, h["key"]), (label, h["unit"], h.get("ratio"), [], []))
             if h.get("value") is not None:
                 entry[3].append(h["value"])
             r = ratio(run, h)

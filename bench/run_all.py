@@ -4,7 +4,8 @@
 
 Scenarios, in this order: order_closed, order_open (bench/order_flow.py), overload (bench/overload.py: twice the
 capacity, admission control's goals), flash_sale, notify_storm, ws_fanout (1,000 subscribers here; --fanout-full
-for the 5,000 of bench/ws_fanout.py), reconnect_storm. Each one's options
+for the 5,000 of bench/ws_fanout.py), ws_idle (bench/ws_idle.py: memory per idle socket beside a bare Tornado one,
+the push after the 204, their goals), reconnect_storm. Each one's options
 scale it (see --help); each is also runnable alone from its own file. With --repeat N the suite runs N times (a
 figures file each) and ends with the median of every figure. Exits 1 when any correctness check failed.
 """
@@ -16,14 +17,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench import flash_sale, notify_storm, order_flow, overload, reconnect_storm, ws_fanout  # noqa: E402
+from bench import flash_sale, notify_storm, order_flow, overload, reconnect_storm, ws_fanout, ws_idle  # noqa: E402
 from bench.common import common_parser, run_scenarios  # noqa: E402
 from bench.report import render_medians  # noqa: E402
 from bench.world import log  # noqa: E402
 
 SCENARIOS = [("order_closed", order_flow.measure_closed), ("order_open", order_flow.measure_open),
              ("overload", overload.measure), ("flash_sale", flash_sale.measure), ("notify_storm", notify_storm.measure),
-             ("ws_fanout", ws_fanout.measure), ("reconnect_storm", reconnect_storm.measure)]
+             ("ws_fanout", ws_fanout.measure), ("ws_idle", ws_idle.measure),
+             ("reconnect_storm", reconnect_storm.measure)]
 SUITE_FANOUT_SUBSCRIBERS = 1000
 
 
@@ -35,7 +37,7 @@ def main():
     g.add_argument("--skip", default="", help="comma-separated scenarios to leave out")
     g.add_argument("--repeat", type=int, default=1, help="run the suite this many times, then print the medians")
     g.add_argument("--fanout-full", action="store_true", help="ws_fanout with 5,000 subscribers (about 3 more min)")
-    for module in (order_flow, overload, flash_sale, notify_storm, reconnect_storm):
+    for module in (order_flow, overload, flash_sale, notify_storm, ws_idle, reconnect_storm):
         module.add_options(p)
     ws_fanout.add_options(p, subscribers=SUITE_FANOUT_SUBSCRIBERS)
     args = p.parse_args()

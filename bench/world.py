@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -239,7 +238,13 @@ class World:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = self.service_env(db_url, port)
-        self.service = Proc([self.root.python, "server.py"], self.root.path, env,
+        command = [self.root.python, "server.py"]
+        self.cpu_profile = None
+        if getattr(self.args, "cpu_profile", False):
+            self.cpu_profile = os.path.join(BENCH_VAR, f"cpuprofile-{self.name}-{time.strftime('%Y%m%d-%H%M%S')}.prof")
+            command = [self.root.python, os.path.join(BENCH_ROOT, "bench", "cpuprofile.py"), self.cpu_profile,
+                       "server.py"]
+        self.service = Proc(command, self.root.path, env,
                             self.log_path("service"),
                             ready=healthy(url + "/healthz"), what="service")
         self.service.url = url
@@ -253,7 +258,6 @@ class World:
         env = {**self._base_env(),
                "DATABASE_URL": db_url, "REDIS_URL": self.redis.url,
                "SECRET_KEY": "bench-secret-key-0123456789abcdef-not-a-secret",
-               "DATA_KEY_FILE": self.data_key_file(),
                **{k: v for k, v in self.sandbox.env.items() if k.startswith("WECHAT")},
                "WECHATPAY_CERT_DIR": os.path.join(self.run_dir, "certs"),
                "DATA_KEY_FILE": self.dev["DATA_KEY_FILE"], "AUDIT_KEY_FILE": self.dev["AUDIT_KEY_FILE"],
@@ -269,14 +273,6 @@ class World:
             key, _, value = item.partition("=")
             env[key] = value
         return env
-
-    def data_key_file(self):
-        """A data key of this run's own (DATA_KEY_FILE: the openids are encrypted at rest)."""
-        path = os.path.join(self.run_dir, "data_key")
-        if not os.path.exists(path):
-            with open(path, "w", encoding="ascii") as fh:
-                fh.write(secrets.token_hex(32))
-        return path
 
     def log_path(self, what):
         """var/bench/logs/<pid>-<scenario>-<what>.log (kept after the run)."""
@@ -297,7 +293,7 @@ class World:
             cur.execute(f"DROP DATABASE IF EXISTS `{self.db_name}`")
             cur.execute(f"CREATE DATABASE `{self.db_name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
         conn.close()
-        env = {**self._base_env(), "DATABASE_URL": self.db_url, "DATA_KEY_FILE": self.data_key_file()}
+        env = {**self._base_env(), "DATABASE_URL": self.db_url}
         manage = [self.root.python, "manage.py"]
         subprocess.run([*manage, "migrate"], cwd=self.root.path, env=env, check=True, stdout=subprocess.DEVNULL)
         password_file = os.path.join(self.run_dir, "admin_password")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from services.accounts import auth, ratelimit
 from services.orders import booking, schedules, views
 from services.payments import checkout
+from services.waitlist import entries
 
 from .base import BaseHandler
 
@@ -91,3 +92,23 @@ class WxPayQRCodeHandler(BaseHandler):
         png = await checkout.native_qr_png(self.ctx, user_id, order_id, self.actor(user_id=user_id))
         self.set_header("Content-Type", "image/png")
         self.finish(png)
+
+
+class WaitlistHandler(BaseHandler):
+    """POST /api/v1/waitlist (join a full session's line) and GET (the caller's entries)."""
+
+    async def post(self):
+        user_id = self.current_user_id()
+        status, entry = await entries.join_waitlist(self.ctx, user_id, self.json_body(), self.actor(user_id=user_id))
+        self.write_json(entry, status)
+
+    async def get(self):
+        self.write_json({"items": await entries.list_entries(self.current_user_id())})
+
+
+class WaitlistEntryHandler(BaseHandler):
+    """DELETE /api/v1/waitlist/{id}: leave the line (a seat kept for the entry passes on at once)."""
+
+    async def delete(self, entry_id):
+        user_id = self.current_user_id()
+        self.write_json(await entries.leave_waitlist(self.ctx, user_id, int(entry_id), self.actor(user_id=user_id)))

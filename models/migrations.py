@@ -246,6 +246,38 @@ async def _v10_bills():
         await database.aio_execute_sql("UPDATE `refunds` SET `succeeded_at` = %s WHERE `id` = %s", (when, refund_id))
 
 
+async def _v11_waitlist_attendance_and_endings():
+    # The waitlist (issue 16): one live entry per parent and session by unique key; a freed seat kept for the
+    # first in line is the `offered` row itself (MySQL, never memory).
+    if not await _table_exists("waitlist_entries"):
+        await database.aio_execute_sql(
+            "CREATE TABLE `waitlist_entries` (`id` INTEGER AUTO_INCREMENT NOT NULL PRIMARY KEY, "
+            "`course_schedule_id` INTEGER NOT NULL, `user_id` INTEGER NOT NULL, `status` VARCHAR(16) NOT NULL, "
+            "`live_user` BIGINT, `offered_at` DATETIME(6), `offer_expires_at` DATETIME(6), `order_id` INTEGER, "
+            "`created_at` DATETIME(6) NOT NULL, `updated_at` DATETIME(6) NOT NULL, `ended_at` DATETIME(6), "
+            "FOREIGN KEY (`course_schedule_id`) REFERENCES `course_schedules` (`id`), "
+            "FOREIGN KEY (`user_id`) REFERENCES `users` (`id`), "
+            "FOREIGN KEY (`order_id`) REFERENCES `payment_orders` (`id`))")
+    for index, columns, unique in (
+            ("waitlist_entries_course_schedule_id", ["course_schedule_id"], False),
+            ("waitlist_entries_user_id", ["user_id"], False),
+            ("waitlist_entries_order_id", ["order_id"], False),
+            ("waitlist_entries_course_schedule_id_live_user", ["course_schedule_id", "live_user"], True),
+            ("waitlist_entries_course_schedule_id_status_id", ["course_schedule_id", "status", "id"], False),
+            ("waitlist_entries_status_offer_expires_at", ["status", "offer_expires_at"], False)):
+        await add_index("waitlist_entries", index, columns, unique)
+    # Attendance at the front desk, once a session has started.
+    await add_column("seat_reservations", "attendance", "VARCHAR(16) NULL")
+    await add_column("seat_reservations", "attendance_at", "DATETIME(6) NULL")
+    # Subscribe messages about a waitlist offer have no order; the others (failure, expiry, reschedule) do.
+    await database.aio_execute_sql("ALTER TABLE `subscribe_messages` MODIFY `order_id` INTEGER NULL")
+    await add_column("subscribe_messages", "waitlist_entry_id", "INTEGER NULL")
+    await add_index("subscribe_messages", "subscribe_messages_waitlist_entry_id", ["waitlist_entry_id"])
+    if not await _foreign_key_exists("subscribe_messages", "waitlist_entry_id"):
+        await database.aio_execute_sql("ALTER TABLE `subscribe_messages` ADD FOREIGN KEY (`waitlist_entry_id`) "
+                                       "REFERENCES `waitlist_entries` (`id`)")
+
+
 async def _v12_operator_login_failures():
     await database.aio_execute_sql(
         "CREATE TABLE IF NOT EXISTS `operator_login_failures` (`username` VARCHAR(64) NOT NULL PRIMARY KEY, "
@@ -396,6 +428,7 @@ MIGRATIONS = [
     (8, "WeChat Pay notifications under one name", _v8_wechatpay_notifications),
     (9, "index names, keys and defaults as the models declare them", _v9_schema_as_the_models_say),
     (10, "WeChat Pay bill reconciliation; refunds' success day and late successes", _v10_bills),
+    (11, "waitlist, attendance, subscribe messages without an order", _v11_waitlist_attendance_and_endings),
     (12, "operator login failures and lockout per username", _v12_operator_login_failures),
     (13, "the audit trail sealed", _v13_audit_seal),
     (14, "personal data encrypted at rest", _v14_personal_data_encrypted),

@@ -72,6 +72,14 @@ class Transaction:
         self.conn = conn
         return self
 
+    def takes_commit(self) -> bool:
+        """True for a root transaction: the caller appends `;COMMIT` to its last packet, then calls committed()."""
+        return self._nested is None
+
+    def committed(self):
+        """The caller's packet carried the COMMIT, and it succeeded."""
+        self.conn.gym_committed = True
+
     def commit_with_next(self):
         """The next statement is the transaction's last: its COMMIT goes in the same packet (a savepoint: no-op)."""
         if self._nested is None:

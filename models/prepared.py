@@ -51,9 +51,13 @@ class Prepared:
 
         return await database.aio_execute_sql(self.sql, params, fetch_results=count)
 
-    async def each(self, *params) -> list[SimpleNamespace]:
+    async def each(self, *params, last_of=None) -> list[SimpleNamespace]:
         """For a text of several statements (`;`-separated, sent in one packet: models/piggyback.py): each one's
-        `rows`, `rowcount` and `lastrowid`, in order. MySQL stops at the first that fails, and that error is raised."""
+        `rows`, `rowcount` and `lastrowid`, in order. MySQL stops at the first that fails, and that error is raised.
+        `last_of`: these are the last statements of that transaction (models.piggyback.Transaction), whose COMMIT
+        then goes in the same packet."""
+        commit = last_of is not None and last_of.takes_commit()
+
         async def every(db, cursor):
             found = []
             while True:
@@ -62,7 +66,11 @@ class Prepared:
                 if not await cursor.nextset():
                     return found
 
-        return await database.aio_execute_sql(self.sql, params, fetch_results=every)
+        found = await database.aio_execute_sql(self.sql + (";COMMIT" if commit else ""), params, fetch_results=every)
+        if commit:
+            found.pop()  # COMMIT's
+            last_of.committed()
+        return found
 
     async def insert(self, *params) -> int:
         """Run an INSERT; the new row's id."""

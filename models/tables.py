@@ -148,12 +148,36 @@ class SeatReservation(BaseModel):
     expires_at = UTCDateTimeField(index=True)
     confirmed_at = UTCDateTimeField(null=True)
     released_at = UTCDateTimeField(null=True)
+    # The front desk's record, once the session has started: attended | no_show (NULL: not marked).
+    attendance = pw.CharField(max_length=16, null=True)
+    attendance_at = UTCDateTimeField(null=True)
     created_at = UTCDateTimeField(default=utcnow)
     updated_at = UTCDateTimeField(default=utcnow)
 
     class Meta:
         table_name = "seat_reservations"
         indexes = ((("course_schedule", "status", "expires_at"), False),)
+
+
+class WaitlistEntry(BaseModel):
+    """A parent waiting for a seat of a full session; `offered` keeps a freed seat for them until offer_expires_at."""
+
+    course_schedule = pw.ForeignKeyField(CourseSchedule, column_name="course_schedule_id")
+    user = pw.ForeignKeyField(User, column_name="user_id", index=True)
+    status = pw.CharField(max_length=16, default="waiting")  # waiting | offered | booked | lapsed | left
+    # user_id while waiting or offered, NULL otherwise: one live entry per parent and session, by unique key.
+    live_user = pw.BigIntegerField(null=True)
+    offered_at = UTCDateTimeField(null=True)
+    offer_expires_at = UTCDateTimeField(null=True)
+    order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", null=True)  # the order that took the kept seat
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+    ended_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "waitlist_entries"
+        indexes = ((("course_schedule", "live_user"), True), (("course_schedule", "status", "id"), False),
+                   (("status", "offer_expires_at"), False))
 
 
 class Refund(BaseModel):
@@ -300,13 +324,15 @@ class SchemaMigration(BaseModel):
 
 
 class SubscribeMessage(BaseModel):
-    """A subscribe message to a parent (预约成功 on payment, 退款通知 on a refund): written in the transaction of
-    the change, sent (and retried) after it."""
+    """A subscribe message to a parent (预约成功 on payment, 退款通知 on a refund, 候补成功 on a waitlist offer,
+    an order's failure or expiry, a reschedule): written in the transaction of the change, sent (and retried) after
+    it."""
 
-    dedupe_key = pw.CharField(max_length=64, unique=True)  # booking:<order pk> | refund:<refund pk>
-    kind = pw.CharField(max_length=16, default="booking")  # booking | refund
-    order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", index=True)
+    dedupe_key = pw.CharField(max_length=64, unique=True)  # <kind>:<order, refund or waitlist entry pk>[:...]
+    kind = pw.CharField(max_length=16, default="booking")  # booking | refund | waitlist | failed | expired | reschedule
+    order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", index=True, null=True)  # NULL: a waitlist offer
     refund = pw.ForeignKeyField(Refund, column_name="refund_id", null=True)
+    waitlist_entry = pw.ForeignKeyField(WaitlistEntry, column_name="waitlist_entry_id", null=True)
     template_id = pw.CharField(max_length=128)
     payload = JSONText(null=True)  # likewise; the refund's amount is read from the refund row
     status = pw.CharField(max_length=16, default="pending", index=True)  # pending | sent | failed

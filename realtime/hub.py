@@ -18,6 +18,7 @@ log = logging.getLogger("gym.realtime")
 CHANNEL = "gym:order-status"
 OUTBOX_MAX = 10000
 LIVENESS_SECONDS = 3.0  # a subscription silent this long is PINGed; silent twice as long, it is opened again
+KEEPALIVE_BATCH = 500  # sockets pinged between two turns of the event loop
 
 
 def status_message(order_id, status, reservation_status, at) -> dict:
@@ -29,19 +30,21 @@ def status_message(order_id, status, reservation_status, at) -> dict:
 class Hub:
     """Owns the subscribers of this process and one Redis subscription; survives Redis outages and failovers."""
 
-    def __init__(self, redis, subscriber, snapshot, retry_seconds=1.0, origin=None):
+    def __init__(self, redis, subscriber, snapshot, retry_seconds=1.0, origin=None, ping_interval=20.0):
         self.redis = redis  # publishes (services.redis_client.RedisClients.publisher)
         self.subscriber = subscriber  # the subscription's client: each break reaches _listen_forever, never retried
         self.snapshot = snapshot  # async (order_id) -> message dict, read from MySQL
         self.retry_seconds = retry_seconds
-        self.origin = origin or uuid.uuid4().hex  # tags the pushes this process re-publishes after a failure
+        self.ping_interval = ping_interval  # the keep-alive: every socket is pinged this often (0: never)
+        self.origin = origin or uuid.uuid4().hex  # tags this process's pushes (delivered here when made)
         self.subscribers = defaultdict(set)  # order_id -> {connection}
         self.user_sockets = UserSockets()  # user_id -> that user's open connections here (at most 5)
         self.connected = asyncio.Event()
-        self.outbox = deque(maxlen=OUTBOX_MAX)  # [push, delivered here already] waiting for Redis, in order
+        self.outbox = deque(maxlen=OUTBOX_MAX)  # pushes (delivered here already) waiting for Redis, in order
         self._outbox_ready = asyncio.Event()
         self._task = None
         self._publisher_task = None
+        self._keepalive_task = None
         self._stopping = False
 
     # -- subscribers -------------------------------------------------------------------------------
@@ -70,52 +73,48 @@ class Hub:
 
     # -- publishing --------------------------------------------------------------------------------
     async def publish(self, events):
-        """Queue committed status changes for Redis; returns at once (a slow Redis never slows a request).
+        """Push committed status changes: to this process's sockets at once, and queued for Redis (the other
+        processes' sockets); returns at once (a slow Redis never slows a request).
 
-        One publisher task sends them in order. If Redis refuses, this process's clients get them at once and they
-        stay queued, re-published (tagged with our origin, so we do not deliver them twice) when Redis answers.
+        One publisher task sends them in order, tagged with our origin so that this process, which delivered them
+        already, skips them when Redis echoes them back. If Redis refuses, they stay queued and go out when it
+        answers.
         """
         for event in events:
             message = status_message(event["order_id"], event["status"], event["reservation_status"],
                                      event.get("at") or iso_now())
+            self.deliver(message)  # this process's sockets at once, before the answer; the others through Redis
             if len(self.outbox) == self.outbox.maxlen:
                 log.error("push outbox full: the oldest queued push is dropped (clients re-read on resubscribe)")
-            self.outbox.append([message, False])
+            self.outbox.append(message)
         metrics.REDIS_PUSH_BACKLOG.set(len(self.outbox))
         self._outbox_ready.set()
 
     async def _publish_queued(self):
+        failing = False
         while not self._stopping:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
             while self.outbox:
                 item = self.outbox[0]
-                message, delivered_here = item
-                payload = {**message, "_origin": self.origin} if delivered_here else message
                 try:
-                    await self.redis.publish(CHANNEL, json.dumps(payload))
+                    await self.redis.publish(CHANNEL, json.dumps({**item, "_origin": self.origin}))
                 except Exception as e:  # noqa: BLE001 - the state is in MySQL; keep the pushes and retry
-                    self._deliver_queued_here(e)
+                    if not failing:
+                        log.warning("pushes not published (Redis down?); delivered here, kept for the other "
+                                    "processes: %s", e)
+                    failing = True
                     await asyncio.sleep(self.retry_seconds)
                     continue
+                failing = False
                 if self.outbox and self.outbox[0] is item:
                     self.outbox.popleft()
                 metrics.REDIS_PUSH_BACKLOG.set(len(self.outbox))
 
-    def _deliver_queued_here(self, error):
-        """Redis refused: every queued push not yet delivered here goes to this process's clients now."""
-        fresh = [item for item in self.outbox if not item[1]]
-        if fresh:
-            log.warning("%d pushes not published (Redis down?), delivered here and kept for later: %s",
-                        len(fresh), error)
-        for item in fresh:
-            self.deliver(item[0])
-            item[1] = True
-
     def _received(self, data):
         message = json.loads(data)
         if message.pop("_origin", None) == self.origin:
-            return  # our own re-published push: delivered here when Redis first refused it
+            return  # our own push: delivered here when it was made
         self.deliver(message)
 
     # -- the subscription loop ---------------------------------------------------------------------
@@ -124,14 +123,30 @@ class Hub:
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._listen_forever())
         self._publisher_task = loop.create_task(self._publish_queued())
+        if self.ping_interval:
+            self._keepalive_task = loop.create_task(self._keep_alive())
 
     def close_sockets(self, code=1001, reason="server restarting"):
-        """Close every subscribed WebSocket (the process is going away; clients reconnect elsewhere)."""
-        for conn in {c for conns in self.subscribers.values() for c in conns}:
-            try:
-                conn.close(code, reason)
-            except Exception:  # noqa: BLE001 - already closing
-                pass
+        """Close every WebSocket (the process is going away; clients reconnect elsewhere)."""
+        for conn in self.user_sockets.all():
+            conn.close(code, reason)
+
+    async def _keep_alive(self):
+        """Every ping_interval: a socket that has not answered the last ping is closed, the others pinged again.
+
+        One task for all of them, instead of one per socket (Tornado's websocket_ping_interval stays unset): a
+        socket that stops answering is sent its close within two intervals of its last pong, and Tornado cuts the
+        connection 5 s later if the client does not answer the close.
+        """
+        while not self._stopping:
+            await asyncio.sleep(self.ping_interval)
+            for k, conn in enumerate(self.user_sockets.all()):
+                if conn.pong_due:
+                    conn.close(1000, "ping timed out")
+                else:
+                    conn.ping()  # the handler's: Tornado's ping, on_pong clears pong_due
+                if k % KEEPALIVE_BATCH == KEEPALIVE_BATCH - 1:
+                    await asyncio.sleep(0)
 
     async def stop(self, flush_seconds=2.0):
         """Publish what is queued (for up to `flush_seconds`), then stop listening."""
@@ -139,7 +154,7 @@ class Hub:
         while self.outbox and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
         self._stopping = True
-        for task in (self._task, self._publisher_task):
+        for task in (self._task, self._publisher_task, self._keepalive_task):
             if task:
                 task.cancel()
                 try:

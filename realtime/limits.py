@@ -3,7 +3,6 @@ socket holds, how fast it may send, and the sockets one user holds."""
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 
 MAX_MESSAGE_BYTES = 4096  # a client message over this closes the socket with 1009 (Tornado checks before reading it)
 MAX_SUBSCRIPTIONS = 20  # distinct orders one socket holds
@@ -18,6 +17,8 @@ MESSAGES_PER_SECOND = 10.0
 class MessageBudget:
     """A token bucket per socket. Over budget, the first message is answered RATE_LIMITED and the rest are dropped
     unanswered until the budget refills, so a client that sends without reading cannot grow our write buffer."""
+
+    __slots__ = ("burst", "rate", "clock", "tokens", "at", "told")  # one per socket: no __dict__
 
     def __init__(self, burst=MESSAGE_BURST, rate=MESSAGES_PER_SECOND, clock=time.monotonic):
         self.burst, self.rate, self.clock = burst, rate, clock
@@ -45,25 +46,27 @@ class UserSockets:
 
     def __init__(self, limit=MAX_SOCKETS_PER_USER):
         self.limit = limit
-        self._by_user = {}  # user_id -> OrderedDict(conn -> None), in the order they opened
+        self._by_user = {}  # user_id -> [conn, ...] in the order they opened (a short list: at most `limit`)
 
     def add(self, user_id, conn) -> list:
         """Count conn as one of the user's sockets; returns the oldest ones now over the limit (to be closed)."""
-        conns = self._by_user.setdefault(user_id, OrderedDict())
-        conns[conn] = None
-        excess = []
-        while len(conns) > self.limit:
-            oldest, _ = conns.popitem(last=False)
-            excess.append(oldest)
+        conns = self._by_user.setdefault(user_id, [])
+        conns.append(conn)
+        excess = conns[:-self.limit]
+        del conns[:-self.limit]
         return excess
 
     def remove(self, user_id, conn):
         """conn closed."""
         conns = self._by_user.get(user_id)
-        if conns is not None:
-            conns.pop(conn, None)
+        if conns is not None and conn in conns:
+            conns.remove(conn)
             if not conns:
                 del self._by_user[user_id]
+
+    def all(self) -> list:
+        """Every counted socket of this process."""
+        return [conn for conns in self._by_user.values() for conn in conns]
 
     def count(self, user_id) -> int:
         """How many sockets the user holds here."""

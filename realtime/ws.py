@@ -1,4 +1,10 @@
-"""GET /ws/orders?token=...: subscribe to your own orders' status, within the limits of realtime/limits.py."""
+"""GET /ws/orders?token=...: subscribe to your own orders' status, within the limits of realtime/limits.py.
+
+The socket is Tornado's `tornado.websocket.WebSocketHandler` (the protocol is the library's, not ours). What each
+handler keeps is slimmed where Tornado allows it: once open, the request (its headers, its query string with the
+token) is dropped, the subscriptions are made at the first subscribe, and no task runs per socket (the Hub pings
+every socket from one keep-alive task; Tornado's websocket_ping_interval stays unset).
+"""
 from __future__ import annotations
 
 import json
@@ -37,24 +43,28 @@ def error_frame(code: str, message: str, **extra) -> dict:
     return {"type": "error", "code": code, "message": message, **extra}
 
 
+def _retrieve(future):
+    """A write's outcome is not awaited: read it, so a closed socket logs no 'exception never retrieved'."""
+    if not future.cancelled():
+        future.exception()
+
+
 class OrderStatusSocket(tornado.websocket.WebSocketHandler):
     """One mini-program connection; forwards its subscriptions to the Hub.
 
-    Tornado reads a socket's next message only once on_message has returned, so one socket's messages are served
-    one at a time: the subscription count and the budget need no lock.
+    Tornado reads a socket's next message only once on_message (its coroutine included) has finished, so one
+    socket's messages are served one at a time: the subscription count and the budget need no lock.
     """
+
+    max_message_size = MAX_MESSAGE_BYTES  # Tornado closes the socket with 1009 for a bigger message, before reading it
 
     def initialize(self, ctx, route=None):
         self.ctx = ctx
         self.route_name = route
         self.user_id = None
-        self.orders = set()  # the orders this socket is subscribed to, each known to be the caller's
+        self.orders = None  # the orders this socket is subscribed to (a set from the first), each the caller's
         self.budget = MessageBudget()
-
-    @property
-    def max_message_size(self) -> int:
-        """Tornado closes the socket with 1009 for a bigger message, before reading it."""
-        return MAX_MESSAGE_BYTES
+        self.pong_due = False  # the Hub's keep-alive pinged and no pong came back yet
 
     @property
     def request_id(self) -> str:
@@ -73,47 +83,70 @@ class OrderStatusSocket(tornado.websocket.WebSocketHandler):
         bind_request(self.request_id)
         self.ctx.forwarded_for.observe(self.request.remote_ip, self.request.headers)
         try:
-            self.user_id = tokens.verify(self.ctx.settings.secret_key, self.get_query_argument("token", ""), "user")
+            user_id = tokens.verify(self.ctx.settings.secret_key, self.get_query_argument("token", ""), "user")
         except errors.ServiceError:
+            user_id = None
+        self._slim()
+        if user_id is None:
             self.close(CLOSE_UNAUTHENTICATED, "unauthenticated")
             return
+        self.user_id = user_id
         for oldest in self.ctx.hub.user_sockets.add(self.user_id, self):
             oldest.close(CLOSE_TOO_MANY_SOCKETS, "too many sockets")
 
-    async def on_message(self, message):
+    def _slim(self):
+        """Drop what the open socket no longer needs: the request (headers, query string with the token, body) and
+        the handshake's response state. Tornado's handshake coroutine keeps the headers object alive for the socket's
+        life, so it is emptied in place; nothing of Tornado reads the request after open."""
+        request, self.request = self.request, None
+        request.headers.clear()
+        self._headers = None
+        self._write_buffer = None
+        self.path_args = self.path_kwargs = self.open_args = self.open_kwargs = None
+        self.ui = None
+
+    def log_exception(self, typ, value, tb):
+        """Tornado's version describes the request, dropped at open: say which socket instead."""
+        log.error("WebSocket %s: a message handler failed", self.request_id, exc_info=(typ, value, tb))
+
+    def on_message(self, message):
         if self.user_id is None:
-            return
+            return None
         bind_request(self.request_id)
         verdict = self.budget.take()
         if verdict != "ok":
             if verdict == "refuse":
                 self.push(error_frame("RATE_LIMITED", "消息过于频繁，请稍后再试"))
-            return
+            return None
         try:
             data = parse_json_object(message)
         except errors.ServiceError:
             self.push(error_frame("INVALID_REQUEST", "消息不是合法的 JSON 对象"))
-            return
+            return None
         op = data.get("op")
         if op == "ping":
             self.push({"type": "pong"})
         elif op == "subscribe":
-            try:
-                await self._subscribe(data.get("order_id"))
-            except DATABASE_UNAVAILABLE as e:
-                log.warning("subscribe not served, the database is unavailable: %s", e)
-                self.push(error_frame("SERVICE_UNAVAILABLE", "服务暂时不可用，请稍后重试"))
+            return self._subscribe_or_say_why_not(data.get("order_id"))  # a coroutine: Tornado awaits it
         elif op == "unsubscribe":
             self._unsubscribe(data.get("order_id"))
         else:
             self.push(error_frame("INVALID_REQUEST", "未知的操作"))
+        return None
+
+    async def _subscribe_or_say_why_not(self, order_id):
+        try:
+            await self._subscribe(order_id)
+        except DATABASE_UNAVAILABLE as e:
+            log.warning("subscribe not served, the database is unavailable: %s", e)
+            self.push(error_frame("SERVICE_UNAVAILABLE", "服务暂时不可用，请稍后重试"))
 
     async def _subscribe(self, order_id):
         if not is_order_id(order_id):
             self._not_found(order_id)
             return
-        if order_id not in self.orders:
-            if len(self.orders) >= MAX_SUBSCRIPTIONS:
+        if self.orders is None or order_id not in self.orders:
+            if self.orders is not None and len(self.orders) >= MAX_SUBSCRIPTIONS:
                 self.push(error_frame("TOO_MANY_SUBSCRIPTIONS", f"每个连接最多订阅 {MAX_SUBSCRIPTIONS} 个订单",
                                       order_id=order_id))
                 return
@@ -124,6 +157,8 @@ class OrderStatusSocket(tornado.websocket.WebSocketHandler):
                 return
             if self._closed():
                 return
+            if self.orders is None:
+                self.orders = set()
             self.orders.add(order_id)
             self.ctx.hub.subscribe(order_id, self)
         # Read after registering, so a change committed before the registration is in this snapshot and one
@@ -136,7 +171,7 @@ class OrderStatusSocket(tornado.websocket.WebSocketHandler):
         if not isinstance(order_id, str):
             self.push(error_frame("INVALID_REQUEST", "order_id 必须是订单号"))
             return
-        if order_id in self.orders:
+        if self.orders is not None and order_id in self.orders:
             self.orders.discard(order_id)
             self.ctx.hub.unsubscribe(self, order_id)
 
@@ -149,14 +184,25 @@ class OrderStatusSocket(tornado.websocket.WebSocketHandler):
     def push(self, message: dict):
         """Send a frame; a closed connection is dropped from the Hub."""
         try:
-            self.write_message(json.dumps(message, ensure_ascii=False))
+            self.write_message(json.dumps(message, ensure_ascii=False)).add_done_callback(_retrieve)
         except tornado.websocket.WebSocketClosedError:
             self._forget()
 
+    def ping(self, data=b""):
+        """The Hub's keep-alive: Tornado's ping, the pong awaited (on_pong); nothing once the socket is closing."""
+        self.pong_due = True
+        try:
+            super().ping(data)
+        except tornado.websocket.WebSocketClosedError:
+            pass
+
+    def on_pong(self, data):
+        self.pong_due = False
+
     def _forget(self):
-        for order_id in self.orders:
+        for order_id in self.orders or ():
             self.ctx.hub.unsubscribe(self, order_id)
-        self.orders.clear()
+        self.orders = None
 
     def on_close(self):
         self._forget()

@@ -42,6 +42,15 @@ if [ "$(cat .venv/.req-hash 2>/dev/null)" != "$req_hash" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
   echo "$req_hash" > .venv/.req-hash
 fi
+# The benchmarks' own tools (py-spy for `bench/run_all.py --profile`): `make bench` asks for them.
+if [ "${WITH_BENCH:-0}" = 1 ]; then
+  bench_hash=$(sha256sum bench/requirements.txt | cut -c1-16)
+  if [ "$(cat .venv/.bench-req-hash 2>/dev/null)" != "$bench_hash" ]; then
+    echo "==> installing the benchmarks' requirements"
+    .venv/bin/pip install -q --disable-pip-version-check -r bench/requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
+    echo "$bench_hash" > .venv/.bench-req-hash
+  fi
+fi
 
 # The npm test clients: tests/node (a WeChat Pay v3 client) and tests/miniprogram (jest + miniprogram-simulate).
 if [ "${WITH_NODE:-0}" = 1 ]; then

@@ -92,18 +92,48 @@ async def flush(rows, tx=None):
         await _insert_for(len(rows)).execute(*(value for row in rows for value in row))
 
 
-async def record(action, actor: Actor, *, order=None, transaction=None, refund=None, entity="order",
-                 old_status=None, new_status=None, detail=None, request=None, response=None, error=None):
-    """One audit row, written in the transaction that makes the change (batched with the transaction's others)."""
-    row = (
+def _row(action, actor: Actor, *, order=None, transaction=None, refund=None, entity="order", old_status=None,
+         new_status=None, detail=None, request=None, response=None, error=None, user_id=None) -> tuple:
+    if actor.user_id is not None:
+        user_id = actor.user_id
+    elif user_id is None and order is not None:
+        user_id = order.user_id
+    return (
         order.id if order is not None else None,
         transaction.id if transaction is not None else None,
         refund.id if refund is not None else None,
-        actor.user_id if actor.user_id is not None else (order.user_id if order is not None else None),
+        user_id,
         actor.operator_id, actor.kind, action, detail, entity, old_status, new_status, actor.ip,
         (actor.user_agent or None) and actor.user_agent[:1000], _snapshot(request), _snapshot(response), error,
         current_request_id(), utcnow(),
     )
+
+
+# One audit row written only if the statement before it (in the same packet) changed `%s` rows: the change and its
+# audit row in one round trip (ROW_COUNT() is the previous statement's count of rows changed).
+GUARDED_INSERT = (f"INSERT INTO `payment_audit_log` ({', '.join(f'`{c}`' for c in _COLUMNS)}) SELECT "
+                  + ", ".join(["%s"] * len(_COLUMNS)) + " FROM DUAL WHERE ROW_COUNT() = %s")
+
+
+def guarded(when_rows: int, action, actor: Actor, **fields) -> tuple[str, tuple]:
+    """(SQL, parameters) of the audit row `record` would write, to follow a change in its packet: written only
+    when that change's statement changed `when_rows` rows."""
+    return GUARDED_INSERT, (*_row(action, actor, **fields), when_rows)
+
+
+def nothing_pending() -> bool:
+    """No audit row waits to be flushed with this transaction's end."""
+    return not pending_rows.get()
+
+
+async def record(action, actor: Actor, *, order=None, transaction=None, refund=None, entity="order",
+                 old_status=None, new_status=None, detail=None, request=None, response=None, error=None,
+                 user_id=None):
+    """One audit row, written in the transaction that makes the change (batched with the transaction's others);
+    `user_id` names the parent concerned when neither the actor nor an order does (a waitlist entry's)."""
+    row = _row(action, actor, order=order, transaction=transaction, refund=refund, entity=entity,
+               old_status=old_status, new_status=new_status, detail=detail, request=request, response=response,
+               error=error, user_id=user_id)
     rows = pending_rows.get()
     if rows is not None:
         rows.append(row)

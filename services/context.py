@@ -48,5 +48,6 @@ class AppContext:
                 await self.hub.publish(events)
             except Exception:  # noqa: BLE001 - a push that cannot go out never undoes the committed state
                 log.exception("publishing %d status events failed", len(events))
-        if self.messages is not None and (any(e["status"] == PAID for e in events) or SUCCESS in uow.refunds):
+        if self.messages is not None and (uow.messages_queued or any(e["status"] == PAID for e in events)
+                                          or SUCCESS in uow.refunds):
             self.messages.kick()

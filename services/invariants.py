@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import time
 from dataclasses import dataclass
 
 from peewee import fn
 
 from models import (
-    CourseSchedule, PaymentAuditLog, PaymentOrder, PaymentTransaction, Refund, SeatReservation, database, utcnow,
+    CourseSchedule, PaymentAuditLog, PaymentOrder, PaymentTransaction, Refund, SeatReservation, WaitlistEntry,
+    database, utcnow,
 )
 
-from .lifecycle.seats import R, select_reservations, takes_seat_where
+from .lifecycle.seats import R, kept_by_schedule, kept_seat, select_reservations, takes_seat_where
 from .lifecycle.statuses import (
-    CONFIRMED, ENDED, HOLDING, MONEY_TAKEN, PAID, PENDING, REFUND_HOLDING, REFUNDED, SUCCESS, TEMPORARY, TRADE_PAID,
+    BOOKED, CONFIRMED, ENDED, HOLDING, MONEY_TAKEN, OFFERED, PAID, PENDING, REFUND_HOLDING, REFUNDED, SUCCESS,
+    TEMPORARY, TRADE_PAID, WAITING, WAITLIST_LIVE,
 )
 from .retry import backoff_seconds
 from .wechat.pay_gateway import PaymentGatewayError
@@ -52,6 +55,7 @@ async def check_invariants(reconcile_interval: float = 60.0, now=None) -> list[V
             found = await _capacity(now)
             async for page in _order_pages():
                 found += await _check_orders(page, now, reconcile_interval)
+            found += await _waitlist(now, reconcile_interval)
             return found
 
 
@@ -68,6 +72,9 @@ async def _capacity(now) -> list[Violation]:
     capacity = {s.id: s.capacity for s in schedules}
     confirmed = await _count_by_schedule(R.status == CONFIRMED)
     taken = await _count_by_schedule(takes_seat_where(now))
+    kept = dict(await kept_by_schedule(list(capacity)))
+    for sid, n in kept.items():  # a seat kept for a waitlist offer is taken too
+        taken[sid] = taken.get(sid, 0) + n
     # The counter a payment claims its seat with must equal the confirmed reservations it stands for.
     found = [Violation("seat_counter", None, f"schedule={s.id} confirmed_seats={s.confirmed_seats} "
                        f"confirmed reservations={confirmed.get(s.id, 0)}")
@@ -84,8 +91,62 @@ async def _capacity(now) -> list[Violation]:
                       for row in extra]
     for sid, n in sorted(taken.items()):
         if n > capacity[sid] and confirmed.get(sid, 0) <= capacity[sid]:
+            what = "live holds and kept seats" if kept.get(sid) else "live holds"
             found.append(Violation("capacity", None, f"schedule={sid} held={n} capacity={capacity[sid]} "
-                                   "(live holds above a cut capacity)", warning=True))
+                                   f"({what} above a cut capacity)", warning=True))
+    return found
+
+
+_ENTRY_DETAIL = re.compile(r"^waitlist entry (\d+),")
+
+
+async def _waitlist(now, reconcile_interval) -> list[Violation]:
+    """Kept seats and the line: every offer has its end and is lapsed within two reconcile intervals of it; an entry
+    in the line carries its parent in the unique key (one live entry per parent and session), an ended one does
+    not; a booked entry names its parent's order on its session; every entry's last audited change led to its
+    status; an upcoming session with a seat free while parents wait is worth a look (a hold that lapsed by its time
+    a moment ago: the next booking or the reconciler's sweep offers it)."""
+    found = []
+    entries = list(await WaitlistEntry.select().order_by(WaitlistEntry.id).aio_execute())
+    if not entries:
+        return found
+    orders = {o.id: o for o in await PaymentOrder.select(PaymentOrder.id, PaymentOrder.user, PaymentOrder.order_id,
+                                                           PaymentOrder.course_schedule).where(
+        PaymentOrder.id.in_([e.order_id for e in entries if e.order_id] or [0])).aio_execute()}
+    audited = {}
+    for row in await PaymentAuditLog.select(PaymentAuditLog.action_detail, PaymentAuditLog.new_status).where(
+            PaymentAuditLog.entity == "waitlist").order_by(PaymentAuditLog.id).aio_execute():
+        match = _ENTRY_DETAIL.match(row.action_detail or "")
+        if match:
+            audited[int(match.group(1))] = row.new_status
+    for e in entries:
+        what = f"waitlist entry {e.id} schedule={e.course_schedule_id} status={e.status}"
+        live = e.status in WAITLIST_LIVE
+        if (e.live_user == e.user_id) != live or (e.live_user is not None and not live):
+            found.append(Violation("waitlist", None, f"{what} live_user={e.live_user}"))
+        if kept_seat(e):
+            if e.offer_expires_at is None or e.offered_at is None:
+                found.append(Violation("waitlist", None, f"{what} without its offer's times"))
+            elif (now - e.offer_expires_at).total_seconds() > 2 * reconcile_interval:
+                found.append(Violation("stale_offer", None, f"{what} kept past {e.offer_expires_at.isoformat()}Z"))
+        if e.status == BOOKED:
+            order = orders.get(e.order_id)
+            if order is None or order.user_id != e.user_id or order.course_schedule_id != e.course_schedule_id:
+                found.append(Violation("waitlist", order.order_id if order else None, f"{what} order={e.order_id}"))
+        if audited.get(e.id) != e.status:
+            found.append(Violation("audit", None, f"{what} last audited={audited.get(e.id)}"))
+    waiting = {e.course_schedule_id for e in entries if e.status == WAITING}
+    if waiting:
+        schedules = list(await CourseSchedule.select().where(CourseSchedule.id.in_(list(waiting))
+                                                              & (CourseSchedule.starts_at > now)).aio_execute())
+        ids = [s.id for s in schedules]
+        taken = await _count_by_schedule(takes_seat_where(now) & R.course_schedule.in_(ids or [0]))
+        for sid, n in await kept_by_schedule(ids):
+            taken[sid] = taken.get(sid, 0) + n
+        for s in schedules:
+            if taken.get(s.id, 0) < s.capacity:
+                found.append(Violation("waitlist", None, f"schedule={s.id} has {s.capacity - taken.get(s.id, 0)} "
+                                       "seat(s) free while parents wait", warning=True))
     return found
 
 

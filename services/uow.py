@@ -20,14 +20,22 @@ _RETRY_ERRNOS = {1213, 1205}  # deadlock, lock wait timeout
 
 
 class UnitOfWork:
-    """Collects the order status events of one transaction."""
+    """Collects the order status events of one transaction; carries the settings the transitions read."""
 
-    def __init__(self):
+    def __init__(self, settings=None):
+        self.settings = settings
+        self.messages_queued = False  # a subscribe message was queued: the sender is woken after the commit
         self.events = []
         self.payments = []  # sources of the payments applied (notify | query | close)
         self.releases = []  # (released_at, due) of the seats given back
         self.refunds = []  # statuses refunds reached
         self.failures = []  # reasons of payments reported failed
+        self.tx = None  # models.piggyback.Transaction: a step whose statements end it may send its COMMIT with them
+
+    def ending(self):
+        """The transaction, for statements that end it and may carry its COMMIT (none when audit rows wait to be
+        flushed at its end)."""
+        return self.tx if audit.nothing_pending() else None
 
     def order_changed(self, order, reservation=None):
         """Remember that an order's status (or its reservation's) changed."""
@@ -51,6 +59,10 @@ class UnitOfWork:
         """A payment was reported failed (the order ends `failed`)."""
         self.failures.append(reason)
 
+    def message_queued(self):
+        """A subscribe message was queued in this transaction."""
+        self.messages_queued = True
+
     def refund_changed(self, refund):
         """A refund reached a new status."""
         self.refunds.append(refund.status)
@@ -69,9 +81,10 @@ async def run_in_transaction(ctx, fn, *args, retries=4, **kwargs):
     """Run `await fn(uow, *args, **kwargs)` in a transaction; publish its events once committed."""
     attempt = 0
     while True:
-        uow = UnitOfWork()
+        uow = UnitOfWork(getattr(ctx, "settings", None))
         try:
             async with transaction() as tx:  # BEGIN with the first statement, COMMIT with the audit rows
+                uow.tx = tx
                 rows = audit.collect()
                 try:
                     result = await fn(uow, *args, **kwargs)

@@ -1,4 +1,5 @@
-"""The background job: find payments whose notification is late (掉单), and expire holds and orders.
+"""The background job: find payments whose notification is late (掉单), expire holds and orders, and settle the
+waitlists whose offers lapsed or that have a seat come free.
 
 Runs in every server process; a job lease lets one process work at a time, and each order is worked on under its
 own lease, so no order is ever handled twice at once. Nothing that has a WeChat Pay order is released before
@@ -25,6 +26,7 @@ from ..lifecycle.statuses import EXPIRED, FAILED, PENDING, TRADE_ENDED, TRADE_FA
 from ..payments.checkout import close_and_release, settle_from_wechat
 from ..refunds.refunds import check_refund, refund_checked, refunds_to_check
 from ..retry import backoff_seconds
+from ..waitlist.sweep import sweep as waitlist_sweep
 from ..wechat.pay_gateway import PaymentGatewayError
 from ..worker import BackgroundWorker
 
@@ -129,7 +131,8 @@ async def run_pass(ctx) -> int:
             for pk in dict.fromkeys(candidates)]
     work += [_work_on(ctx, "refund", pk, refund_lease(pk, seconds=15), check_refund, refund_checked, gate)
              for pk in refunds]
-    return sum(await asyncio.gather(*work))
+    done = sum(await asyncio.gather(*work))
+    return done + await waitlist_sweep(ctx, batch)  # after the expiries above freed their seats
 
 
 class Reconciler(BackgroundWorker):

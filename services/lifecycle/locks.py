@@ -5,19 +5,23 @@ Lock order, as every path takes them (so no two paths ever wait on each other in
      (booking); the order's reservation is locked in the same statement (LOCK_BY_*) or right after it;
   2. the rows that hang off a locked order: its reservation, then its refunds (the order's lock already
      serialises every path on them, so their order among themselves cannot deadlock);
-  3. last, the schedule's row (`course_schedules`): by LOCK_SCHEDULE when booking, or by the seat counter's
-     conditional UPDATE (CLAIM_SEAT, GIVE_BACK_SEAT, CONFIRM_BOOKING) when a seat is confirmed or given back.
-     A capacity change locks the schedule's row alone. Where two schedules' rows are needed, the lower id first.
+  3. the schedule's row (`course_schedules`): by LOCK_SCHEDULE when booking, or by the seat counter's
+     conditional UPDATE (CLAIM_SEAT, GIVE_BACK_SEAT, CONFIRM_BOOKING) when a seat is confirmed or given back, or by
+     lock_schedule when a freed seat is offered to the waitlist. A capacity change, joining or leaving a waitlist
+     and the waitlist's own job start here, with no order locked. Where two schedules' rows are needed (a
+     reschedule), the lower id first.
+  4. last of all, the schedule's waitlist entries (`waitlist_entries`), only ever with that schedule's row locked:
+     every decision about a kept seat (offer, lapse, take, leave) is taken under the schedule's lock.
 """
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from models import CourseSchedule, PaymentOrder, Refund, SeatReservation
+from models import CourseSchedule, PaymentOrder, Refund, SeatReservation, WaitlistEntry
 from models.prepared import Prepared
 
 from ..leases import LeaseLost
-from .statuses import TRIAL_HOLDING, sql_in
+from .statuses import TRIAL_HOLDING, WAITLIST_LIVE, sql_in
 
 ORDER_COLUMNS = ("id", "order_id", "user_id", "course_schedule_id", "amount_fen", "currency", "status",
                  "trade_type", "transaction_id", "prepay_id", "code_url", "description", "expires_at", "updated_at",
@@ -120,3 +124,37 @@ async def lock_refund(refund_pk: int, lease=None) -> Refund:
 async def lock_schedule(schedule_pk: int) -> CourseSchedule | None:
     """The schedule's row, locked (step 3; alone, for a capacity change)."""
     return await CourseSchedule.select().where(CourseSchedule.id == schedule_pk).for_update().aio_first()
+
+
+async def lock_schedules(*schedule_pks) -> dict:
+    """Several schedules' rows, locked lowest id first (step 3); {id: schedule} of those that exist."""
+    found = {}
+    for pk in sorted(set(schedule_pks)):
+        schedule = await lock_schedule(pk)
+        if schedule is not None:
+            found[pk] = schedule
+    return found
+
+
+async def lock_live_entries(schedule_pk: int) -> list[WaitlistEntry]:
+    """The schedule's waitlist entries still in the line, first in line first, locked (step 4: the schedule's row
+    is locked already)."""
+    return list(await WaitlistEntry.select().where(
+        (WaitlistEntry.course_schedule == schedule_pk) & WaitlistEntry.status.in_(WAITLIST_LIVE))
+        .order_by(WaitlistEntry.id).for_update().aio_execute())
+
+
+async def lock_entry(entry_pk: int) -> WaitlistEntry | None:
+    """One waitlist entry, locked (step 4: its schedule's row is locked already)."""
+    return await WaitlistEntry.select().where(WaitlistEntry.id == entry_pk).for_update().aio_first()
+
+
+async def lock_by_reservation_id(reservation_id: str):
+    """(order, reservation) of a reservation's public id, locked in the lock order (the order first, step 1, then
+    its reservation, step 2); (None, None) when unknown."""
+    seen = await SeatReservation.select(SeatReservation.order).where(
+        SeatReservation.reservation_id == reservation_id).aio_first()
+    if seen is None:
+        return None, None
+    order = await PaymentOrder.select().where(PaymentOrder.id == seen.order_id).for_update().aio_get()
+    return order, await lock_reservation(order)

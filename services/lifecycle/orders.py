@@ -35,6 +35,7 @@ from .statuses import (
     RESERVATION_TRANSITIONS, TEMPORARY, TRIAL_HOLDING, IllegalTransition, check,
 )
 from .transactions import check_transaction, record_transaction
+from .waitlist import seat_freed
 
 log = logging.getLogger("gym.lifecycle")
 
@@ -76,7 +77,8 @@ async def open_order(uow, settings, user_id, schedule, actor, request_snapshot, 
                        detail=f"schedule {schedule.id}, {yuan(price)} CNY")
     await audit.record("seat_held", actor, order=order, entity="reservation", new_status=TEMPORARY,
                        detail=f"reservation {reservation.reservation_id} until {iso(reservation.expires_at)}")
-    uow.order_changed(order, reservation)
+    # No status push: nobody can be subscribed to an order that did not exist, and a subscriber gets the order's
+    # state from MySQL when it subscribes (realtime/ws.py).
     return order, reservation
 
 
@@ -129,10 +131,21 @@ async def start_payment(uow, order, reservation, trade_type, actor, now, *, clai
     """
     first = not reservation.payment_started
     if claim_lease is not None:
-        rows = await CLAIM_AND_START.execute(claim_lease.token, int(claim_lease.seconds * 1_000_000), trade_type,
-                                             now, now, now, order.id, reservation.id, now, trade_type, now)
+        params = (claim_lease.token, int(claim_lease.seconds * 1_000_000), trade_type, now, now, now, order.id,
+                  reservation.id, now, trade_type, now)
+        if first:  # the claim and its audit row (written only if both rows moved) end the transaction, COMMIT too
+            action, who, fields = _payment_started(order, trade_type, actor)
+            audit_sql, audit_params = audit.guarded(2, action, who, **fields)
+            claimed, _ = await Prepared(CLAIM_AND_START.sql + ";" + audit_sql).each(*params, *audit_params,
+                                                                                     last_of=uow.ending())
+            rows = claimed.rowcount
+        else:
+            rows = await CLAIM_AND_START.execute(*params)
         if rows != 2:
             return False
+        order.trade_type = trade_type
+        reservation.payment_started, reservation.expires_at = True, order.expires_at
+        return True
     else:
         problem = payable_problem(order, reservation, trade_type, now)
         if problem:
@@ -144,9 +157,15 @@ async def start_payment(uow, order, reservation, trade_type, actor, now, *, clai
     order.trade_type = trade_type
     reservation.payment_started, reservation.expires_at = True, order.expires_at
     if first:
-        await audit.record("payment_started", actor, order=order, entity="reservation", old_status=TEMPORARY,
-                           new_status=TEMPORARY, detail=f"{trade_type}; hold extended to the order's end")
+        action, who, fields = _payment_started(order, trade_type, actor)
+        await audit.record(action, who, **fields)
     return True
+
+
+def _payment_started(order, trade_type, actor):
+    """The payment start's audit row: (action, actor, fields)."""
+    return "payment_started", actor, dict(order=order, entity="reservation", old_status=TEMPORARY,
+                                          new_status=TEMPORARY, detail=f"{trade_type}; hold extended to the order's end")
 
 
 # -- status changes -------------------------------------------------------------------------------------------------
@@ -194,9 +213,11 @@ async def set_reservation_status(uow, reservation, new_status, actor, action, or
 
 
 async def end_order(uow, order, new_status, reason, actor, action, request=None, response=None):
-    """End a pending order (cancelled / failed / expired) and free its seat at once."""
+    """End a pending order (cancelled / failed / expired) and free its seat at once (kept for the waitlist's next
+    in line, if anyone waits)."""
     reservation = await lock_reservation(order)
-    if reservation is not None and reservation.status == TEMPORARY:
+    released = reservation is not None and reservation.status == TEMPORARY
+    if released:
         seat_status = EXPIRED if new_status == EXPIRED else CANCELLED
         await set_reservation_status(uow, reservation, seat_status, actor, f"seat_{seat_status}", order,
                                      detail=f"seat released: {reason}")
@@ -205,6 +226,8 @@ async def end_order(uow, order, new_status, reason, actor, action, request=None,
                            failure_reason=reason, request=request, response=response)
     if new_status == FAILED:
         uow.payment_failed(reason)
+    if released:
+        await seat_freed(uow, order.course_schedule_id)
     return reservation
 
 

@@ -21,6 +21,7 @@ from ..formats import parse_iso, yuan
 from ..messages.subscribe_messages import queue_refund_message
 from .locks import lock_reservation
 from .orders import set_order_status, set_reservation_status
+from .waitlist import seat_freed
 from .statuses import (
     CANCELLED, CONFIRMED, PROCESSING, REFUND_ENDED_WITHOUT_MONEY, REFUND_HOLDING, REFUND_TRANSITIONS, REFUNDABLE,
     REFUNDED, SUCCESS, IllegalTransition, check,
@@ -113,3 +114,5 @@ async def _money_back(uow, settings, order, refund, actor):
         uow.seat_released(reservation)
     await set_order_status(uow, order, REFUNDED, actor, "order_refunded", reservation=reservation,
                            detail=f"{yuan(refunded)} CNY refunded")
+    if reservation is not None and reservation.status == CANCELLED:
+        await seat_freed(uow, order.course_schedule_id)  # the waitlist's next in line, in this transaction

@@ -41,6 +41,22 @@ RESERVATION_TRANSITIONS = {
 # Reservations that are, or may still become, a seat (see services.lifecycle.seats for "takes a seat now").
 HOLDING = (TEMPORARY, CONFIRMED)
 
+# -- seat attendance (the front desk marks a confirmed seat once its session has started; NULL: not marked) ----------
+ATTENDED, NO_SHOW = "attended", "no_show"
+ATTENDANCE = (ATTENDED, NO_SHOW)
+
+# -- waitlist entries ------------------------------------------------------------------------------------------------
+WAITING, OFFERED, BOOKED, LAPSED, LEFT = "waiting", "offered", "booked", "lapsed", "left"
+WAITLIST_STATUSES = (WAITING, OFFERED, BOOKED, LAPSED, LEFT)
+
+WAITLIST_TRANSITIONS = {
+    WAITING: {OFFERED, LEFT, LAPSED},  # lapsed: the session started before a seat freed
+    OFFERED: {BOOKED, LAPSED, LEFT},
+}
+# Entries still in the line (WaitlistEntry.live_user is set while an entry is in one of these): one per parent and
+# session. An offered one keeps a seat (services.lifecycle.seats: kept_seat).
+WAITLIST_LIVE = (WAITING, OFFERED)
+
 # -- refunds (as WeChat Pay spells them, plus REJECTED: refused outright) ---------------------------------------------
 PROCESSING, SUCCESS, CLOSED, ABNORMAL, REJECTED = "PROCESSING", "SUCCESS", "CLOSED", "ABNORMAL", "REJECTED"
 REFUND_STATUSES = (PROCESSING, SUCCESS, CLOSED, ABNORMAL, REJECTED)

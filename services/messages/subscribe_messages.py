@@ -1,4 +1,5 @@
-"""Subscribe messages to parents: 预约成功 when a booking is paid, 退款通知 when a refund succeeds.
+"""Subscribe messages to parents: 预约成功 when a booking is paid, 退款通知 when a refund succeeds, 候补成功 when a
+seat is kept for a parent on a waitlist.
 
 The row is written in the transaction of the change (so no paid booking or refund goes without one) and sent by a
 background sender, never on the path of the request or notification that caused it. Several processes may run
@@ -25,7 +26,7 @@ from ..worker import BackgroundWorker
 
 log = logging.getLogger("gym.messages")
 
-MESSAGE_KINDS = ("booking", "refund")
+MESSAGE_KINDS = ("booking", "refund", "waitlist", "reschedule")
 BACKOFF_SECONDS = (2, 10, 60, 300, 1800)  # after the 1st..5th failure; then the message is marked failed
 SEND_CONCURRENCY = 8
 PAGE = "pages/order/order"
@@ -33,22 +34,26 @@ PAGE = "pages/order/order"
 
 # Queued in the transaction of the change: a single INSERT (the openid and the text are read when it is sent).
 QUEUE = Prepared(
-    "INSERT INTO `subscribe_messages` (`dedupe_key`, `kind`, `order_id`, `refund_id`, `template_id`, `status`, "
-    "`attempts`, `next_attempt_at`, `created_at`) VALUES (%s, %s, %s, %s, %s, 'pending', 0, %s, %s) "
-    "ON DUPLICATE KEY UPDATE `id` = `id`")
+    "INSERT INTO `subscribe_messages` (`dedupe_key`, `kind`, `order_id`, `refund_id`, `waitlist_entry_id`, "
+    "`template_id`, `status`, `attempts`, `next_attempt_at`, `created_at`) "
+    "VALUES (%s, %s, %s, %s, %s, %s, 'pending', 0, %s, %s) ON DUPLICATE KEY UPDATE `id` = `id`")
 # A batch of due messages, claimed in one statement by a token (MySQL's clock times the claim).
 CLAIM_DUE = Prepared(
     "UPDATE `subscribe_messages` SET `lease_owner` = %s, `lease_until` = UTC_TIMESTAMP(6) + INTERVAL %s MICROSECOND "
     "WHERE `status` = 'pending' AND `next_attempt_at` <= %s "
     "AND (`lease_until` IS NULL OR `lease_until` <= UTC_TIMESTAMP(6)) ORDER BY `next_attempt_at` LIMIT %s")
+# A message is about an order (and its schedule) or, for 候补成功, a waitlist entry (and its schedule).
 CLAIMED = Prepared(
-    "SELECT m.`id`, m.`kind`, m.`order_id`, m.`template_id`, m.`attempts`, u.`openid_encrypted`, s.`title`, "
-    "s.`starts_at`, o.`amount_fen`, r.`amount_fen`, o.`order_id` FROM `subscribe_messages` m "
-    "JOIN `payment_orders` o ON o.`id` = m.`order_id` JOIN `users` u ON u.`id` = o.`user_id` "
-    "JOIN `course_schedules` s ON s.`id` = o.`course_schedule_id` LEFT JOIN `refunds` r ON r.`id` = m.`refund_id` "
+    "SELECT m.`id`, m.`kind`, m.`order_id`, m.`template_id`, m.`attempts`, u.`openid_encrypted`, s.`id`, "
+    "s.`title`, s.`starts_at`, o.`amount_fen`, r.`amount_fen`, o.`order_id`, w.`offer_expires_at` "
+    "FROM `subscribe_messages` m LEFT JOIN `payment_orders` o ON o.`id` = m.`order_id` "
+    "LEFT JOIN `waitlist_entries` w ON w.`id` = m.`waitlist_entry_id` "
+    "JOIN `users` u ON u.`id` = COALESCE(o.`user_id`, w.`user_id`) "
+    "JOIN `course_schedules` s ON s.`id` = COALESCE(o.`course_schedule_id`, w.`course_schedule_id`) "
+    "LEFT JOIN `refunds` r ON r.`id` = m.`refund_id` "
     "WHERE m.`lease_owner` = %s AND m.`status` = 'pending'",
-    ("id", "kind", "order_pk", "template_id", "attempts", "openid_encrypted", "title", "starts_at", "order_fen",
-     "refund_fen", "order_id"))
+    ("id", "kind", "order_pk", "template_id", "attempts", "openid_encrypted", "schedule_id", "title", "starts_at",
+     "order_fen", "refund_fen", "order_id", "offer_expires_at"))
 MARK_SENT = Prepared(
     "UPDATE `subscribe_messages` SET `status` = 'sent', `attempts` = `attempts` + 1, `sent_at` = %s, "
     "`payload` = %s, `last_error` = NULL, `lease_owner` = NULL, `lease_until` = NULL "
@@ -63,7 +68,8 @@ BATCH = 100
 async def queue_booking_message(settings, order):
     """Queue 预约成功 for a paid order (call inside the payment's transaction)."""
     now = utcnow()
-    await QUEUE.execute(f"booking:{order.id}", "booking", order.id, None, settings.subscribe_template_id, now, now)
+    await QUEUE.execute(f"booking:{order.id}", "booking", order.id, None, None, settings.subscribe_template_id, now,
+                        now)
 
 
 async def unqueue_booking_message(order):
@@ -74,11 +80,40 @@ async def unqueue_booking_message(order):
 async def queue_refund_message(settings, order, refund):
     """Queue 退款通知 for a refund that succeeded (call inside the refund's transaction)."""
     now = utcnow()
-    await QUEUE.execute(f"refund:{refund.id}", "refund", order.id, refund.id, settings.refund_template_id, now, now)
+    await QUEUE.execute(f"refund:{refund.id}", "refund", order.id, refund.id, None, settings.refund_template_id, now,
+                        now)
+
+
+async def queue_waitlist_message(settings, entry):
+    """Queue 候补成功 for a waitlist entry a seat is now kept for (call inside the offer's transaction)."""
+    now = utcnow()
+    await QUEUE.execute(f"waitlist:{entry.id}", "waitlist", None, None, entry.id, settings.waitlist_template_id, now,
+                        now)
+
+
+async def queue_reschedule_message(settings, order, now):
+    """Queue 课程改期 for a paid booking moved to another session (call inside the reschedule's transaction; the
+    message names the session the order is on when it is sent)."""
+    key = f"reschedule:{order.id}:{now.strftime('%Y%m%d%H%M%S%f')}"
+    await QUEUE.execute(key, "reschedule", order.id, None, None, settings.reschedule_template_id, now, now)
+
+
+def page_of(message) -> str:
+    """The mini-program page a tap on the message opens: the order, or the session a seat is kept in."""
+    if message.kind == "waitlist":
+        return f"{PAGE}?scheduleId={message.schedule_id}"
+    return PAGE
 
 
 def compose(message) -> dict:
     """The template data of a claimed message (its schedule and amounts read with the batch)."""
+    if message.kind == "waitlist":
+        return {"thing1": {"value": message.title[:20]}, "time2": {"value": beijing_minute(message.starts_at)},
+                "time3": {"value": beijing_minute(message.offer_expires_at)}, "phrase4": {"value": "候补成功"},
+                "thing5": {"value": "名额已为您保留，请在保留时间内完成预约"}}
+    if message.kind == "reschedule":
+        return {"thing1": {"value": message.title[:20]}, "time2": {"value": beijing_minute(message.starts_at)},
+                "phrase3": {"value": "课程已改期"}, "thing4": {"value": "前台已为您调整到新的上课时间"}}
     if message.kind == "refund":
         return {"thing1": {"value": message.title[:20]}, "amount2": {"value": f"{yuan(message.refund_fen or 0)}元"},
                 "time3": {"value": beijing_minute(utcnow())}, "phrase4": {"value": "退款成功"},
@@ -137,7 +172,8 @@ class MessageSender(BackgroundWorker):
             self.ctx.count_message(message.kind, "failed")
             return
         try:
-            await self.ctx.open_api.send_subscribe_message(openid, message.template_id, payload, page=PAGE)
+            await self.ctx.open_api.send_subscribe_message(openid, message.template_id, payload,
+                                                           page=page_of(message))
         except OpenAPIError as e:
             final = attempts > len(BACKOFF_SECONDS) or e.errcode in (43101, 40003)  # refused / unknown user
             delay = BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS)) - 1]

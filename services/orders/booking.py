@@ -17,7 +17,8 @@ from models.prepared import Prepared
 from .. import audit
 from ..lifecycle.locks import LIVE_ORDERS, LOCK_SCHEDULE, lock_order, split
 from ..lifecycle.orders import end_order, open_order
-from ..lifecycle.seats import SEATS_TAKEN, hold_lapsed, taken_sql
+from ..lifecycle.seats import SEATS_TAKEN, hold_lapsed, kept_seat_sql, offer_lapsed_sql, taken_sql
+from ..lifecycle.waitlist import kept_for, offer_free_seats, take_kept_seat
 from ..lifecycle.statuses import EXPIRED, PAID, PENDING, TRIAL_HOLDING, sql_in
 from ..uow import run_in_transaction
 from . import alternatives
@@ -25,6 +26,7 @@ from .views import order_view, serialize
 
 
 MAX_AMOUNT_TEXT = 40  # "200.00" needs 6; a longer number is not the price (and is not worth parsing)
+SOLD_OUT = 409  # what _create answers for a full schedule (raised as SOLD_OUT once its transaction committed)
 
 
 def parse_amount_fen(raw) -> int | None:
@@ -136,23 +138,38 @@ async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor,
     schedule = SimpleNamespace(id=schedule_id, title=title, starts_at=starts_at, capacity=capacity)
     if schedule.starts_at <= now:
         raise errors.ServiceError(409, "SCHEDULE_CLOSED", "该课程已开始，无法预约")
-    if counted.rows[0][0] >= schedule.capacity:
-        raise errors.sold_out()
+    taken, in_line = counted.rows[0]
+    kept = None
+    if in_line:
+        # A waitlist: a seat that came free goes to the line first (offer_free_seats, under this lock); then the
+        # order of a parent a seat is kept for takes it, and anyone else counts the kept seats as taken.
+        await offer_free_seats(uow, schedule.id, now)
+        kept = await kept_for(user_id, schedule.id)
+        taken = (await SEATS_TAKEN.rows(now, schedule.id))[0][0] - (kept is not None)
+    if taken >= schedule.capacity:
+        # Refused, but what was settled on the way (offers lapsed and passed on, the parent's own lapsed order
+        # ended) commits: the refusal is raised after the transaction.
+        return SOLD_OUT, None, None
     order, reservation = await open_order(uow, settings, user_id, schedule, actor, request_snapshot, now)
+    if kept is not None:
+        await take_kept_seat(uow, kept, order, actor)
     if idem_key:
         await IdempotencyKey.insert(user=user_id, idem_key=idem_key, request_hash=request_hash, order=order.id,
                                     status_code=201).aio_execute()
     return 201, order, reservation
 
 
-# Before any lock or transaction: is the schedule there, still open, and full, and has the parent no live order?
+# Before any lock or transaction: is the schedule there, still open, and full, and has the parent no live order (nor
+# a seat kept for them, nor is an offer there to lapse)?
 # A parent with nothing open who asks for a full schedule is answered SOLD_OUT from this one read (the many losers
 # of a rush never queue on the schedule's lock); anything else goes through the locked path, which alone decides.
-# Parameters: now, user id, schedule id.
+# Parameters: now, user id, user id, now, schedule id.
 PRECHECK = Prepared(
     "SELECT s.`capacity`, s.`starts_at`, " + taken_sql("s") + ", (SELECT COUNT(*) FROM `payment_orders` o "
-    f"WHERE o.`user_id` = %s AND {sql_in('o.`status`', TRIAL_HOLDING)}) FROM `course_schedules` s WHERE s.`id` = %s",
-    ("capacity", "starts_at", "taken", "live"))
+    f"WHERE o.`user_id` = %s AND {sql_in('o.`status`', TRIAL_HOLDING)}), (SELECT COUNT(*) FROM `waitlist_entries` w "
+    f"WHERE w.`course_schedule_id` = s.`id` AND {kept_seat_sql('w')} AND (w.`user_id` = %s OR "
+    f"{offer_lapsed_sql('w')})) FROM `course_schedules` s WHERE s.`id` = %s",
+    ("capacity", "starts_at", "taken", "live", "offers"))
 
 _gates = weakref.WeakValueDictionary()  # schedule id -> the local lock its order creations take turns on
 
@@ -169,11 +186,11 @@ async def _precheck(user_id, schedule_id) -> bool:
     for by a parent with nothing open (a stale "full" is only as stale as arriving a moment earlier; a seat is
     granted only under the schedule's lock, in _create). True when the parent had no live order."""
     now = utcnow()
-    seen = await PRECHECK.first(now, user_id, schedule_id)
+    seen = await PRECHECK.first(now, user_id, user_id, now, schedule_id)
     if seen is None:
         raise errors.not_found("课程不存在")
-    if seen.live:
-        return False  # their own order decides the answer (200 / 409): the locked path
+    if seen.live or seen.offers:
+        return False  # their own order, or a kept seat, decides the answer: the locked path
     if seen.starts_at <= now:
         raise errors.ServiceError(409, "SCHEDULE_CLOSED", "该课程已开始，无法预约")
     if seen.taken >= seen.capacity:
@@ -220,9 +237,11 @@ async def create_order(ctx, user_id: int, body: dict, idem_key: str | None, acto
             status, order, reservation = await _create_in_turn(ctx, user_id, schedule_id, idem_key, request_hash,
                                                                actor, snapshot)
     except errors.ServiceError as e:
-        if e.code == "SOLD_OUT":  # the other sessions are looked up after every lock and the gate are let go
-            raise await alternatives.sold_out(schedule_id) from None
-        raise
+        if e.code != "SOLD_OUT":
+            raise
+        status = SOLD_OUT
+    if status == SOLD_OUT:  # the other sessions are looked up after every lock and the gate are let go
+        raise await alternatives.sold_out(schedule_id)
     if reservation is not None:
         return status, serialize(order, reservation)
     return status, await order_view(order)

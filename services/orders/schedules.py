@@ -8,6 +8,7 @@ from .. import audit
 from ..formats import iso, parse_iso, yuan
 from ..lifecycle.locks import lock_schedule
 from ..lifecycle.seats import seats_confirmed, taken_by_schedule
+from ..lifecycle.waitlist import offer_free_seats
 from ..paging import page, parse_limit
 from ..uow import run_in_transaction
 
@@ -19,6 +20,11 @@ def serialize(schedule, taken: int, price_fen: int) -> dict:
         "capacity": schedule.capacity, "remaining": max(schedule.capacity - taken, 0),
         "price_fen": price_fen, "price": yuan(price_fen),
     }
+
+
+def has_started(schedule: dict) -> bool:
+    """True when a schedule object's session has started."""
+    return parse_iso(schedule["starts_at"]) <= utcnow()
 
 
 async def list_schedules(settings, upcoming_only=True) -> list[dict]:
@@ -99,6 +105,8 @@ async def _change(uow, schedule_id, capacity, title, actor):
         await audit.record("schedule_title_changed", actor, entity="schedule", detail=f"schedule {schedule.id}: "
                            f"{schedule.title} -> {title}")
     await CourseSchedule.update(**changes).where(CourseSchedule.id == schedule.id).aio_execute()
+    if capacity is not None and capacity > schedule.capacity:
+        await offer_free_seats(uow, schedule.id)  # the new seats go to the waitlist's first in line
 
 
 async def change_schedule(ctx, schedule_id: int, body: dict, actor) -> dict:

@@ -48,11 +48,13 @@ async def _claim_and_start(uow, order, reservation, trade_type, actor, lease) ->
 async def _save_prepay(uow, order, column, value, actor, lease) -> bool:
     """Keep the prepay id (or code URL) and give the lease back, if the order is still pending under our lease;
     False otherwise."""
-    if await SAVE_PREPAY[column].execute(value, utcnow(), order.id, lease.token) != 1:
+    audit_sql, audit_params = audit.guarded(1, "prepay_created", actor, order=order, old_status=PENDING,
+                                            new_status=PENDING, detail=f"{order.trade_type} {column} obtained")
+    saved, _ = await Prepared(SAVE_PREPAY[column].sql + ";" + audit_sql).each(
+        value, utcnow(), order.id, lease.token, *audit_params, last_of=uow.ending())  # with its COMMIT: one trip
+    if saved.rowcount != 1:
         return False
     lease.given_back = True
-    await audit.record("prepay_created", actor, order=order, old_status=PENDING, new_status=PENDING,
-                       detail=f"{order.trade_type} {column} obtained")
     return True
 
 

@@ -6,10 +6,18 @@ import uuid
 
 import pytest
 
-from models import PaymentOrder, SeatReservation, User, database, personal_data, utcnow
+from models import PaymentOrder, SeatReservation, User, WaitlistEntry, database, personal_data, utcnow
 from services.lifecycle.orders import PAYABLE_SQL, payable_problem
-from services.lifecycle.seats import hold_lapsed, hold_lapsed_sql, takes_seat, takes_seat_sql
-from services.lifecycle.statuses import ORDER_STATUSES, RESERVATION_STATUSES
+from services.lifecycle.seats import (
+    hold_lapsed, hold_lapsed_sql, kept_seat, kept_seat_sql, offer_lapsed, offer_lapsed_sql, takes_seat, takes_seat_sql,
+)
+from services.lifecycle.statuses import ORDER_STATUSES, RESERVATION_STATUSES, WAITLIST_STATUSES
+
+
+@pytest.fixture
+def overrides():
+    """No background job: the rows made here must stay as made (the waitlist's sweep would offer and lapse them)."""
+    return {"RUN_JOBS": "0"}
 
 
 async def _ids(sql, params):
@@ -57,3 +65,29 @@ async def test_the_python_and_sql_forms_of_each_rule_agree(api):
                              f"o.`id` WHERE {inside} AND {PAYABLE_SQL}", (*pks, now, trade_type, now))
         assert payable == {o.id for o, r in made if payable_problem(o, r, trade_type, now) is None}, trade_type
         assert payable
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_kept_seat_rule_agrees_in_python_and_sql(api):
+    now = utcnow()
+    sid = await api.schedule(capacity=1000)
+    hour = dt.timedelta(hours=1)
+    made = []
+    for status, expires in itertools.product(WAITLIST_STATUSES, (None, now - hour, now + hour)):
+        if status == "offered" and expires is None:
+            continue  # an offer always has its end
+        _, openid = await api.login()
+        user = await User.select().where(User.openid_hash.in_(personal_data.lookup_hashes(openid))).aio_get()
+        made.append(await WaitlistEntry.aio_create(course_schedule=sid, user=user.id, status=status,
+                                                   offer_expires_at=expires))
+    inside = "w.`id` IN (" + ", ".join(["%s"] * len(made)) + ")"
+    pks = [e.id for e in made]
+    kept = await _ids(f"SELECT w.`id` FROM `waitlist_entries` w WHERE {inside} AND {kept_seat_sql('w')}", pks)
+    lapsed = await _ids(f"SELECT w.`id` FROM `waitlist_entries` w WHERE {inside} AND {offer_lapsed_sql('w')}",
+                        (*pks, now))
+    stored = {e.id: e.status for e in await WaitlistEntry.select().where(WaitlistEntry.id.in_(pks)).aio_execute()}
+    assert stored == {e.id: e.status for e in made}
+    assert kept == {e.id for e in made if kept_seat(e)} and kept
+    assert lapsed == {e.id for e in made if offer_lapsed(e, now)} and lapsed and lapsed < kept
+    # Both count in the seats a schedule shows as taken (one seat per kept offer, lapsed by time or not).
+    assert await api.remaining(sid) == 1000 - len(kept)

@@ -140,17 +140,20 @@ def _fail_over(cluster):
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_planned_failover_subscribers_get_what_the_new_master_carried_before_they_moved(cluster, api,
-                                                                                             base_url):
-    _, token, _, order, _ = await api.order_in_payment()
+async def test_a_planned_failover_subscribers_get_what_the_new_master_carried_before_they_moved(
+        cluster, api, base_url, service_env, sandbox, services):  # noqa: F811 - the fixtures imported above
+    # A process delivers its own pushes to its own sockets at once: the order is paid through another process (the
+    # back), so that the push reaches this one's subscriber (the front) only through Redis.
+    api_back = _back(services, service_env, sandbox, "planned")
+    _, token, _, order, _ = await api_back.order_in_payment()
     order_id = order["order_id"]
     conn = await _subscribe(base_url, token, order_id)
     await _until(conn, "pending")
-    await eventually(lambda: _subscribed(cluster.master) == 1, what="the subscription on the master")
+    await eventually(lambda: _subscribed(cluster.master) == 2, what="both processes to listen on the master")
     _fail_over(cluster)
     await eventually(cluster.failed_over_to_replica, timeout=30, interval=0.1, what="the replica promoted")
     # Until the Sentinels demote it (at their next look, within about 10 s), the old master still acts as one: the
-    # subscription stays there, while a connection opened now (here the publisher's, its old one cut) reaches the
+    # subscriptions stay there, while a connection opened now (here the publishers', their old ones cut) reaches the
     # new master. The payment's push goes there, where nobody listens yet.
     before = _published(cluster.replica)
     cluster.drop_client_connections(cluster.master)
@@ -161,31 +164,40 @@ async def test_a_planned_failover_subscribers_get_what_the_new_master_carried_be
                      what="the Sentinels to demote the old master")
     frame = await _until(conn, "paid")  # the Hub saw its subscription cut, moved, and re-sent the state
     assert frame["order_id"] == order_id and frame["reservation_status"] == "confirmed"
-    assert _subscribed(cluster.replica) == 1
+    await eventually(lambda: _subscribed(cluster.replica) == 2, what="both processes to listen on the new master")
     conn.close()
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_a_hung_master_holds_no_login_and_the_subscription_leaves_it(cluster, api, base_url):
+async def test_a_hung_master_holds_no_login_and_the_subscription_leaves_it(
+        cluster, api, base_url, service_env, sandbox, services):  # noqa: F811 - the fixtures imported above
     """SIGSTOP of the master: it answers nothing, yet its kernel keeps every connection open and answers TCP
     keepalive, so only the service's own timeouts tell. A login's rate limit waits a moment and goes on without
     Redis; the Sentinels promote the replica; the subscription, PINGed and unanswered, moves to it by itself."""
-    _, token, _, order, _ = await api.order_in_payment()
+    api_back = _back(services, service_env, sandbox, "hung")  # pays: the push reaches us through Redis
+    _, token, _, order, _ = await api_back.order_in_payment()
     order_id = order["order_id"]
     conn = await _subscribe(base_url, token, order_id)
     await _until(conn, "pending")
-    await eventually(lambda: _subscribed(cluster.master) == 1, what="the subscription on the master")
+    await eventually(lambda: _subscribed(cluster.master) == 2, what="both processes to listen on the master")
     cluster.master.hang()
     started = time.monotonic()
     await api.login()
     assert time.monotonic() - started < 2, "a login waited for the hung master"
     await eventually(cluster.failed_over_to_replica, timeout=30, interval=0.1, what="the replica promoted")
-    await eventually(lambda: _subscribed(cluster.replica) == 1, timeout=30, what="the subscription to move")
+    await eventually(lambda: _subscribed(cluster.replica) == 2, timeout=30, what="the subscriptions to move")
     before = _published(cluster.replica)
     await api.control("POST", f"/sandbox/orders/{order_id}/pay", {"notify": True})
     assert (await _until(conn, "paid"))["order_id"] == order_id
     assert _published(cluster.replica) > before  # the push went through the new master
     conn.close()
+
+
+def _back(services, service_env, sandbox, name):  # noqa: F811 - the fixture imported above
+    """A second service process on the same database and Sentinels: the API of the orders it makes, and so the
+    WeChat Pay notifications of their payments, are its."""
+    back = services({k: v for k, v in service_env.items() if k != "PORT"}, f"sentinel-back-{name}")
+    return Api(back.url, sandbox)
 
 
 async def _first_message(pubsub):
