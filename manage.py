@@ -72,7 +72,9 @@ async def _seed_demo():
         print("demo schedules already present")
         return
     base = utcnow().replace(hour=2, minute=0, second=0, microsecond=0) + dt.timedelta(days=1)
-    rows = [("少儿体操体验课（4-6岁）", 0, 8), ("少儿体操体验课（7-9岁）", 1, 6), ("亲子体操体验课", 2, 3)]
+    # The last one has a single seat: one parent fills it, so that the demo shows the waitlist (docs/demo.md).
+    rows = [("少儿体操体验课（4-6岁）", 0, 8), ("少儿体操体验课（7-9岁）", 1, 6), ("亲子体操体验课", 2, 3),
+            ("小班体验课（1个名额·可候补）", 3, 1)]
     for title, days, capacity in rows:
         await CourseSchedule.insert(title=title, starts_at=base + dt.timedelta(days=days), capacity=capacity).aio_execute()
     print(f"seeded {len(rows)} demo schedules")

@@ -88,6 +88,7 @@ class Settings:
     refund_template_id: str
     waitlist_template_id: str
     waitlist_offer_seconds: int
+    reschedule_template_id: str
     trusted_proxies: tuple
     workers: int
     log_format: str
@@ -450,6 +451,7 @@ def load(env=None) -> Settings:
         refund_template_id=env.get("WECHAT_REFUND_TEMPLATE_ID", "").strip() or "TRIAL_REFUNDED_TEMPLATE",
         waitlist_template_id=env.get("WECHAT_WAITLIST_TEMPLATE_ID", "").strip() or "WAITLIST_OFFER_TEMPLATE",
         waitlist_offer_seconds=_int(env, "WAITLIST_OFFER_SECONDS", 900, minimum=1),
+        reschedule_template_id=env.get("WECHAT_RESCHEDULE_TEMPLATE_ID", "").strip() or "BOOKING_RESCHEDULED_TEMPLATE",
         trusted_proxies=_networks(env, "TRUSTED_PROXIES", ""),
         workers=_int(env, "WORKERS", 1, minimum=1),
         log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),

@@ -5,7 +5,7 @@
   "use strict";
 
   const $ = (id) => document.getElementById(id);
-  const VIEWS = ["view-login", "view-schedules", "view-detail", "view-result"];
+  const VIEWS = ["view-login", "view-schedules", "view-orders", "view-detail", "view-result"];
 
   const RESULTS = {
     processing: { title: "支付处理中，请稍候…", detail: "正在等待微信支付结果" },
@@ -20,6 +20,9 @@
 
   const state = {
     token: null,
+    parents: [],      // every parent logged in on this page ({name, token}): one person can play several
+    entry: null,      // the current parent's waitlist entry on the detail page's session
+    waitTimer: null,  // re-reads the waitlist while the parent waits (the waitlist has no push)
     schedules: [],
     schedule: null,   // the session on the detail page
     order: null,      // the order being paid
@@ -201,6 +204,9 @@
 
   function logOut(message) {
     live.close();
+    stopWaiting();
+    state.parents = state.parents.filter((p) => p.token !== state.token);
+    $("parent-bar").hidden = true;
     state.token = null;
     state.order = null;
     state.phase = "idle";
@@ -231,12 +237,29 @@
       const { code } = await send("POST", "/demo/api/wx-login");
       return send("POST", "/api/v1/auth/login", { code });
     });
-    state.token = session.token;
+    state.parents.push({ name: `家长${state.parents.length + 1}`, token: session.token });
+    await switchParent(state.parents.length - 1);
+  }
+
+  // The parent the page acts for: their token, their socket; the other parents stay logged in on this page.
+  async function switchParent(index) {
+    live.close();
+    stopWaiting();
+    state.token = state.parents[index].token;
+    state.order = null;
+    state.phase = "idle";
+    closeOverlays();
+    $("order-list").replaceChildren();  // never another parent's orders, not even hidden
+    const select = $("parent-select");
+    select.replaceChildren(...state.parents.map((p, i) => new Option(p.name, String(i))));
+    select.value = String(index);
+    $("parent-bar").hidden = false;
     live.connect();
     await loadSchedules();
   }
 
   async function loadSchedules() {
+    stopWaiting();
     const { items } = await api("GET", "/api/v1/courses/schedules");
     state.schedules = items;
     const list = $("schedule-list");
@@ -258,21 +281,126 @@
     li.querySelector(".schedule-title").textContent = s.title;
     li.querySelector(".when").textContent = formatTime(s.starts_at);
     li.querySelector(".price").textContent = `${s.price} 元`;
-    li.querySelector(".left").textContent = full ? "名额已满" : `剩余名额 ${s.remaining}`;
+    li.querySelector(".left").textContent = full ? "名额已满 · 可候补" : `剩余名额 ${s.remaining}`;
     li.addEventListener("click", () => handle(() => openDetail(s.id)));
     return li;
   }
 
   async function openDetail(scheduleId) {
-    const s = await api("GET", `/api/v1/courses/schedules/${scheduleId}`);
+    const [s, { items }] = await Promise.all([
+      api("GET", `/api/v1/courses/schedules/${scheduleId}`), api("GET", "/api/v1/waitlist")]);
     state.schedule = s;
     $("detail-title").textContent = s.title;
     $("detail-time").textContent = formatTime(s.starts_at);
     $("detail-price").textContent = `${s.price} 元`;
     $("detail-remaining").textContent = s.remaining > 0 ? String(s.remaining) : "名额已满";
-    $("book-btn").disabled = s.remaining <= 0;
+    showWaitlist(items.find((e) => e.course_schedule_id === s.id && ["waiting", "offered"].includes(e.status)) || null);
     showAlternatives([]);
     show("view-detail");
+  }
+
+  // -- the waitlist (a full session: 加入候补; 候补第 N 位; 有名额了！N 分钟内完成预约) -------------------------
+  function showWaitlist(entry) {
+    const s = state.schedule;
+    state.entry = entry;
+    const box = $("waitlist");
+    const offered = entry && entry.status === "offered";
+    box.dataset.status = entry ? entry.status : "";
+    box.hidden = !entry && s.remaining > 0;
+    if (offered) {
+      const minutes = Math.max(1, Math.ceil((new Date(entry.offer_expires_at) - Date.now()) / 60000));
+      $("waitlist-text").textContent = `有名额了！${minutes} 分钟内完成预约`;
+    } else if (entry) {
+      $("waitlist-text").textContent = `候补第 ${entry.position} 位`;
+    } else {
+      $("waitlist-text").textContent = "名额已满，可加入候补：有人取消时名额为您保留";
+    }
+    $("join-btn").hidden = Boolean(entry);
+    $("leave-btn").hidden = !entry;
+    $("leave-btn").textContent = offered ? "放弃名额" : "退出候补";
+    $("book-btn").disabled = s.remaining <= 0 && !offered;
+    stopWaiting();
+    if (entry && entry.status === "waiting") {
+      state.waitTimer = setTimeout(() => handle(() => refreshWaitlist()), 3000);
+    }
+  }
+
+  async function refreshWaitlist() {
+    // Still on this session's page: read the parent's place again (a seat may be kept for them now).
+    if ($("view-detail").hidden || !state.schedule) return;
+    const { items } = await api("GET", "/api/v1/waitlist");
+    const entry = items.find((e) => e.id === (state.entry && state.entry.id)) || null;
+    if (entry && entry.status === "offered") {
+      await openDetail(state.schedule.id);  // the seats and the offer together
+      return;
+    }
+    if ($("view-detail").hidden) return;
+    showWaitlist(entry && ["waiting", "offered"].includes(entry.status) ? entry : null);
+  }
+
+  function stopWaiting() {
+    clearTimeout(state.waitTimer);
+    state.waitTimer = null;
+  }
+
+  async function joinWaitlist() {
+    try {
+      const entry = await api("POST", "/api/v1/waitlist", { course_schedule_id: state.schedule.id });
+      showWaitlist(entry);
+    } catch (e) {
+      if (e.code === "SEATS_AVAILABLE") await openDetail(state.schedule.id);  // a seat came free: book it
+      throw e;
+    }
+  }
+
+  async function leaveWaitlist() {
+    await api("DELETE", `/api/v1/waitlist/${state.entry.id}`);
+    await openDetail(state.schedule.id);
+  }
+
+  // -- my orders: each order's story ----------------------------------------------------------------
+  const STORIES = {
+    paid: (o) => `预约成功 · 已支付 ${o.amount} 元`,
+    refunded: (o) => `已退款 ${(o.refunded_fen / 100).toFixed(2)} 元`,
+    refund_required: () => "支付成功，但名额已满，工作人员将为您退款",
+    cancelled: () => "支付已取消",
+    failed: () => "支付失败",
+    expired: () => "订单已过期",
+    pending: (o) => `待支付 · 请在 ${new Date(o.expires_at).toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit", hour12: false })} 前完成支付`,
+  };
+
+  async function loadOrders() {
+    stopWaiting();
+    const { items } = await api("GET", "/api/v1/payment/orders");
+    const sessions = {};
+    for (const id of new Set(items.map((o) => o.course_schedule_id))) {
+      sessions[id] = state.schedules.find((s) => s.id === id)
+        || await api("GET", `/api/v1/courses/schedules/${id}`).catch(() => null);
+    }
+    $("order-list").replaceChildren(...items.map((o) => {
+      const li = document.createElement("li");
+      li.className = "schedule-item order-item";
+      li.dataset.orderId = o.order_id;
+      li.dataset.status = o.status;
+      li.dataset.test = "order";
+      li.innerHTML = `<p class="schedule-title"></p><div class="schedule-meta"><span class="when"></span></div>
+        <p class="story"></p>`;
+      const s = sessions[o.course_schedule_id];
+      li.querySelector(".schedule-title").textContent = s ? s.title : `课程 ${o.course_schedule_id}`;
+      li.querySelector(".when").textContent = s ? formatTime(s.starts_at) : "";
+      li.querySelector(".story").textContent = (STORIES[o.status] || (() => o.status))(o);
+      if (o.status === "pending") {
+        const button = document.createElement("button");
+        button.className = "wx";
+        button.dataset.test = "open-order";
+        button.textContent = "继续支付或取消";
+        button.addEventListener("click", () => handle(() => resumeOrder(o.order_id), button));
+        li.appendChild(button);
+      }
+      return li;
+    }));
+    $("orders-empty").hidden = items.length > 0;
+    show("view-orders");
   }
 
   // SOLD_OUT's alternatives (other sessions with a seat left, nearest in time first), each with 立即预约.
@@ -430,4 +558,10 @@
   on("cancel-order", () => cancelOrder("user_cancelled"));
   on("retry", () => openDetail(state.order.course_schedule_id));
   on("back-to-list", loadSchedules);
+  on("join-btn", joinWaitlist);
+  on("leave-btn", leaveWaitlist);
+  on("my-orders", loadOrders);
+  on("orders-back", loadSchedules);
+  on("new-parent", logIn);
+  $("parent-select").addEventListener("change", (ev) => handle(() => switchParent(Number(ev.target.value))));
 })();

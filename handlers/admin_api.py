@@ -4,6 +4,7 @@ from __future__ import annotations
 from services.accounts import auth, operators, ratelimit
 from services.backoffice import queries
 from services.bills import decisions, exports, views as bills
+from services.frontdesk import attendance, reschedule
 from services.orders import schedules
 from services.refunds import refunds
 
@@ -99,6 +100,25 @@ class AdminOrderRefundsHandler(AdminBase):
                                                       self.request.headers.get("Idempotency-Key"),
                                                       self.operator_actor())
         self.write_json(refund, status)
+
+
+class AdminOrderRescheduleHandler(AdminBase):
+    """POST /api/v1/admin/orders/{order_id}/reschedule (admin, staff): the paid booking moved to another session."""
+
+    rights = {"POST": "frontdesk"}
+
+    async def post(self, order_id):
+        self.write_json(await reschedule.reschedule(self.ctx, order_id, self.json_body(), self.operator_actor(),
+                                                    self.operator.role))
+
+
+class AdminReservationHandler(AdminBase):
+    """PATCH /api/v1/admin/reservations/{reservation_id} (admin, staff): attendance on a started session's seat."""
+
+    rights = {"PATCH": "frontdesk"}
+
+    async def patch(self, reservation_id):
+        self.write_json(await attendance.mark(self.ctx, reservation_id, self.json_body(), self.operator_actor()))
 
 
 class AdminRefundsHandler(AdminBase):
@@ -232,8 +252,10 @@ def admin_api_routes(c) -> list:
         (rf"/api/v1/admin/schedules/{sid}/roster", AdminRosterHandler, c),
         (r"/api/v1/admin/orders", AdminOrdersHandler, c),
         (rf"/api/v1/admin/orders/{oid}/refunds", AdminOrderRefundsHandler, c),
+        (rf"/api/v1/admin/orders/{oid}/reschedule", AdminOrderRescheduleHandler, c),
         (rf"/api/v1/admin/orders/{oid}", AdminOrderHandler, c),
         (r"/api/v1/admin/refunds", AdminRefundsHandler, c),
+        (rf"/api/v1/admin/reservations/{oid}", AdminReservationHandler, c),
         (r"/api/v1/admin/notifications", AdminNotificationsHandler, c),
         (r"/api/v1/admin/audit", AdminAuditHandler, c),
         (r"/api/v1/admin/audit/verify", AdminAuditVerifyHandler, c),

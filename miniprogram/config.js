@@ -6,4 +6,6 @@ module.exports = {
   wsBase: "ws://127.0.0.1:8000",
   // The same id as the service's WECHAT_SUBSCRIBE_TEMPLATE_ID: the service sends 预约成功 with it once paid.
   subscribeTemplateId: "TRIAL_BOOKED_TEMPLATE",
+  // WECHAT_WAITLIST_TEMPLATE_ID: 候补成功, asked for in the 加入候补 tap.
+  waitlistTemplateId: "WAITLIST_OFFER_TEMPLATE",
 };

@@ -134,17 +134,17 @@ class Hub:
     async def _keep_alive(self):
         """Every ping_interval: a socket that has not answered the last ping is closed, the others pinged again.
 
-        One task for all of them, instead of one per socket: so a socket that stops answering is dropped within
-        two intervals of its last pong.
+        One task for all of them, instead of one per socket (Tornado's websocket_ping_interval stays unset): a
+        socket that stops answering is sent its close within two intervals of its last pong, and Tornado cuts the
+        connection 5 s later if the client does not answer the close.
         """
         while not self._stopping:
             await asyncio.sleep(self.ping_interval)
             for k, conn in enumerate(self.user_sockets.all()):
                 if conn.pong_due:
                     conn.close(1000, "ping timed out")
-                    conn.abort()
                 else:
-                    conn.ping()
+                    conn.ping()  # the handler's: Tornado's ping, on_pong clears pong_due
                 if k % KEEPALIVE_BATCH == KEEPALIVE_BATCH - 1:
                     await asyncio.sleep(0)
 

@@ -1,14 +1,16 @@
 """GET /ws/orders?token=...: subscribe to your own orders' status, within the limits of realtime/limits.py.
 
-The handshake is an ordinary Tornado handler that hands the connection over to an OrderStatusConnection
-(realtime/wire.py's lean WebSocket) and is done: an idle socket holds only what the live status needs.
+The socket is Tornado's `tornado.websocket.WebSocketHandler` (the protocol is the library's, not ours). What each
+handler keeps is slimmed where Tornado allows it: once open, the request (its headers, its query string with the
+token) is dropped, the subscriptions are made at the first subscribe, and no task runs per socket (the Hub pings
+every socket from one keep-alive task; Tornado's websocket_ping_interval stays unset).
 """
 from __future__ import annotations
 
 import json
 import logging
 
-import tornado.web
+import tornado.websocket
 
 import errors
 from handlers.base import parse_json_object
@@ -20,7 +22,6 @@ from telemetry.context import bind_request, request_id_for
 
 from .hub import status_message
 from .limits import CLOSE_TOO_MANY_SOCKETS, MAX_MESSAGE_BYTES, MAX_SUBSCRIPTIONS, MessageBudget
-from .wire import WireSocket, accept_key
 
 log = logging.getLogger("gym.ws")
 
@@ -42,12 +43,28 @@ def error_frame(code: str, message: str, **extra) -> dict:
     return {"type": "error", "code": code, "message": message, **extra}
 
 
-class OrderStatusSocket(tornado.web.RequestHandler):
-    """The WebSocket handshake (RFC 6455 section 4.2): checked, answered 101, then the connection is handed over."""
+def _retrieve(future):
+    """A write's outcome is not awaited: read it, so a closed socket logs no 'exception never retrieved'."""
+    if not future.cancelled():
+        future.exception()
+
+
+class OrderStatusSocket(tornado.websocket.WebSocketHandler):
+    """One mini-program connection; forwards its subscriptions to the Hub.
+
+    Tornado reads a socket's next message only once on_message (its coroutine included) has finished, so one
+    socket's messages are served one at a time: the subscription count and the budget need no lock.
+    """
+
+    max_message_size = MAX_MESSAGE_BYTES  # Tornado closes the socket with 1009 for a bigger message, before reading it
 
     def initialize(self, ctx, route=None):
         self.ctx = ctx
         self.route_name = route
+        self.user_id = None
+        self.orders = None  # the orders this socket is subscribed to (a set from the first), each the caller's
+        self.budget = MessageBudget()
+        self.pong_due = False  # the Hub's keep-alive pinged and no pong came back yet
 
     @property
     def request_id(self) -> str:
@@ -59,64 +76,43 @@ class OrderStatusSocket(tornado.web.RequestHandler):
     def set_default_headers(self):
         self.set_header("X-Request-ID", self.request_id)
 
-    def get(self):
+    def check_origin(self, origin):
+        return True  # the token authenticates; the mini-program sends no browser Origin we could trust
+
+    def open(self):
         bind_request(self.request_id)
-        headers = self.request.headers
-        connection = {part.strip().lower() for part in headers.get("Connection", "").split(",")}
-        key = headers.get("Sec-WebSocket-Key", "")
-        if headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection or not key:
-            self.set_status(400)
-            self.finish("Can \"Upgrade\" only to \"WebSocket\".")
-            return
-        if headers.get("Sec-WebSocket-Version") not in ("7", "8", "13"):
-            self.set_status(426, "Upgrade Required")
-            self.set_header("Sec-WebSocket-Version", "13")
-            self.finish()
-            return
-        # The origin is not checked: the token authenticates, and the mini-program sends no Origin we could trust.
-        self.ctx.forwarded_for.observe(self.request.remote_ip, headers)
+        self.ctx.forwarded_for.observe(self.request.remote_ip, self.request.headers)
         try:
             user_id = tokens.verify(self.ctx.settings.secret_key, self.get_query_argument("token", ""), "user")
         except errors.ServiceError:
             user_id = None
-        self.set_status(101)
-        self.clear_header("Content-Type")
-        self.set_header("Upgrade", "websocket")
-        self.set_header("Connection", "Upgrade")
-        self.set_header("Sec-WebSocket-Accept", accept_key(key))
-        self.finish()
-        OrderStatusConnection(self.ctx, self.detach(), user_id, self.request_id).open()
-
-
-class OrderStatusConnection(WireSocket):
-    """One mini-program connection; forwards its subscriptions to the Hub.
-
-    Its next message is read only once the last one has been served, so one socket's messages are served one at a
-    time: the subscription count and the budget need no lock.
-    """
-
-    __slots__ = ("ctx", "user_id", "request_id", "orders", "budget")
-    max_message_size = MAX_MESSAGE_BYTES  # a bigger message closes the socket with 1009, before it is read
-
-    def __init__(self, ctx, stream, user_id, request_id):
-        super().__init__(stream)
-        self.ctx = ctx
-        self.user_id = user_id
-        self.request_id = request_id
-        self.orders = None  # the orders this socket is subscribed to (a set), each known to be the caller's
-        self.budget = MessageBudget()
-
-    def open(self):
-        """Refuse a bad token with 4401; count the socket as one of its user's; start reading."""
-        if self.user_id is None:
+        self._slim()
+        if user_id is None:
             self.close(CLOSE_UNAUTHENTICATED, "unauthenticated")
-            self.start()  # for the client's close
             return
+        self.user_id = user_id
         for oldest in self.ctx.hub.user_sockets.add(self.user_id, self):
             oldest.close(CLOSE_TOO_MANY_SOCKETS, "too many sockets")
-        self.start()
+
+    def _slim(self):
+        """Drop what the open socket no longer needs: the request (headers, query string with the token, body) and
+        the handshake's response state. Tornado's handshake coroutine keeps the headers object alive for the socket's
+        life, so it is emptied in place; nothing of Tornado reads the request after open."""
+        request, self.request = self.request, None
+        request.headers.clear()
+        self._headers = None
+        self._write_buffer = None
+        self.path_args = self.path_kwargs = self.open_args = self.open_kwargs = None
+        self.ui = None
+
+    def log_exception(self, typ, value, tb):
+        """Tornado's version describes the request, dropped at open: say which socket instead."""
+        log.error("WebSocket %s: a message handler failed", self.request_id, exc_info=(typ, value, tb))
 
     def on_message(self, message):
+        if self.user_id is None:
+            return None
+        bind_request(self.request_id)
         verdict = self.budget.take()
         if verdict != "ok":
             if verdict == "refuse":
@@ -131,7 +127,7 @@ class OrderStatusConnection(WireSocket):
         if op == "ping":
             self.push({"type": "pong"})
         elif op == "subscribe":
-            return self._subscribe_or_say_why_not(data.get("order_id"))
+            return self._subscribe_or_say_why_not(data.get("order_id"))  # a coroutine: Tornado awaits it
         elif op == "unsubscribe":
             self._unsubscribe(data.get("order_id"))
         else:
@@ -159,7 +155,7 @@ class OrderStatusConnection(WireSocket):
             if await USER_SNAPSHOT.first(order_id, self.user_id) is None:
                 self._not_found(order_id)
                 return
-            if self.closing or self.closed:
+            if self._closed():
                 return
             if self.orders is None:
                 self.orders = set()
@@ -182,13 +178,33 @@ class OrderStatusConnection(WireSocket):
     def _not_found(self, order_id):
         self.push(error_frame("NOT_FOUND", "订单不存在", order_id=order_id if isinstance(order_id, str) else None))
 
-    def push(self, message: dict):
-        """Send a frame (nothing once the socket is closing)."""
-        self.send_text(json.dumps(message, ensure_ascii=False))
+    def _closed(self) -> bool:
+        return self.ws_connection is None or self.ws_connection.is_closing()
 
-    def on_close(self):
+    def push(self, message: dict):
+        """Send a frame; a closed connection is dropped from the Hub."""
+        try:
+            self.write_message(json.dumps(message, ensure_ascii=False)).add_done_callback(_retrieve)
+        except tornado.websocket.WebSocketClosedError:
+            self._forget()
+
+    def ping(self, data=b""):
+        """The Hub's keep-alive: Tornado's ping, the pong awaited (on_pong); nothing once the socket is closing."""
+        self.pong_due = True
+        try:
+            super().ping(data)
+        except tornado.websocket.WebSocketClosedError:
+            pass
+
+    def on_pong(self, data):
+        self.pong_due = False
+
+    def _forget(self):
         for order_id in self.orders or ():
             self.ctx.hub.unsubscribe(self, order_id)
         self.orders = None
+
+    def on_close(self):
+        self._forget()
         if self.user_id is not None:
             self.ctx.hub.user_sockets.remove(self.user_id, self)

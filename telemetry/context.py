@@ -50,9 +50,3 @@ async def tag_outgoing(request):
     if rid:
         request.headers["X-Request-ID"] = rid
 
-
-def tag_headers(headers: dict):
-    """tag_outgoing for a plain dict of outgoing headers (the WeChat Pay client's)."""
-    rid = request_id_var.get()
-    if rid:
-        headers["X-Request-ID"] = rid

@@ -6,6 +6,7 @@ import tornado.web
 from .assets import asset_routes
 from .base import PageNotFound
 from .bills import BillDayHandler, BillsHandler, DayReportHandler, ExportHandler
+from .frontdesk import AttendanceHandler, RescheduleDialogHandler
 from .home import HomeHandler
 from .lists import AuditHandler, NotificationsHandler, RefundsHandler
 from .login import LoginHandler, LogoutHandler
@@ -27,6 +28,7 @@ def backoffice_routes(c) -> list:
         (r"/admin/orders", OrdersHandler, c),
         (rf"/admin/orders/{oid}", OrderHandler, c),
         (rf"/admin/orders/{oid}/refund", RefundDialogHandler, c),
+        (rf"/admin/orders/{oid}/reschedule", RescheduleDialogHandler, c),
         (r"/admin/queue", QueueHandler, c),
         (r"/admin/refunds", RefundsHandler, c),
         (r"/admin/notifications", NotificationsHandler, c),
@@ -37,6 +39,7 @@ def backoffice_routes(c) -> list:
         (rf"/admin/bills/{day}/report", DayReportHandler, c),
         (rf"/admin/bills/{day}", BillDayHandler, c),
         (r"/admin/exports/(orders|refunds)\.csv", ExportHandler, c),
+        (rf"/admin/schedules/{num}/attendance", AttendanceHandler, c),
         (r"/admin/operators", OperatorsHandler, c),
         (rf"/admin/operators/{num}", OperatorHandler, c),
         (r"/admin/.*", PageNotFound, c),

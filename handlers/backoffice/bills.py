@@ -5,7 +5,7 @@ from __future__ import annotations
 import errors
 from services.bills import decisions, exports, report, views
 from services.bills.reconcile import parse_day, reconcile
-from services.bills.terms import CATEGORIES, DECISIONS
+from services.bills.terms import CATEGORIES, COMPARED, DECISIONS
 
 from ..streaming import stream
 from .base import PageHandler
@@ -69,10 +69,16 @@ class BillDayHandler(PageHandler):
     async def page(self, day, status=200, error=None):
         run = await views.last_run(day)
         reconciliation = await views.reconciliation(run) if run is not None else None
-        shown = {d["id"] for d in reconciliation["discrepancies"]} if reconciliation else set()
+        compared = None
+        if run is not None and run.status not in COMPARED:  # nothing compared now: what the last comparison found
+            compared_run, rows = await views.last_compared(day)
+            compared = await views.reconciliation(compared_run, rows) if compared_run is not None else None
+        listed = (compared or reconciliation or {"discrepancies": []})["discrepancies"]
+        shown = {d["id"] for d in listed}
         earlier = [d for d in await views.every_discrepancy_of(day) if d.id not in shown]
         self.set_status(status)
-        self.render("bill_day.html", day=day, r=reconciliation, runs=await views.runs_of(day),
+        self.render("bill_day.html", day=day, r=reconciliation, compared=compared, listed=listed,
+                    runs=await views.runs_of(day),
                     earlier=[views.discrepancy(d, await views.operators_of([d])) for d in earlier], error=error,
                     decisions=DECISIONS, categories=CATEGORIES, saved=SAVED.get(self.get_query_argument("saved", "")))
 

@@ -8,6 +8,8 @@ ORDER_STATUS = {"pending": "待支付", "paid": "已支付", "failed": "支付�
 RESERVATION_STATUS = {"temporary": "临时占位", "confirmed": "已确认", "cancelled": "已取消", "expired": "已过期"}
 REFUND_STATUS = {"PROCESSING": "处理中", "SUCCESS": "退款成功", "CLOSED": "已关闭", "ABNORMAL": "异常（需人工处理）",
                  "REJECTED": "被微信支付拒绝"}
+ATTENDANCE = {"attended": "到课", "no_show": "爽约"}
+WAITLIST_STATUS = {"waiting": "候补中", "offered": "已保留名额", "booked": "已预约", "lapsed": "已失效", "left": "已退出"}
 KIND = {"payment": "支付通知", "refund": "退款通知"}
 OUTCOME = {"applied": "已处理", "duplicate": "重复", "anomaly": "异常", "ignored": "已忽略",
            "unknown_order": "未知订单", "refused": "已拒收"}

@@ -5,8 +5,13 @@ import errors
 from services.backoffice import queries
 from services.orders import alternatives, schedules
 
+from services.waitlist import entries
+
 from . import forms
 from .base import PageHandler
+
+ATTENDANCE_ERRORS = {"ATTENDANCE_NOT_ALLOWED": "只有已开始课程中已确认的座位可以登记到课", "NOT_FOUND": "预约不存在",
+                     "INVALID_REQUEST": "登记的取值无效"}
 
 
 class SchedulesHandler(PageHandler):
@@ -66,9 +71,12 @@ class ScheduleHandler(PageHandler):
     async def page(self, schedule_id, status=200, error=None, typed=None):
         schedule = await schedules.get_schedule(self.ctx.settings, schedule_id)
         roster = await queries.roster(schedule_id, self.args())
+        line = await entries.schedule_line(schedule_id)
+        failed = self.get_query_argument("attendance_error", None)
         # A full session: the front desk can point a parent to the nearest ones with a seat (SOLD_OUT's list).
         others = await alternatives.nearest(schedule_id) if schedule["remaining"] <= 0 else []
         self.show("schedule.html", "_roster.html", "roster", status, schedule=schedule, roster=roster, error=error,
-                  alternatives=others,
+                  alternatives=others, line=line, started=schedules.has_started(schedule),
+                  attendance_error=ATTENDANCE_ERRORS.get(failed, "登记失败") if failed else None,
                   typed=typed or {"title": schedule["title"], "capacity": str(schedule["capacity"])},
                   saved=self.get_query_argument("saved", None), local_input=forms.local_input)

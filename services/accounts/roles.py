@@ -16,6 +16,7 @@ RIGHTS = {
     "schedules.read": EVERYONE,
     "schedules.write": EVERYONE,  # create a schedule, change its capacity or title (contract: "Roles: all")
     "roster.read": EVERYONE,
+    "frontdesk": frozenset({ADMIN, STAFF}),  # reschedule a paid booking, mark attendance (contract: admin, staff)
     "money.read": MONEY,  # amounts, refunds, the refund queue
     "refund": MONEY,
     "notifications.read": MONEY,  # the notification inbox

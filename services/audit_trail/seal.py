@@ -31,36 +31,56 @@ def _derive(key: bytes, label: str) -> bytes:
 
 
 def _value(value):
+    """What JSON cannot say itself: times as ISO 8601 with microseconds, bytes as text, anything else as str()."""
     if isinstance(value, dt.datetime):
         return value.isoformat(timespec="microseconds")
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("utf-8", "surrogateescape")
-    return value
+    return str(value)
+
+
+# Built once (json.dumps with options builds an encoder per call): the C encoder, calling _value only for the time.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_value).encode
 
 
 def canonical(values) -> bytes:
     """A JSON array of the values (times as ISO 8601 with microseconds): one byte string per row content."""
-    return json.dumps([_value(v) for v in values], ensure_ascii=False, separators=(",", ":"),
-                      default=str).encode("utf-8", "surrogateescape")
+    return _ENCODE(list(values)).encode("utf-8", "surrogateescape")
+
+
+class _Mac:
+    """HMAC-SHA256 under one 32-byte key (RFC 2104, what hmac.new computes) with the padded key's hash states made
+    once: a verification computes two a row, and this is half the cost of hmac.new each time."""
+
+    def __init__(self, key: bytes):
+        padded = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+
+    def hexdigest(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
 
 class SealKeys:
     """The three keys derived from the audit key: seals, personal digests, and the key id the head records."""
 
     def __init__(self, key: bytes):
-        self._seal_key = _derive(key, "seal")
-        self._personal_key = _derive(key, "personal")
+        self._seal = _Mac(_derive(key, "seal"))
+        self._personal = _Mac(_derive(key, "personal"))
         self.key_id = _derive(key, "key id")[:4].hex()
 
     def personal_digest(self, row) -> str:
         """The digest of a row's personal parts (`row` as ROW_COLUMNS reads it)."""
-        return hmac.new(self._personal_key, canonical(row[_N_SEALED:_N_SEALED + _N_PERSONAL]),
-                        hashlib.sha256).hexdigest()
+        return self._personal.hexdigest(canonical(row[_N_SEALED:_N_SEALED + _N_PERSONAL]))
 
     def seal(self, previous: str, row, digest: str) -> str:
         """The seal of a row that follows the seal `previous`, its personal parts given by their digest."""
-        message = previous.encode("ascii") + b"|" + canonical(row[:_N_SEALED]) + b"|" + digest.encode("ascii")
-        return hmac.new(self._seal_key, message, hashlib.sha256).hexdigest()
+        return self._seal.hexdigest(previous.encode("ascii") + b"|" + canonical(row[:_N_SEALED]) + b"|"
+                                    + digest.encode("ascii"))
 
 
 def personal_parts_erased(row) -> bool:

@@ -195,18 +195,32 @@ async def list_audit(args: dict) -> dict:
     return {"items": [{**_audit_row(r, names), "order_id": r.public_order_id} for r in rows], "next_cursor": cursor}
 
 
+def _roster_query():
+    return select_reservations(
+        R.id, R.reservation_id, R.status, R.expires_at, R.confirmed_at, R.user, R.attendance, R.attendance_at,
+        PaymentOrder.order_id.alias("public_order_id"), PaymentOrder.status.alias("order_status"),
+        User.openid_masked.alias("openid_masked")).join(PaymentOrder, on=(R.order == PaymentOrder.id)).switch(R).join(
+        User, on=(R.user == User.id))
+
+
+def _roster_item(r) -> dict:
+    return {"reservation_id": r.reservation_id, "status": r.status, "order_id": r.public_order_id,
+            "order_status": r.order_status, "attendance": r.attendance,
+            "user": {"id": r.user_id, "openid_masked": r.openid_masked},
+            "expires_at": iso(r.expires_at), "confirmed_at": iso(r.confirmed_at),
+            "attendance_at": iso(r.attendance_at)}
+
+
 async def roster(schedule_id: int, args: dict) -> dict:
-    """GET /api/v1/admin/schedules/{id}/roster: every confirmed or held seat of a schedule."""
+    """GET /api/v1/admin/schedules/{id}/roster: every confirmed or held seat of a schedule, with its attendance."""
     schedule = await CourseSchedule.select().where(CourseSchedule.id == schedule_id).aio_first()
     if schedule is None:
         raise errors.not_found("课程不存在")
-    query = select_reservations(
-        R.id, R.reservation_id, R.status, R.expires_at, R.confirmed_at, R.user,
-        PaymentOrder.order_id.alias("public_order_id"), PaymentOrder.status.alias("order_status"),
-        User.openid_masked.alias("openid_masked")).join(PaymentOrder, on=(R.order == PaymentOrder.id)).switch(R).join(
-        User, on=(R.user == User.id)).where((R.course_schedule == schedule.id) & takes_seat_where(utcnow())).objects()
+    query = _roster_query().where((R.course_schedule == schedule.id) & takes_seat_where(utcnow())).objects()
     rows, cursor = await page(query, R.id, parse_limit(args.get("limit")), args.get("cursor"))
-    return {"items": [{"reservation_id": r.reservation_id, "status": r.status, "order_id": r.public_order_id,
-                       "order_status": r.order_status, "user": {"id": r.user_id, "openid_masked": r.openid_masked},
-                       "expires_at": iso(r.expires_at), "confirmed_at": iso(r.confirmed_at)} for r in rows],
-            "next_cursor": cursor}
+    return {"items": [_roster_item(r) for r in rows], "next_cursor": cursor}
+
+
+async def roster_item(reservation_pk: int) -> dict:
+    """One reservation as a roster item (the answer to marking its attendance)."""
+    return _roster_item(await _roster_query().where(R.id == reservation_pk).objects().aio_get())

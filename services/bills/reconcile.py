@@ -134,9 +134,8 @@ async def fetch(ctx, day) -> Fetched:
     hash_value = str(answer.get("hash_value") or "")[:64] or None
     try:
         data = await ctx.gateway.download_bill(answer.get("download_url"))
-        raw = bill_file.unzip(data) if data[:2] == b"\x1f\x8b" else data
-        bill_file.verify(raw, answer.get("hash_type"), answer.get("hash_value"))
-        return Fetched(None, bill_file.parse(raw), hash_value)
+        bill = await bill_file.read(data, answer.get("hash_type"), answer.get("hash_value"))
+        return Fetched(None, bill, hash_value)
     except PaymentGatewayError as e:
         return Fetched(FAILED, hash_value=hash_value, error=f"{e.code}: {e.message}"[:255])
     except bill_file.BadBill as e:

@@ -104,6 +104,14 @@ async def runs_of(day, limit=20) -> list:
                 .limit(limit).aio_execute())
 
 
+async def last_compared(day):
+    """(run, discrepancy rows) of the day's last run that compared the bill with the ledger, or (None, [])."""
+    row = await BillDay.select(BillDay.compared_run_id).where(BillDay.bill_date == day).aio_first()
+    run = await BillRun.select().where(BillRun.id == row.compared_run_id).aio_first() \
+        if row is not None and row.compared_run_id else None
+    return (run, await discrepancies_of(run)) if run is not None else (None, [])
+
+
 async def every_discrepancy_of(day) -> list:
     """Every discrepancy ever recorded for the day (nothing is deleted), oldest first."""
     return list(await BillDiscrepancy.select().where(BillDiscrepancy.bill_date == day)
@@ -161,7 +169,8 @@ async def banner(settings, now=None) -> dict:
     now = now or utcnow()
     local = beijing(now)
     yesterday = local.date() - dt.timedelta(days=1)
-    row = await BillDay.select(BillDay.compared_run_id, BillDay.status).where(BillDay.bill_date == yesterday).aio_first()
+    row = await BillDay.select(BillDay.compared_run_id, BillDay.status).where(
+        BillDay.bill_date == yesterday).aio_first()
     late = local.hour >= 12 and (row is None or row.compared_run_id is None)
     return {"undecided_days": (await undecided())["days"], "yesterday": yesterday.isoformat(),
             "yesterday_not_reconciled": late, "yesterday_status": row.status if row else None}

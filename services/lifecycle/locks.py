@@ -147,3 +147,14 @@ async def lock_live_entries(schedule_pk: int) -> list[WaitlistEntry]:
 async def lock_entry(entry_pk: int) -> WaitlistEntry | None:
     """One waitlist entry, locked (step 4: its schedule's row is locked already)."""
     return await WaitlistEntry.select().where(WaitlistEntry.id == entry_pk).for_update().aio_first()
+
+
+async def lock_by_reservation_id(reservation_id: str):
+    """(order, reservation) of a reservation's public id, locked in the lock order (the order first, step 1, then
+    its reservation, step 2); (None, None) when unknown."""
+    seen = await SeatReservation.select(SeatReservation.order).where(
+        SeatReservation.reservation_id == reservation_id).aio_first()
+    if seen is None:
+        return None, None
+    order = await PaymentOrder.select().where(PaymentOrder.id == seen.order_id).for_update().aio_get()
+    return order, await lock_reservation(order)

@@ -26,7 +26,7 @@ from ..worker import BackgroundWorker
 
 log = logging.getLogger("gym.messages")
 
-MESSAGE_KINDS = ("booking", "refund", "waitlist")
+MESSAGE_KINDS = ("booking", "refund", "waitlist", "reschedule")
 BACKOFF_SECONDS = (2, 10, 60, 300, 1800)  # after the 1st..5th failure; then the message is marked failed
 SEND_CONCURRENCY = 8
 PAGE = "pages/order/order"
@@ -91,6 +91,13 @@ async def queue_waitlist_message(settings, entry):
                         now)
 
 
+async def queue_reschedule_message(settings, order, now):
+    """Queue 课程改期 for a paid booking moved to another session (call inside the reschedule's transaction; the
+    message names the session the order is on when it is sent)."""
+    key = f"reschedule:{order.id}:{now.strftime('%Y%m%d%H%M%S%f')}"
+    await QUEUE.execute(key, "reschedule", order.id, None, None, settings.reschedule_template_id, now, now)
+
+
 def page_of(message) -> str:
     """The mini-program page a tap on the message opens: the order, or the session a seat is kept in."""
     if message.kind == "waitlist":
@@ -104,6 +111,9 @@ def compose(message) -> dict:
         return {"thing1": {"value": message.title[:20]}, "time2": {"value": beijing_minute(message.starts_at)},
                 "time3": {"value": beijing_minute(message.offer_expires_at)}, "phrase4": {"value": "候补成功"},
                 "thing5": {"value": "名额已为您保留，请在保留时间内完成预约"}}
+    if message.kind == "reschedule":
+        return {"thing1": {"value": message.title[:20]}, "time2": {"value": beijing_minute(message.starts_at)},
+                "phrase3": {"value": "课程已改期"}, "thing4": {"value": "前台已为您调整到新的上课时间"}}
     if message.kind == "refund":
         return {"thing1": {"value": message.title[:20]}, "amount2": {"value": f"{yuan(message.refund_fen or 0)}元"},
                 "time3": {"value": beijing_minute(utcnow())}, "phrase4": {"value": "退款成功"},

@@ -22,6 +22,11 @@ def serialize(schedule, taken: int, price_fen: int) -> dict:
     }
 
 
+def has_started(schedule: dict) -> bool:
+    """True when a schedule object's session has started."""
+    return parse_iso(schedule["starts_at"]) <= utcnow()
+
+
 async def list_schedules(settings, upcoming_only=True) -> list[dict]:
     """Schedules by start time (upcoming only for parents), each with seats left."""
     query = CourseSchedule.select().order_by(CourseSchedule.starts_at, CourseSchedule.id)

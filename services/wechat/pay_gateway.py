@@ -12,8 +12,6 @@ import json
 import logging
 import secrets
 import time
-import urllib.request
-from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
@@ -22,10 +20,9 @@ from wechatpayv3.async_.type import WeChatPayType
 from wechatpayv3.utils import build_authorization
 
 from telemetry import metrics
-from telemetry.context import tag_headers, tag_outgoing
+from telemetry.context import tag_outgoing
 
 from .apiv3 import PREVIOUS, MalformedResource, UndecryptableResource, ApiV3Keys
-from .http import LeanClient
 from .platform_keys import PlatformKeys, valid_now
 
 log = logging.getLogger("gym.wechatpay")
@@ -35,17 +32,27 @@ RETRYABLE_CODES = {"SYSTEM_ERROR", "BANK_ERROR", "FREQUENCY_LIMITED", "UNAVAILAB
 
 CERTIFICATES_PATH = "/v3/certificates"
 BILL_DOWNLOAD_PATH = "/v3/billdownload/file"  # WeChat Pay does not sign this answer (the signed hash stands for it)
-BILL_MAX_BYTES = 8 * 1024 * 1024  # a larger download is refused (a gym's day is a few kilobytes; the lean client's cap)
+BILL_MAX_BYTES = 8 * 1024 * 1024  # a larger download is refused (a gym's day is a few kilobytes)
+MAX_ANSWER_BYTES = 8 * 1024 * 1024  # an API answer declaring more is refused unread (the certificate list: a few KiB)
 CONNECT_TIMEOUT, READ_TIMEOUT = 3, 10  # seconds: a WeChat Pay call takes at most 13 s
+# One pool per process (there is one gateway per process): kept-alive connections to WeChat Pay, reused by every
+# call; more calls in flight than connections wait for one (bounded by the pool timeout) instead of opening more.
+POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30)
+POOL_TIMEOUT = 5  # seconds a call may wait for a free connection of the pool
 
 
-def _proxied(url: str) -> bool:
-    """Whether the environment names a proxy for `url` (HTTPS_PROXY, ALL_PROXY, ... less NO_PROXY), as httpx reads
-    them."""
-    proxies = urllib.request.getproxies()
-    parts = urlsplit(url)
-    return bool(proxies.get(parts.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(
-        parts.hostname or "")
+class _TooLarge(httpx.RequestError):
+    """An answer larger than this service reads (an httpx error, so callers map it as any transport failure)."""
+
+
+def _http_client(event_hooks) -> httpx.AsyncClient:
+    """The one httpx client of the WeChat Pay calls: timeouts, pool limits and hooks set once, for the process.
+
+    httpx reads the proxy variables (HTTPS_PROXY, ALL_PROXY, NO_PROXY) itself; TLS is verified against certifi's
+    bundle, as the SDK's own client does."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=POOL_TIMEOUT), limits=POOL_LIMITS,
+        event_hooks=event_hooks, trust_env=True)
 
 
 class UnverifiedAnswer(Exception):
@@ -113,17 +120,9 @@ class WeChatPayGateway:
         bounded as PlatformKeys bounds every download)."""
         if self._opened:
             return
-        if _proxied(self.settings.wechatpay_gateway):
-            # httpx honours the proxy variables; the lean client does not speak to proxies.
-            try:
-                await self.client.__aenter__()
-            except (httpx.HTTPError, OSError) as e:
-                log.warning("WeChat Pay client not ready yet: %s", e)
-                raise PaymentGatewayError("UNAVAILABLE", "微信支付暂时无法连接", retryable=True) from e
-            self.core._client.event_hooks = {"request": [tag_outgoing], "response": [self._check_answer]}
-        else:
-            self.core._client = LeanClient(self.settings.wechatpay_gateway, CONNECT_TIMEOUT, READ_TIMEOUT,
-                                           request_hooks=[tag_headers], response_hooks=[self._check_lean_answer])
+        # The SDK's own __aenter__ would build its client (default pool limits) and bootstrap certificates; we give
+        # its core our long-lived client instead: built once here, shared by every call until close().
+        self.core._client = _http_client({"request": [tag_outgoing], "response": [self._check_answer]})
         self._opened = True
         self.keys.load_directory()
         if not self.settings.public_key_mode and not self.keys.certificates:
@@ -143,22 +142,21 @@ class WeChatPayGateway:
 
     async def _sdk_answer_check(self, headers, body) -> bool:
         """Stands in for the SDK's check of a 2xx answer: the same PlatformKeys as every other check (already done,
-        on these very headers and bytes, when the lean client's answer hook passed them)."""
+        on these very headers and bytes, when _check_answer passed them: then not a second time)."""
         if getattr(headers, "verified", False):
             return True
         return await self.keys.check_signed(headers, body.encode() if isinstance(body, str) else body) is None
 
     async def _check_answer(self, response: httpx.Response):
-        """Every answer we may act on must be signed by WeChat Pay (the SDK checks only 2xx answers)."""
+        """Every answer we may act on must be signed by WeChat Pay (the SDK checks only 2xx answers); a checked
+        answer's headers are marked so that the SDK's own check (_sdk_answer_check) does not verify it again."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+            await response.aclose()
+            raise _TooLarge(f"answer of {declared} bytes refused", request=response.request)
         if self._exempt(response.request.url.path, response.status_code):
             return
         await self._verify_answer(response.status_code, response.headers, await response.aread())
-
-    async def _check_lean_answer(self, response):
-        """_check_answer for the lean client's answers; marks the headers checked for _sdk_answer_check."""
-        if self._exempt(response.path, response.status_code):
-            return
-        await self._verify_answer(response.status_code, response.headers, response.content)
         response.headers.verified = True
 
     @staticmethod
@@ -364,16 +362,21 @@ class WeChatPayGateway:
         auth = build_authorization(target, "GET", core._mchid, core._cert_serial_no, core._private_key)
         headers = {"Authorization": auth, "Accept": "application/json", "User-Agent": "gym-payments"}
         try:
-            response = await core._client.get(str(download_url), headers=headers)
-        except httpx.HTTPError as e:  # the lean client's too (a body over its cap included)
+            async with core._client.stream("GET", str(download_url), headers=headers) as response:
+                content, size = [], 0
+                async for chunk in response.aiter_raw():  # as served (gzip): the signed hash is of these bytes
+                    size += len(chunk)
+                    if size > BILL_MAX_BYTES:
+                        raise PaymentGatewayError("BILL_TOO_LARGE", "账单文件过大", response.status_code)
+                    content.append(chunk)
+        except httpx.HTTPError as e:
             raise PaymentGatewayError("UNAVAILABLE", f"微信支付网络异常: {type(e).__name__}", retryable=True) from e
+        content = b"".join(content)
         if response.status_code != 200:
-            code = _error_code(response.content) or f"HTTP_{response.status_code}"
+            code = _error_code(content) or f"HTTP_{response.status_code}"
             retryable = response.status_code >= 500 or response.status_code == 429
             raise PaymentGatewayError(code, "下载账单失败", response.status_code, retryable)
-        if len(response.content) > BILL_MAX_BYTES:
-            raise PaymentGatewayError("BILL_TOO_LARGE", "账单文件过大", 200)
-        return response.content
+        return content
 
     def request_payment_params(self, prepay_id) -> dict:
         """The wx.requestPayment parameters, paySign made with the merchant key."""

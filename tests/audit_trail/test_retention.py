@@ -45,6 +45,9 @@ async def test_erasure_after_the_retention_period_keeps_every_seal_valid(trail_e
     amount = (await rows("SELECT id, ip_address, request_data FROM payment_audit_log "
                          "WHERE action_type = 'amount_mismatch'"))[0]
     assert amount["ip_address"] == "127.0.0.1" and amount["request_data"]
+    # What WeChat Pay's notification carried is kept in the audit rows written for it (the inbox holds none).
+    notified = await rows("SELECT id FROM payment_audit_log WHERE actor = 'wechat' AND request_data IS NOT NULL")
+    assert notified and {r["id"] for r in notified} <= held
     first.stop()
 
     # A service whose retention is 0 days: at its start the job erases the personal parts of every sealed row.

@@ -40,6 +40,15 @@ async def sealed_story(api, token):
     return [r["id"] for r in await rows("SELECT id FROM payment_audit_log WHERE seal IS NOT NULL ORDER BY id")]
 
 
+async def gauge(api, name) -> float:
+    """A gauge's value on the service's /metrics (the alerts' input)."""
+    status, text, _ = await api.call("GET", "/metrics")
+    assert status == 200
+    values = [line.split()[-1] for line in text.decode().splitlines() if line.startswith(name + " ")]
+    assert values, f"{name} is not on /metrics"
+    return float(values[0])
+
+
 async def both_say(api, token, env, ok, first_bad_id):
     """The API and the command give the same verdict: ok or not, and the first bad row."""
     by_api = await verdict(api, token)
@@ -67,8 +76,11 @@ async def test_a_changed_row_is_named_by_both_verifiers_and_verifies_again_once_
         assert await execute(f"UPDATE payment_audit_log SET {column} = %s WHERE id = %s", (value, target)) == 1
         broken = await both_say(api, token, trail_env, False, target)
         assert broken["checked"] == len(ids) - 1  # the rows after it still chain to its stored seal
+        assert await gauge(api, "gym_audit_verify_ok") == 0  # what GymAuditTrailBroken fires on
         await execute(f"UPDATE payment_audit_log SET {column} = %s WHERE id = %s", (row[column], target))
         await both_say(api, token, trail_env, True, None)
+        assert await gauge(api, "gym_audit_verify_ok") == 1
+    assert await gauge(api, "gym_audit_seal_lag_seconds") == 0  # every row sealed
 
     # A seal cannot be brought from elsewhere (here: another row's, moved onto this one), nor be taken away.
     other = ids[1]

@@ -101,3 +101,21 @@ async def test_staff_have_no_bill_pages(api, base_url):
                  "/admin/exports/refunds.csv"):
         page = await staff.get(path)
         assert page.status == 403, path
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_failed_rerun_still_shows_what_the_last_comparison_found(api, base_url):
+    day = day_ago(DAYS["report"])
+    foreign = (await api.control("POST", f"/sandbox/bills/{day}/rows", {"kind": "payment", "amount": 990,
+                                                                        "time": "15:00:00"}))["row"]
+    finance = await api.admin_token("finance")
+    first = await reconcile(api, finance, day)
+    assert first["status"] == "discrepancies"
+    await api.control("POST", f"/sandbox/bills/{day}", {"corrupt_download": True})
+    assert (await reconcile(api, finance, day))["status"] == "failed"
+    browser, _ = await logged_in(base_url, "finance")
+    page = await browser.get(f"/admin/bills/{day}")
+    assert 'data-status="failed"' in page.text and 'id="from-last-comparison"' in page.text
+    assert foreign["out_trade_no"] in page.text and 'class="row-form decide"' in page.text
+    home = await browser.get("/admin/")
+    assert f'data-bill-date="{day}"' in home.text, "still undecided: a failed run changes nothing"

@@ -19,7 +19,7 @@ const FONT_CSS = "/__test-fonts/font.css";
 async function main() {
   const [scenario, baseUrl, shots, raw] = process.argv.slice(2);
   if (!SCENARIOS[scenario] || !baseUrl || !shots || !raw) {
-    throw new Error("usage: node backoffice.js refund|plain|roster BASE_URL SHOTS_DIR JSON");
+    throw new Error("usage: node backoffice.js refund|plain|roster|reschedule|attendance BASE_URL SHOTS_DIR JSON");
   }
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "backoffice-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
@@ -208,6 +208,62 @@ const SCENARIOS = {
     return { ...login, listed, rostered, editable, status, refundButton, direct, forbiddenPage };
   },
 };
+
+Object.assign(SCENARIOS, {
+  async reschedule(page, run, args) {
+    // The front desk moves a paid booking: 改期 on the order's page, the full session asked for first (名额已满 and
+    // its alternatives), then 立即预约 on the first alternative.
+    const login = await logIn(page, run, args);
+    const search = await openOrderBySearch(page, run, args.orderId);
+    await page.click("#reschedule-button");
+    await page.locator('#dialog #reschedule-dialog[data-step="form"]').waitFor();
+    const choices = await page.locator("#reschedule-target option").allInnerTexts();
+    const offeredFull = choices.some((c) => c.includes(args.fullTitle)); // the list offers sessions with a seat
+    // The session the parent asks for filled while the dialog was open: its choice stands in the list as it was.
+    await page.evaluate((id) => {
+      const select = document.querySelector("#reschedule-target");
+      const option = new Option("满员", String(id));
+      select.add(option);
+      select.value = String(id);
+    }, args.fullId);
+    await run.snap("3-dialog");
+    await page.click("#reschedule-submit");
+    await page.locator("#reschedule-alternatives").waitFor();
+    const refused = await page.locator("#reschedule-error").innerText();
+    const alternatives = await page.locator("#reschedule-alternatives li").allInnerTexts();
+    await run.snap("4-sold-out");
+    await page.locator("#reschedule-alternatives .book-alternative").first().click();
+    await page.locator("#reschedule-result").waitFor();
+    const result = await page.locator("#reschedule-result").innerText();
+    const movedTo = await page.locator("#reschedule-result").getAttribute("data-schedule-id");
+    await run.snap("5-moved");
+    await page.click("#reschedule-close");
+    await page.locator("#story").waitFor();
+    const story = await page.locator("#story").innerText();
+    return { ...login, ...search, choices, offeredFull, refused, alternatives, result, movedTo, story };
+  },
+
+  async attendance(page, run, args) {
+    // The front desk marks who came on a started session's roster: 到课, then 爽约 for the same seat.
+    const login = await logIn(page, run, args);
+    await page.goto(`${run.baseUrl}/admin/schedules/${args.sessionId}`);
+    const row = page.locator(`#roster-table tr[data-order-id="${args.orderId}"]`);
+    await row.waitFor();
+    await run.snap("2-roster");
+    await row.locator("button.mark-attended").click();
+    await page.locator(`#roster-table tr[data-order-id="${args.orderId}"] td.attendance[data-attendance="attended"]`).waitFor();
+    const attended = await page.locator(`#roster-table tr[data-order-id="${args.orderId}"] td.attendance`).innerText();
+    await run.snap("3-attended");
+    await page.locator(`#roster-table tr[data-order-id="${args.orderId}"] button.mark-no_show`).click();
+    await page.locator(`#roster-table tr[data-order-id="${args.orderId}"] td.attendance[data-attendance="no_show"]`).waitFor();
+    const noShow = await page.locator(`#roster-table tr[data-order-id="${args.orderId}"] td.attendance`).innerText();
+    const waitlist = await page.locator("#waitlist-table tbody tr").allInnerTexts();
+    await page.goto(`${run.baseUrl}/admin/`);
+    const rate = await page.locator("#fig-no-show").innerText();
+    await run.snap("4-home");
+    return { ...login, attended, noShow, waitlist, rate };
+  },
+});
 
 main().catch((e) => {
   process.stderr.write(`${e.stack || e}\n`);

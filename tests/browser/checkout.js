@@ -172,6 +172,54 @@ const SCENARIOS = {
   },
 };
 
+SCENARIOS.waitlist = async (page, run) => {
+  // The issue's "done when", as a person does it in one tab: 家长1 fills the one-seat session (稍后支付: the order
+  // holds the seat), 家长2 (＋ 另一位家长) finds it full and joins its waitlist, 家长1 cancels from 我的订单, and
+  // 家长2 finds the seat kept (有名额了！) and books it.
+  const shot = (name) => snap(page, run.screenshot.replace(/\.png$/, `-${name}.png`));
+  const booked = await bookUpToTheSheet(page, run);
+  await page.click("#sheet-later");
+  await outcome(page, "pending");
+  await page.click("#back-to-list");
+  await page.click("#new-parent");
+  await page.locator('#parent-select option:nth-child(2)').waitFor({ state: "attached" });
+  const full = await page.locator(`[data-schedule-id="${run.scheduleId}"]`).innerText();
+  await page.locator(`[data-schedule-id="${run.scheduleId}"]`).click();
+  await page.locator("#join-btn").waitFor();
+  const joinOffered = await page.locator("#waitlist-text").innerText();
+  await page.click("#join-btn");
+  await page.locator('#waitlist[data-status="waiting"]').waitFor();
+  const waiting = await page.locator("#waitlist-text").innerText();
+  await shot("1-waiting");
+  await page.selectOption("#parent-select", "0");  // back to 家长1
+  await page.locator("#view-schedules").waitFor();
+  await page.click("#my-orders");
+  const order = page.locator(`#order-list [data-status="pending"]`);
+  await order.waitFor();
+  const story = await order.innerText();
+  await order.locator("button").click();
+  await page.click("#cancel-order");
+  const cancelled = await outcome(page, "cancelled");
+  await page.selectOption("#parent-select", "1");  // 家长2
+  await page.locator("#view-schedules").waitFor();
+  await page.locator(`[data-schedule-id="${run.scheduleId}"]`).click();
+  await page.locator('#waitlist[data-status="offered"]').waitFor();
+  const offered = await page.locator("#waitlist-text").innerText();
+  await shot("2-offered");
+  await page.click("#book-btn");
+  await page.click("#confirm-pay");
+  await page.locator("#wxpay-sheet").waitFor();
+  await page.click("#sheet-pay");
+  const paid = await outcome(page, "paid");
+  await snap(page, run.screenshot);
+  await page.click("#back-to-list");
+  await page.click("#my-orders");
+  await page.locator(`#view-orders:not([hidden]) #order-list [data-order-id="${paid.orderId}"]`).waitFor();
+  const stories = await page.locator("#order-list .story").allInnerTexts();
+  return { ...booked, full, joinOffered, waiting, story, cancelled: cancelled.title, offered, title: paid.title,
+    orderId: paid.orderId, stories };
+};
+
 main().catch((e) => {
   process.stderr.write(`${e.stack || e}\n`);
   process.exit(1);

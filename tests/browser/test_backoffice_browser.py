@@ -105,3 +105,54 @@ async def test_staff_sees_the_roster_and_no_refund(api, backoffice):
     assert page["direct"]["get"] == 403 and "当前角色无权" in page["forbiddenPage"]
     assert await Refund.select().where(Refund.idem_key == "staff-try").aio_count() == 0
     assert await api.remaining(sid) == 4
+
+
+@pytest.mark.gen_test(timeout=150)
+async def test_the_front_desk_reschedules_a_booking_with_the_alternatives_of_a_full_session(api, backoffice):
+    sid, token, _, order = await api.paid_order(title="浏览器测试·改期前")
+    full = await api.schedule(capacity=1, title="浏览器测试·满员", starts_in_days=6000)
+    near = await api.schedule(capacity=2, title="浏览器测试·改期后", starts_in_days=6000.1)
+    holder, _ = await api.login()
+    assert (await api.order(holder, full))[0] == 201
+    name = await operator("staff")
+    page = await backoffice("reschedule", username=name, password=PASSWORD, orderId=order["order_id"],
+                            fullId=full, fullTitle="浏览器测试·满员")
+
+    assert any("浏览器测试·改期后" in c for c in page["choices"]) and not page["offeredFull"]
+    assert "名额已满" in page["refused"] and "浏览器测试·改期后" in page["alternatives"][0]
+    assert "立即预约" in page["alternatives"][0]
+    assert int(page["movedTo"]) == near and "已改到 浏览器测试·改期后" in page["result"]
+    assert "浏览器测试·改期后" in page["story"]
+    assert (await api.get_order(token, order["order_id"]))["course_schedule_id"] == near
+    assert await api.remaining(sid) == 5 and await api.remaining(near) == 1
+
+
+@pytest.mark.gen_test(timeout=150)
+async def test_the_front_desk_marks_attendance_on_a_started_session(api, backoffice):
+    import datetime as dt
+
+    from tests.api import eventually
+
+    soon = 25 / 86400  # booked and paid before it starts, on a loaded machine too
+    sid = await api.schedule(capacity=2, title="浏览器测试·到课", starts_in_days=soon)
+    starts = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=soon)
+    parent, _ = await api.login()
+    _, order = await api.order(parent, sid)
+    assert (await api.prepay(parent, order["order_id"]))[0] == 200
+    await api.control("POST", f"/sandbox/orders/{order['order_id']}/pay", {"notify": True})
+
+    async def paid():
+        return (await api.get_order(parent, order["order_id"]))["status"] == "paid"
+
+    await eventually(paid, what="the payment")
+    await eventually(lambda: dt.datetime.now(dt.timezone.utc) > starts + dt.timedelta(seconds=1), timeout=60,
+                     interval=0.2, what="the session to start")
+    name = await operator("staff")
+    page = await backoffice("attendance", username=name, password=PASSWORD, orderId=order["order_id"],
+                            sessionId=sid)
+
+    assert "到课" in page["attended"] and "爽约" in page["noShow"]
+    assert "近30天爽约率" in page["rate"]
+    status, roster, _ = await api.call("GET", f"/api/v1/admin/schedules/{sid}/roster",
+                                       token=await api.admin_token("staff"))
+    assert [i["attendance"] for i in roster["items"] if i["order_id"] == order["order_id"]] == ["no_show"]

@@ -79,3 +79,18 @@ class TestABusyService:
         assert page["queuedAfter"] and "剩余名额 1" in page["listed"]
         status, params = await held
         assert status == 200 and params["package"].startswith("prepay_id="), params
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_one_person_fills_a_session_waits_as_another_parent_and_books_the_kept_seat(api, checkout):
+    sid = await api.schedule(capacity=1, title="浏览器测试·候补")
+    page = await checkout("waitlist", sid, "browser-waitlist.png")
+
+    assert "名额已满" in page["full"] and "可候补" in page["full"]
+    assert "加入候补" in page["joinOffered"] or "候补" in page["joinOffered"]
+    assert page["waiting"] == "候补第 1 位"
+    assert "待支付" in page["story"] and page["cancelled"] == "支付已取消"
+    assert page["offered"].startswith("有名额了！") and "分钟内完成预约" in page["offered"]
+    assert page["title"] == "预约成功"
+    assert page["stories"] == ["预约成功 · 已支付 200.00 元"]
+    assert await api.remaining(sid) == 0

@@ -48,9 +48,10 @@ METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 CONTRACT_CODES = {"INVALID_REQUEST", "UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "TRIAL_ALREADY_BOOKED",
                   "PENDING_ORDER_EXISTS", "SOLD_OUT", "ORDER_NOT_PAYABLE", "AMOUNT_MISMATCH", "PAYLOAD_TOO_LARGE",
                   "RATE_LIMITED", "PAYMENT_UNAVAILABLE", "SERVICE_UNAVAILABLE", "ORDER_NOT_REFUNDABLE",
-                  "REFUND_EXCEEDS_PAID", "REFUND_REJECTED", "OPERATOR_EXISTS"}
+                  "REFUND_EXCEEDS_PAID", "REFUND_REJECTED", "OPERATOR_EXISTS", "SEATS_AVAILABLE",
+                  "ORDER_NOT_RESCHEDULABLE"}
 EXTRA_CODES = {"IDEMPOTENCY_KEY_REUSED", "SCHEDULE_CLOSED", "PAYMENT_REJECTED", "CAPACITY_BELOW_CONFIRMED",
-               "DISCREPANCY_MENDED", "INTERNAL_ERROR", "METHOD_NOT_ALLOWED"}
+               "DISCREPANCY_MENDED", "INTERNAL_ERROR", "METHOD_NOT_ALLOWED", "ATTENDANCE_NOT_ALLOWED"}
 
 # Documented answers the drive test cannot cause from outside: a bug (500) or MySQL being down (503 on routes that
 # only the database can fail; a refund WeChat Pay does not answer is 201 PROCESSING, not 503). Everything else
@@ -62,8 +63,10 @@ _DB_ONLY_503 = ("getReadiness", "listSchedules", "getSchedule", "createOrder", "
                 "adminListOperators", "adminCreateOperator", "adminChangeOperator", "adminListBills", "adminGetBill",
                 "adminDecideDiscrepancy",
                 "adminExportOrders", "adminExportRefunds",
-                # Also a run of the same day elsewhere for over 30 s (tests/bills/test_bill_race.py holds one).
-                "adminReconcileBill", "joinWaitlist", "listWaitlist", "leaveWaitlist")
+                # 503 also when a run of the same day elsewhere takes over 30 s (tests/bills/test_bill_race.py
+                # shows the wait itself, on a shorter run).
+                "adminReconcileBill", "joinWaitlist", "listWaitlist", "leaveWaitlist", "adminRescheduleOrder",
+                "adminMarkAttendance")
 NOT_DRIVEN = {(op, "503") for op in _DB_ONLY_503}
 
 # The roles of each operator route (shared/contract.md §2 Operators).
@@ -83,6 +86,8 @@ CONTRACT_ROLES = {
     ("get", "/api/v1/admin/operators"): ADMIN_ROLES,
     ("post", "/api/v1/admin/operators"): ADMIN_ROLES,
     ("patch", "/api/v1/admin/operators/{operator_id}"): ADMIN_ROLES,
+    ("post", "/api/v1/admin/orders/{order_id}/reschedule"): {"admin", "staff"},
+    ("patch", "/api/v1/admin/reservations/{reservation_id}"): {"admin", "staff"},
     ("get", "/api/v1/admin/bills"): MONEY_ROLES,
     ("get", "/api/v1/admin/bills/{bill_date}"): MONEY_ROLES,
     ("post", "/api/v1/admin/bills/{bill_date}/reconcile"): MONEY_ROLES,
@@ -297,7 +302,7 @@ def test_the_operators_objects_carry_the_contracts_fields():
                                                        "out_trade_no", "outcome", "http_status", "deliveries",
                                                        "reason"}
     assert set(schemas["RosterItem"]["properties"]) == {"reservation_id", "status", "order_id", "order_status", "user",
-                                                        "expires_at", "confirmed_at"}
+                                                        "attendance", "expires_at", "confirmed_at", "attendance_at"}
     assert {"id", "username", "role"} <= set(schemas["Operator"]["properties"])
     assert "password" not in schemas["Operator"]["properties"]
     for name in ("SchedulePage", "AdminOrderPage", "RefundPage", "InboxPage", "AuditPage", "RosterPage",
@@ -517,6 +522,7 @@ BILLS, BILL = "/api/v1/admin/bills", "/api/v1/admin/bills/{bill_date}"
 RECONCILE, DECIDE = "/api/v1/admin/bills/{bill_date}/reconcile", "/api/v1/admin/bills/discrepancies/{discrepancy_id}"
 EXPORT_ORDERS, EXPORT_REFUNDS = "/api/v1/admin/exports/orders.csv", "/api/v1/admin/exports/refunds.csv"
 WAITLIST, WAITLIST_ENTRY = "/api/v1/waitlist", "/api/v1/waitlist/{entry_id}"
+RESCHEDULE, RESERVATION = "/api/v1/admin/orders/{order_id}/reschedule", "/api/v1/admin/reservations/{reservation_id}"
 
 
 class World:
@@ -952,6 +958,63 @@ async def test_the_waitlist_answers_as_documented(api, ctx):
     await c.call("POST", WAITLIST, 409, body={"course_schedule_id": started}, token=first, code="SCHEDULE_CLOSED")
 
 
+@pytest.mark.gen_test(timeout=180)
+async def test_the_front_desk_answers_as_documented(api, ctx):
+    w = await World.make(api, ctx)
+    c, ops = w.c, w.ops
+    # `here` starts 25 s from now: booked and paid before (on a loaded machine too), marked after.
+    starts = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=25)
+    here = (await c.call("POST", SCHEDULES, 201, token=ops["admin"], body={
+        "title": "体验课（OpenAPI 到课）", "starts_at": starts.isoformat(), "capacity": 2}))["id"]
+    there, full, started = await w.schedule(3, 5), await w.schedule(1, 6), await w.schedule(2, -0.01)
+    (ta, _), (tb, _), (tc, _) = [await w.parent() for _ in range(3)]
+    a_id = await w.order(ta, here)
+    await w.pay(ta, a_id)
+    b_id = await w.order(tb, here)  # pending: not reschedulable
+    await w.order(tc, full)
+    body = {"course_schedule_id": there}
+    await c.call("POST", RESCHEDULE, 401, params={"order_id": a_id}, body=body, code="UNAUTHENTICATED")
+    await c.call("POST", RESCHEDULE, 403, params={"order_id": a_id}, body=body, token=ops["finance"],
+                 code="FORBIDDEN")
+    await c.call("POST", RESCHEDULE, 404, params={"order_id": "0" * 32}, body=body, token=ops["staff"],
+                 code="NOT_FOUND")
+    await c.call("POST", RESCHEDULE, 400, params={"order_id": a_id}, body={"course_schedule_id": started},
+                 token=ops["staff"], code="INVALID_REQUEST")
+    await c.call("POST", RESCHEDULE, 409, params={"order_id": b_id}, body=body, token=ops["staff"],
+                 code="ORDER_NOT_RESCHEDULABLE")
+    refused = await c.call("POST", RESCHEDULE, 409, params={"order_id": a_id}, body={"course_schedule_id": full},
+                           token=ops["staff"], code="SOLD_OUT")
+    assert isinstance(refused["error"]["alternatives"], list)
+    await c.call("POST", RESCHEDULE, 413, params={"order_id": a_id}, body=_pad(), token=ops["staff"],
+                 code="PAYLOAD_TOO_LARGE")
+    moved = await c.call("POST", RESCHEDULE, 200, params={"order_id": a_id}, body=body, token=ops["staff"])
+    assert moved["course_schedule_id"] == there and moved["amount_fen"] is None  # staff: no money shown
+    back = await c.call("POST", RESCHEDULE, 200, params={"order_id": a_id}, body={"course_schedule_id": here},
+                        token=ops["admin"])
+    assert back["course_schedule_id"] == here and back["amount_fen"] == 20000
+    roster = await c.call("GET", ROSTER, 200, params={"schedule_id": here}, token=ops["staff"])
+    seat = [i for i in roster["items"] if i["order_id"] == a_id][0]
+    assert seat["attendance"] is None
+    rid = {"reservation_id": seat["reservation_id"]}
+    await c.call("PATCH", RESERVATION, 409, params=rid, body={"attendance": "attended"}, token=ops["staff"],
+                 code="ATTENDANCE_NOT_ALLOWED")  # the session has not started yet
+    await eventually(lambda: dt.datetime.now(dt.timezone.utc) > starts + dt.timedelta(seconds=1), timeout=60,
+                     interval=0.2, what="the session to start")
+    marked = await c.call("PATCH", RESERVATION, 200, params=rid, body={"attendance": "attended"},
+                          token=ops["staff"])
+    assert marked["attendance"] == "attended"
+    cleared = await c.call("PATCH", RESERVATION, 200, params=rid, body={"attendance": None}, token=ops["admin"])
+    assert cleared["attendance"] is None
+    await c.call("PATCH", RESERVATION, 400, params=rid, body={"attendance": "late"}, token=ops["staff"],
+                 code="INVALID_REQUEST", check_request=False)
+    await c.call("PATCH", RESERVATION, 401, params=rid, body={"attendance": "no_show"}, code="UNAUTHENTICATED")
+    await c.call("PATCH", RESERVATION, 403, params=rid, body={"attendance": "no_show"}, token=ops["finance"],
+                 code="FORBIDDEN")
+    await c.call("PATCH", RESERVATION, 404, params={"reservation_id": "f" * 32}, body={"attendance": "no_show"},
+                 token=ops["staff"], code="NOT_FOUND")
+    await c.call("PATCH", RESERVATION, 413, params=rid, body=_pad(), token=ops["staff"], code="PAYLOAD_TOO_LARGE")
+
+
 @pytest.mark.gen_test(timeout=150)
 async def test_the_back_office_orders_refunds_and_audit_answer_as_documented(api, ctx):
     w = await World.make(api, ctx)
@@ -1255,7 +1318,7 @@ async def test_every_operator_route_admits_the_roles_it_documents_and_refuses_th
     await w.c.call("POST", "/api/v1/admin/bills/{bill_date}/reconcile", 200, params={"bill_date": bill_date},
                    token=w.ops["admin"])
     concrete = {"schedule_id": sid, "order_id": a_id, "operator_id": new_op["id"], "bill_date": bill_date,
-                "discrepancy_id": 1}
+                "discrepancy_id": 1, "reservation_id": "f" * 32}
     for path, method, op in operations():
         if "x-roles" not in op:
             continue

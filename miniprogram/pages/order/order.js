@@ -22,6 +22,8 @@ Component({
     phase: "",  // "paying" while the WeChat Pay sheet is up, "processing" until the service reports the outcome
     notice: "",  // the API's own message for the last refusal
     alternatives: [],  // SOLD_OUT's other sessions with a seat left, each with 立即预约
+    entry: null,  // the parent's place on this session's waitlist (waiting or offered), if any
+    offerText: "",  // 有名额了！N 分钟内完成预约
     queued: false,  // a call is waiting out a 503's Retry-After: 排队中
   },
 
@@ -41,11 +43,14 @@ Component({
         onError: (frame) => this.fail(frame),
       });
       this.loadSchedule();
+      this.loadEntry();
     },
 
     onShow() {
       // Back from the background (the WeChat Pay sheet, another app): the socket may have closed meanwhile.
       if (this.data.order) this.socket.connect();
+      // Back from the 候补成功 message, say: a seat may be kept for the parent now.
+      if (this.scheduleId && this.entryLoaded) this.loadEntry();
     },
 
     onUnload() {
@@ -72,21 +77,81 @@ Component({
       }
     },
 
+    // -- the waitlist: 加入候补 on a full session, 候补第 N 位 while waiting, 有名额了！ once a seat is kept ----------
+    async loadEntry() {
+      try {
+        const { items } = await this.api({ path: "/api/v1/waitlist" });
+        this.entryLoaded = true;
+        this.setEntry(items.find((e) => e.course_schedule_id === this.scheduleId && (e.status === "waiting" || e.status === "offered")) || null);
+      } catch (e) {
+        this.fail(e);
+      }
+    },
+
+    setEntry(entry) {
+      let offerText = "";
+      if (entry && entry.status === "offered") {
+        const minutes = Math.max(1, Math.ceil((Date.parse(entry.offer_expires_at) - Date.now()) / 60000));
+        offerText = `有名额了！${minutes} 分钟内完成预约`;
+      }
+      this.setData({ entry, offerText });
+    },
+
+    // 加入候补. The 候补成功 notice can be asked for only synchronously inside the tap, so it is asked first.
+    onJoin() {
+      if (this.data.busy) return;
+      this.setData({ busy: true, notice: "" });
+      wx.requestSubscribeMessage({
+        tmplIds: [config.waitlistTemplateId],
+        complete: () => this.join().then(() => this.setData({ busy: false })),
+      });
+    },
+
+    async join() {
+      try {
+        const entry = await this.api({ method: "POST", path: "/api/v1/waitlist", data: { course_schedule_id: this.scheduleId } });
+        this.setEntry(entry);
+      } catch (e) {
+        if (e.code === "SEATS_AVAILABLE") this.loadSchedule();  // a seat came free: 立即预约 instead
+        this.fail(e);
+      }
+    },
+
+    // 退出候补 (or 放弃名额: the kept seat passes on at once).
+    async onLeave() {
+      const entry = this.data.entry;
+      if (!entry || this.data.busy) return;
+      try {
+        await this.api({ method: "DELETE", path: `/api/v1/waitlist/${entry.id}` });
+        this.setEntry(null);
+        this.loadSchedule();
+      } catch (e) {
+        this.fail(e);
+      }
+    },
+
+    // A seat is kept for this parent: 立即预约 books it although the session shows no seat left.
+    bookable() {
+      const s = this.data.schedule;
+      const entry = this.data.entry;
+      return Boolean(s) && (s.remaining > 0 || Boolean(entry && entry.status === "offered"));
+    },
+
     // 立即预约 on one of SOLD_OUT's alternatives: this page now shows that session, with its confirmation open
     // when it still has a seat (the list was true when the refusal was made, not necessarily now).
     async onAlternative(e) {
       const id = Number(e.currentTarget.dataset.id);
       if (!id || this.data.busy) return;
       this.scheduleId = id;
-      this.setData({ alternatives: [], notice: "", order: null, status: "", statusAt: "", statusText: "", phase: "" });
+      this.setData({ alternatives: [], notice: "", order: null, status: "", statusAt: "", statusText: "", phase: "", entry: null, offerText: "" });
+      this.loadEntry();
       const s = await this.loadSchedule();
       if (s && s.remaining > 0) this.setData({ confirming: true });
     },
 
     // 立即预约: the confirmation with the fixed price.
     onBook() {
-      const s = this.data.schedule;
-      if (!s || s.remaining <= 0) return;
+      if (!this.bookable()) return;
       this.setData({ confirming: true, notice: "", alternatives: [] });
     },
 
@@ -129,7 +194,7 @@ Component({
         throw e;
       }
       this.track(order);
-      this.setData({ confirming: false });
+      this.setData({ confirming: false, entry: null, offerText: "" });  // a kept seat is this order's now
       await this.pay();
     },
 

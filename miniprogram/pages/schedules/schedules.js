@@ -25,9 +25,14 @@ Component({
       this.setData({ loading: false, queued: false });
     },
 
+    // A session with seats opens its booking; a full one too, to join its waitlist (加入候补).
     onPick(e) {
-      const { id, remaining } = e.currentTarget.dataset;
-      if (remaining > 0) wx.navigateTo({ url: `/pages/order/order?scheduleId=${id}` });
+      const { id } = e.currentTarget.dataset;
+      wx.navigateTo({ url: `/pages/order/order?scheduleId=${id}` });
+    },
+
+    onMyOrders() {
+      wx.navigateTo({ url: "/pages/orders/orders" });
     },
   },
 });

@@ -16,6 +16,8 @@ class FakeService {
     this.tokens = new Set();
     this.orders = new Map();
     this.byKey = new Map();
+    this.entries = [];      // the parent's waitlist entries, oldest first
+    this.queue = new Map(); // schedule id -> how many other parents wait ahead of a new entry
     this.logins = 0;
     this.sockets = [];      // every socket the page opened, with what it sent
     this.clock = Date.parse("2026-12-02T09:00:00+08:00");
@@ -28,8 +30,9 @@ class FakeService {
   }
 
   // An order the service already has (made on another phone, or before this spec).
-  seedOrder({ order_id: orderId, course_schedule_id: scheduleId, status }) {
-    this.orders.set(orderId, { order_id: orderId, status, course_schedule_id: scheduleId, prepays: 0, at: this.now() });
+  seedOrder({ order_id: orderId, course_schedule_id: scheduleId, status, refunded_fen: refundedFen = 0 }) {
+    this.orders.set(orderId, { order_id: orderId, status, course_schedule_id: scheduleId, prepays: 0, at: this.now(),
+      refunded_fen: refundedFen });
   }
 
   callsTo(method, path) {
@@ -65,6 +68,12 @@ class FakeService {
     if (method === "POST" && path === "/api/v1/payment/orders/create") return this.createOrder(data, header);
     if (method === "POST" && path === "/api/v1/payment/wxpay/create") return this.prepay(data);
     if (method === "POST" && (m = path.match(/^\/api\/v1\/payment\/orders\/([0-9a-f]{32})\/cancel$/))) return this.cancel(m[1], data);
+    if (method === "GET" && path === "/api/v1/payment/orders") {
+      return ok({ items: [...this.orders.values()].reverse().map(view) });
+    }
+    if (method === "GET" && path === "/api/v1/waitlist") return ok({ items: this.entries.slice().reverse().map((e) => this.entryView(e)) });
+    if (method === "POST" && path === "/api/v1/waitlist") return this.join(data);
+    if (method === "DELETE" && (m = path.match(/^\/api\/v1\/waitlist\/(\d+)$/))) return this.leave(Number(m[1]));
     if (method === "GET" && (m = path.match(/^\/api\/v1\/payment\/orders\/([0-9a-f]{32})$/))) {
       const order = this.orders.get(m[1]);
       return order ? ok(view(order)) : error(404, "NOT_FOUND", "订单不存在");
@@ -99,12 +108,47 @@ class FakeService {
     const open = [...this.orders.values()].find((o) => o.status === "pending");
     if (open && open.course_schedule_id === s.id) return ok(view(open), 200);
     if (open) return error(409, "PENDING_ORDER_EXISTS", "您有一笔待支付的订单，请先完成支付或取消", { order_id: open.order_id });
-    if (s.remaining <= 0) return error(409, "SOLD_OUT", "名额已满", { alternatives: this.alternativesTo(s) });
-    s.remaining -= 1;
+    const kept = this.entries.find((e) => e.course_schedule_id === s.id && e.status === "offered");
+    if (s.remaining <= 0 && !kept) return error(409, "SOLD_OUT", "名额已满", { alternatives: this.alternativesTo(s) });
+    if (kept) kept.status = "booked";  // the order takes the seat kept for this parent
+    else s.remaining -= 1;
     const order = { order_id: hex32(0xabc000 + this.orders.size + 1), status: "pending", course_schedule_id: s.id, prepays: 0, at: this.now() };
     this.orders.set(order.order_id, order);
     if (key) this.byKey.set(key, order);
     return ok(view(order), 201);
+  }
+
+  // The waitlist (contract §2 Waitlist) of this one parent.
+  join({ course_schedule_id: id }) {
+    const s = this.schedule(id);
+    if (!s) return error(404, "NOT_FOUND", "课程不存在");
+    const live = this.entries.find((e) => e.course_schedule_id === id && ["waiting", "offered"].includes(e.status));
+    if (live) return ok(this.entryView(live), 200);
+    if (s.remaining > 0) return error(409, "SEATS_AVAILABLE", "该课程还有名额，请直接预约");
+    const entry = { id: 30 + this.entries.length + 1, course_schedule_id: id, status: "waiting", offer_expires_at: null,
+      ahead: this.queue.get(id) || 0, created_at: "2026-12-02T09:00:00+08:00" };
+    this.entries.push(entry);
+    return ok(this.entryView(entry), 201);
+  }
+
+  leave(id) {
+    const entry = this.entries.find((e) => e.id === id);
+    if (!entry) return error(404, "NOT_FOUND", "候补记录不存在");
+    if (entry.status === "offered") this.schedule(entry.course_schedule_id).remaining += 1;  // passes on (to nobody here)
+    if (["waiting", "offered"].includes(entry.status)) entry.status = "left";
+    return ok(this.entryView(entry));
+  }
+
+  // A seat of the session freed and was kept for this parent until `until` (ISO), as the service does.
+  offer(entryId, until) {
+    const entry = this.entries.find((e) => e.id === entryId);
+    entry.status = "offered";
+    entry.offer_expires_at = until;
+  }
+
+  entryView(e) {
+    return { id: e.id, course_schedule_id: e.course_schedule_id, status: e.status,
+      position: e.status === "waiting" ? e.ahead + 1 : null, offer_expires_at: e.offer_expires_at, created_at: e.created_at };
   }
 
   // SOLD_OUT's alternatives as the contract words them: up to 3 other sessions with a seat left, nearest in start
@@ -196,7 +240,8 @@ function view(order) {
   return {
     order_id: order.order_id, status: order.status, amount_fen: 20000, amount: "200.00", currency: "CNY",
     course_schedule_id: order.course_schedule_id, created_at: "2026-12-02T09:00:00+08:00",
-    expires_at: "2026-12-02T09:30:00+08:00", paid_at: null, transaction_id: null, refunded_fen: 0, failure_reason: null,
+    expires_at: "2026-12-02T09:30:00+08:00", paid_at: null, transaction_id: null,
+    refunded_fen: order.refunded_fen || 0, failure_reason: null,
     reservation: { reservation_id: `r${order.order_id.slice(-8)}`, status: "temporary", expires_at: "2026-12-02T09:15:00+08:00", confirmed_at: null },
   };
 }

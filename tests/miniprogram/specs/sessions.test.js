@@ -22,15 +22,18 @@ test("the app logs in at launch with a wx.login code, and the list shows each se
   expect(page.text()).toContain("名额已满");
 });
 
-test("a session with seats opens its order page; a full one does not", async () => {
+test("a session with seats opens its order page; a full one too, to join its waitlist", async () => {
   const { platform, mp } = launch();
   const page = mp.open("pages/schedules/schedules");
-  await page.shows("名额已满");
+  await page.shows("名额已满 · 可候补");
 
   await page.tap(".session", 1);
   await page.tap(".session", 0);
-  await until(() => platform.navigations.length, "a navigation");
-  expect(platform.navigations).toEqual(["/pages/order/order?scheduleId=7"]);
+  await until(() => platform.navigations.length === 2, "two navigations");
+  expect(platform.navigations).toEqual(["/pages/order/order?scheduleId=8", "/pages/order/order?scheduleId=7"]);
+  await page.tap("#my-orders");
+  await until(() => platform.navigations.length === 3, "我的订单");
+  expect(platform.navigations[2]).toBe("/pages/orders/orders");
 });
 
 test("pulling down reloads the list and ends the refresh", async () => {
