@@ -109,6 +109,9 @@ async def measure_closed(world, args):
         headline("mariadb_cpu_ms", "MariaDB CPU per flow", cpu.get("mariadb"), "ms", "cpu"),
         headline("busy", "503 answers sent again after Retry-After", figures["busy_503_sent_again"], ""),
     ]
+    if "service_instructions_per_op" in figures:
+        figures["headline"].append(headline("service_minstr", "service instructions per flow (callgrind)",
+                                            round(figures["service_instructions_per_op"] / 1e6, 3), "M"))
     figures["checks"] = [check("every flow answered 201 then 200 with a prepay_id", len(ok) == n,
                                f"{len(ok)} of {n}; {figures['codes']}")]
     figures["checks"] += _database_checks(world, sessions, {f["order_id"] for f in ok})
