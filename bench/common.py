@@ -353,8 +353,11 @@ def run_scenarios(args, scenarios, suite_name):
             started = time.monotonic()
             loadavg = os.getloadavg()
             try:
-                with World(args, name) as world:
+                service_env = getattr(measure, "service_env", None)
+                with World(args, name, service_env(args) if service_env else None) as world:
                     figures = asyncio.run(measure(world, args))
+                    if world.scenario_env:
+                        figures["service_env"] = world.scenario_settings()
             except Exception as e:  # noqa: BLE001 - recorded; the other scenarios still run
                 log(f"{name} failed: {type(e).__name__}: {e}")
                 run["errors"].append(f"{name}: {type(e).__name__}: {e}")

@@ -159,9 +159,10 @@ def healthy(url):
 class World:
     """Database, private Redis, sandbox and service for one scenario; a context manager."""
 
-    def __init__(self, args, name):
+    def __init__(self, args, name, scenario_env=None):
         self.args = args
         self.name = name
+        self.scenario_env = dict(scenario_env or {})  # the scenario's own service settings (--env overrides them)
         self.root = ServiceRoot(args.service_root)
         self.dev = dev_env()
         test_url = urlparse(self.dev["TEST_DATABASE_URL"])
@@ -278,11 +279,17 @@ class World:
                # The holds must outlive any slow run: a lapsed hold would not be the thing measured.
                "SEAT_HOLD_SECONDS": "3600", "ORDER_EXPIRE_SECONDS": "3600",
                # Notifications are signed before the clock starts; a slow run must not make them stale.
-               "NOTIFY_TOLERANCE_SECONDS": "1800"}
+               "NOTIFY_TOLERANCE_SECONDS": "1800",
+               **self.scenario_env}
         for item in self.args.env or ():
             key, _, value = item.partition("=")
             env[key] = value
         return env
+
+    def scenario_settings(self):
+        """The scenario's own service settings as the service got them (an --env of the same key wins)."""
+        given = dict(item.partition("=")[::2] for item in self.args.env or ())
+        return {k: given.get(k, v) for k, v in self.scenario_env.items()}
 
     def log_path(self, what):
         """var/bench/logs/<pid>-<scenario>-<what>.log (kept after the run)."""
