@@ -266,6 +266,35 @@ async def test_a_bill_that_does_not_verify_or_add_up_fails_and_changes_nothing(a
     assert (await api.get_order(token, order["order_id"]))["status"] == "pending", "nothing was mended"
 
 
+@pytest.mark.gen_test(timeout=90)
+async def test_a_bill_is_read_by_its_header_names_whatever_the_order_of_its_columns(api):
+    day = day_ago(DAYS["reordered"])
+    finance = await api.admin_token("finance")
+    _, first = await pay_at(api, at(day, "09:00:00"))
+    await pay_at(api, at(day, "15:00:00"))
+    await api.control("POST", "/sandbox/config", {"refund_auto_settle": False})
+    status, refund = await api.refund(finance, first["order_id"], 4321)
+    assert status == 201
+    await api.control("POST", f"/sandbox/refunds/{refund['out_refund_no']}/settle",
+                      {"result": "SUCCESS", "success_time": at(day, "20:00:00")})
+
+    async def settled():
+        return (await Refund.select().where(Refund.out_refund_no == refund["out_refund_no"]).aio_get()).status \
+            == "SUCCESS"
+
+    await eventually(settled, what="the refund notification")
+    await api.control("POST", f"/sandbox/bills/{day}", {"reordered": True})
+    bill = await api.control("GET", f"/sandbox/bills/{day}")
+    assert bill["columns"][0] == "费率备注" and bill["summary_columns"][0] == "申请退款总金额", \
+        "the file's columns (and its summary's) are not where they usually are"
+
+    result = await reconcile(api, finance, day)
+    assert result["status"] == "matched" and result["discrepancies"] == [], result
+    assert result["wechat"] == {"payments": 2, "payments_fen": 40000, "refunds": 1, "refunds_fen": 4321,
+                                "fees_fen": 120 + 120 - 26}
+    assert result["ledger"] == {"payments": 2, "payments_fen": 40000, "refunds": 1, "refunds_fen": 4321}
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_bill_days_outside_the_last_90_days_are_refused(api):
     finance = await api.admin_token("finance")
