@@ -22,7 +22,7 @@ _JSON_SECRET = re.compile(
     r"(?i)([\"'](?:secret|app_?secret|js_code|access_token|token|password|session_key|apiv3_key|private_key)"
     r"[\"']\s*:\s*[\"'])[^\"']*")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
-_QUIET = ("httpx", "httpcore", "peewee", "peewee.async", "asyncio", "hpack")
+_QUIET = ("httpx", "httpcore", "tornado.curl_httpclient", "peewee", "peewee.async", "asyncio", "hpack")
 
 
 _MAYBE_SECRET = re.compile(r"(?i)secret|token|js_code|password|session_key|bearer|apiv3_key|private_key")
