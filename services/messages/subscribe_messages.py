@@ -32,7 +32,8 @@ MESSAGE_KINDS = ("booking", "refund", "waitlist", "reschedule", "payment_failed"
 ENDING_KINDS = {"failed": "payment_failed", "expired": "order_expired"}
 BACKOFF_SECONDS = (2, 10, 60, 300, 1800)  # after the 1st..5th failure; then the message is marked failed
 SEND_CONCURRENCY = 8
-PAGE = "pages/order/order"
+# A session's page (it needs the session: alone it shows 课程不存在), and 我的订单 with each order's story.
+SESSION_PAGE, ORDERS_PAGE = "pages/order/order", "pages/orders/orders"
 
 
 # Queued in the transaction of the change: a single INSERT (the openid and the text are read when it is sent).
@@ -111,11 +112,11 @@ async def queue_ending_message(settings, order):
 
 
 def page_of(message) -> str:
-    """The mini-program page a tap on the message opens: the order, or the session a seat is kept in (or that an
-    order which ended unpaid was for, to book it again)."""
+    """The mini-program page a tap on the message opens: the session a seat is kept in (or that an order which
+    ended unpaid was for, to book it again), else 我的订单, where the order's story is."""
     if message.kind in ("waitlist", *ENDING_KINDS.values()):
-        return f"{PAGE}?scheduleId={message.schedule_id}"
-    return PAGE
+        return f"{SESSION_PAGE}?scheduleId={message.schedule_id}"
+    return ORDERS_PAGE
 
 
 def compose(message) -> dict:
