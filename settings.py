@@ -89,6 +89,8 @@ class Settings:
     waitlist_template_id: str
     waitlist_offer_seconds: int
     reschedule_template_id: str
+    payment_failed_template_id: str  # WECHAT_PAYMENT_FAILED_TEMPLATE_ID: 支付失败 (issue 16; the contract names none)
+    order_expired_template_id: str  # WECHAT_ORDER_EXPIRED_TEMPLATE_ID: 订单已过期 (likewise)
     trusted_proxies: tuple
     workers: int
     log_format: str
@@ -452,6 +454,8 @@ def load(env=None) -> Settings:
         waitlist_template_id=env.get("WECHAT_WAITLIST_TEMPLATE_ID", "").strip() or "WAITLIST_OFFER_TEMPLATE",
         waitlist_offer_seconds=_int(env, "WAITLIST_OFFER_SECONDS", 900, minimum=1),
         reschedule_template_id=env.get("WECHAT_RESCHEDULE_TEMPLATE_ID", "").strip() or "BOOKING_RESCHEDULED_TEMPLATE",
+        payment_failed_template_id=env.get("WECHAT_PAYMENT_FAILED_TEMPLATE_ID", "").strip() or "PAYMENT_FAILED_TEMPLATE",
+        order_expired_template_id=env.get("WECHAT_ORDER_EXPIRED_TEMPLATE_ID", "").strip() or "ORDER_EXPIRED_TEMPLATE",
         trusted_proxies=_networks(env, "TRUSTED_PROXIES", ""),
         workers=_int(env, "WORKERS", 1, minimum=1),
         log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),

@@ -51,6 +51,11 @@ def common_parser(description):
     g.add_argument("--cpu-profile", action="store_true",
                    help="run the service under cProfile on its CPU clock during each measured window "
                         "(bench/cpuprofile.py; var/bench/cpuprofile-*.prof; one process only)")
+    g.add_argument("--count-instructions", action="store_true",
+                   help="run the service under valgrind's callgrind, instrumented only during each measured window, "
+                        "and report the instructions it executed per operation: a count that does not depend on "
+                        "what else the machine runs (the service runs some 50 times slower; use few --flow-workers; "
+                        "one process only; var/bench/callgrind-*.out)")
     g.add_argument("--phase-timeout", type=float, default=600.0, help="longest any one phase may take")
     g.add_argument("--keep-database", action="store_true", help="leave the bench databases for inspection")
     g.add_argument("--out", help="figures file (default var/bench/<name>-<time>.json)")
@@ -190,6 +195,8 @@ def per_op(window, operations):
     out = {"cpu_ms_per_op": {k: round(1000 * v / n, 3) for k, v in window["cpu_seconds"].items()}}
     if "sql" in window:
         out["sql_per_op"] = {k: round(v / n, 2) for k, v in window["sql"].items() if v}
+    if "service_instructions" in window:
+        out["service_instructions_per_op"] = round(window["service_instructions"] / n)
     if "mariadb_global_counters" in window:
         out["global_questions_per_op"] = round(window["mariadb_global_counters"]["Questions"] / n, 2)
     return out
@@ -242,11 +249,16 @@ async def run_loadgen(world, name, job, args, url=None, extra_pids=None):
         cpu_profile = getattr(world, "cpu_profile", None) if world is not None else None
         if cpu_profile:
             os.kill(world.service.pid, signal.SIGUSR1)
+        counter = getattr(world, "instructions", None) if world is not None else None
+        if counter:
+            counter.start()
         window.start()
         proc.stdin.write(b"go\n")
         await proc.stdin.drain()
         done = await read_event(proc, args.phase_timeout)
         figures = window.stop()
+        if counter:
+            figures["service_instructions"], figures["callgrind"] = counter.stop()
         if cpu_profile:
             os.kill(world.service.pid, signal.SIGUSR2)
             figures["cpu_profile"] = os.path.relpath(cpu_profile, BENCH_ROOT)
@@ -341,8 +353,11 @@ def run_scenarios(args, scenarios, suite_name):
             started = time.monotonic()
             loadavg = os.getloadavg()
             try:
-                with World(args, name) as world:
+                service_env = getattr(measure, "service_env", None)
+                with World(args, name, service_env(args) if service_env else None) as world:
                     figures = asyncio.run(measure(world, args))
+                    if world.scenario_env:
+                        figures["service_env"] = world.scenario_settings()
             except Exception as e:  # noqa: BLE001 - recorded; the other scenarios still run
                 log(f"{name} failed: {type(e).__name__}: {e}")
                 run["errors"].append(f"{name}: {type(e).__name__}: {e}")

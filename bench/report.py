@@ -115,6 +115,10 @@ def render_run(run):
         lines.append("- **--count-sql**: MySQL traffic went through the counting proxy; timings are disturbed")
     if run.get("profile"):
         lines.append("- **--profile**: py-spy was sampling the service; timings are disturbed")
+    for name, f in run.get("scenarios", {}).items():
+        if f.get("service_env"):
+            lines.append(f"- {name} ran with {' '.join(f'{k}={v}' for k, v in f['service_env'].items())}"
+                         f"{': ' + f['service_env_why'] if f.get('service_env_why') else ''}")
     lines += ["", "| scenario | figure | value | ratio to ceiling |", "|---|---|---|---|"]
     for name, h in rows(run):
         lines.append(f"| {name} | {h['label']} | {fmt(h['value'], h['unit'])}{goal_note(run, h)} | "

@@ -24,6 +24,7 @@ sys.path.insert(0, BENCH_ROOT)
 
 from tests.harness import RedisServer, free_port, http_json, read_env_file, wait_until  # noqa: E402
 
+from bench import callgrind  # noqa: E402
 from bench.procstat import pid_from_file  # noqa: E402
 
 BENCH_VAR = os.path.join(BENCH_ROOT, "var", "bench")
@@ -116,7 +117,7 @@ def drop_stale_databases(url):
 class Proc:
     """A child process with its log file; stop() sends SIGTERM (the whole group), then SIGKILL."""
 
-    def __init__(self, cmd, cwd, env, log_path, ready=None, what="process"):
+    def __init__(self, cmd, cwd, env, log_path, ready=None, what="process", ready_timeout=60):
         self.what = what
         self.log_path = log_path
         self.log = open(log_path, "ab")
@@ -124,7 +125,7 @@ class Proc:
                                      start_new_session=True)
         self.pid = self.proc.pid
         if ready is not None:
-            wait_until(lambda: self._check(ready), timeout=60, what=f"{what} to start (log {log_path})")
+            wait_until(lambda: self._check(ready), timeout=ready_timeout, what=f"{what} to start (log {log_path})")
 
     def _check(self, ready):
         if self.proc.poll() is not None:
@@ -158,9 +159,10 @@ def healthy(url):
 class World:
     """Database, private Redis, sandbox and service for one scenario; a context manager."""
 
-    def __init__(self, args, name):
+    def __init__(self, args, name, scenario_env=None):
         self.args = args
         self.name = name
+        self.scenario_env = dict(scenario_env or {})  # the scenario's own service settings (--env overrides them)
         self.root = ServiceRoot(args.service_root)
         self.dev = dev_env()
         test_url = urlparse(self.dev["TEST_DATABASE_URL"])
@@ -244,9 +246,18 @@ class World:
             self.cpu_profile = os.path.join(BENCH_VAR, f"cpuprofile-{self.name}-{time.strftime('%Y%m%d-%H%M%S')}.prof")
             command = [self.root.python, os.path.join(BENCH_ROOT, "bench", "cpuprofile.py"), self.cpu_profile,
                        "server.py"]
+        self.instructions = None
+        if getattr(self.args, "count_instructions", False):
+            if self.args.workers != 1 or self.cpu_profile:
+                raise SystemExit("--count-instructions: one process (--workers 1), without --cpu-profile")
+            out = os.path.join(BENCH_VAR, f"callgrind-{self.name}-{time.strftime('%Y%m%d-%H%M%S')}.out")
+            command = callgrind.command(out, command)
         self.service = Proc(command, self.root.path, env,
                             self.log_path("service"),
-                            ready=healthy(url + "/healthz"), what="service")
+                            ready=healthy(url + "/healthz"), what="service",
+                            ready_timeout=300 if getattr(self.args, "count_instructions", False) else 60)
+        if getattr(self.args, "count_instructions", False):
+            self.instructions = callgrind.Instructions(self.service.pid, out, env["HOST"])
         self.service.url = url
         self.started.append(self.service)
         log(f"{self.name}: service pid {self.service.pid} on {url} from {self.root.path} "
@@ -268,11 +279,17 @@ class World:
                # The holds must outlive any slow run: a lapsed hold would not be the thing measured.
                "SEAT_HOLD_SECONDS": "3600", "ORDER_EXPIRE_SECONDS": "3600",
                # Notifications are signed before the clock starts; a slow run must not make them stale.
-               "NOTIFY_TOLERANCE_SECONDS": "1800"}
+               "NOTIFY_TOLERANCE_SECONDS": "1800",
+               **self.scenario_env}
         for item in self.args.env or ():
             key, _, value = item.partition("=")
             env[key] = value
         return env
+
+    def scenario_settings(self):
+        """The scenario's own service settings as the service got them (an --env of the same key wins)."""
+        given = dict(item.partition("=")[::2] for item in self.args.env or ())
+        return {k: given.get(k, v) for k, v in self.scenario_env.items()}
 
     def log_path(self, what):
         """var/bench/logs/<pid>-<scenario>-<what>.log (kept after the run)."""

@@ -360,7 +360,7 @@
 
   // -- my orders: each order's story ----------------------------------------------------------------
   const STORIES = {
-    paid: (o) => `预约成功 · 已支付 ${o.amount} 元`,
+    paid: (o) => `预约成功 · 已支付 ${o.amount} 元${o.refunded_fen > 0 ? ` · 已退款 ${(o.refunded_fen / 100).toFixed(2)} 元` : ""}`,
     refunded: (o) => `已退款 ${(o.refunded_fen / 100).toFixed(2)} 元`,
     refund_required: () => "支付成功，但名额已满，工作人员将为您退款",
     cancelled: () => "支付已取消",

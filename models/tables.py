@@ -329,7 +329,7 @@ class SubscribeMessage(BaseModel):
     it."""
 
     dedupe_key = pw.CharField(max_length=64, unique=True)  # <kind>:<order, refund or waitlist entry pk>[:...]
-    kind = pw.CharField(max_length=16, default="booking")  # booking | refund | waitlist | failed | expired | reschedule
+    kind = pw.CharField(max_length=16, default="booking")  # one of MESSAGE_KINDS (services/messages)
     order = pw.ForeignKeyField(PaymentOrder, column_name="order_id", index=True, null=True)  # NULL: a waitlist offer
     refund = pw.ForeignKeyField(Refund, column_name="refund_id", null=True)
     waitlist_entry = pw.ForeignKeyField(WaitlistEntry, column_name="waitlist_entry_id", null=True)

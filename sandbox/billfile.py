@@ -97,22 +97,30 @@ def select(entries, bill_type):
     return sorted(chosen, key=lambda e: (e["time"], e["kind"] != "payment"))
 
 
-def render(entries, bill_type="ALL", unbalanced=False):
+def columns_of(bill_type, reordered=False):
+    """(detail columns, summary columns) of a bill type as the file lists them; `reordered` reverses both, as a
+    bill whose layout changed would list them: only a reader by header name still finds each value."""
+    if reordered:
+        return COLUMNS[bill_type][::-1], SUMMARY_COLUMNS[::-1]
+    return COLUMNS[bill_type], SUMMARY_COLUMNS
+
+
+def render(entries, bill_type="ALL", unbalanced=False, reordered=False):
     """The bill text (BOM included) of already selected entries. Fields are quoted only where they hold a comma,
     a quote or a line break (csv's minimal quoting), so that a 商品名称 with a comma still parses."""
     out = io.StringIO()
     out.write(BOM)
     writer = csv.writer(out, lineterminator=LINE_END)
-    columns = COLUMNS[bill_type]
+    columns, summary_columns = columns_of(bill_type, reordered)
     writer.writerow(columns)
     for entry in entries:
         values = detail_values(entry)
         writer.writerow(["`" + values[name] for name in columns])
-    writer.writerow(SUMMARY_COLUMNS)
+    writer.writerow(summary_columns)
     totals = summary(entries, unbalanced)
     writer.writerow(["`" + (str(totals[name]) if name == "总交易单数" else
                             fee_yuan(totals[name]) if name == "手续费总金额" else yuan(totals[name]))
-                     for name in SUMMARY_COLUMNS])
+                     for name in summary_columns])
     return out.getvalue()
 
 

@@ -15,7 +15,7 @@ import time
 from datetime import date, datetime, timedelta
 
 from . import clock, fundflow
-from .billfile import COLUMNS, SUMMARY_COLUMNS, detail_values, render, select, summary, tampered
+from .billfile import COLUMNS, columns_of, detail_values, render, select, summary, tampered
 from .crypto import random_text
 from .errors import SandboxError, invalid_request
 from .trades import PAID_STATES
@@ -25,8 +25,8 @@ DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 CLOCK_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$")
 DIGITS = re.compile(r"^[0-9]{1,32}$")
 MAX_AMOUNT = 10 ** 10  # fen; a row above 100 million yuan is a typo, not a test
-CONTROLS = ("ready", "corrupt_download", "unbalanced")
-DEFAULT_CONTROLS = {"ready": True, "corrupt_download": False, "unbalanced": False}
+CONTROLS = ("ready", "corrupt_download", "unbalanced", "reordered")
+DEFAULT_CONTROLS = {"ready": True, "corrupt_download": False, "unbalanced": False, "reordered": False}
 ENTRY_TIMES = ("time", "refund_created")
 
 
@@ -122,7 +122,7 @@ class BillBook:
         return entry
 
     def controls(self, day):
-        """The day's controls: ready, corrupt_download, unbalanced."""
+        """The day's controls: ready, corrupt_download, unbalanced, reordered (the trade bill's columns)."""
         record = self.days.get(day.isoformat(), {})
         return {name: record.get(name, DEFAULT_CONTROLS[name]) for name in CONTROLS}
 
@@ -135,9 +135,9 @@ class BillBook:
             raise query_error("bill_type", "账单类型", "枚举规则校验失败，取值须为ALL、SUCCESS或REFUND", bill_type)
         controls = self._ready(day, tar_type)
         entries = select(self.entries(day), bill_type)
-        text = render(entries, bill_type, controls["unbalanced"]) if entries else None
-        served = render(tampered(entries), bill_type, controls["unbalanced"]) \
-            if entries and controls["corrupt_download"] else text
+        layout = (bill_type, controls["unbalanced"], controls["reordered"])
+        text = render(entries, *layout) if entries else None
+        served = render(tampered(entries), *layout) if entries and controls["corrupt_download"] else text
         return self._answer(day, bill_type, tar_type, text, served, base_url)
 
     def fund_flow_bill(self, bill_date, account_type, tar_type, base_url):
@@ -208,15 +208,16 @@ class BillBook:
             raise bad_control("bill_type")
         controls = self.controls(day)
         entries = select(self.entries(day), bill_type)
-        text = render(entries, bill_type, controls["unbalanced"])
-        served = render(tampered(entries), bill_type, controls["unbalanced"]) if controls["corrupt_download"] \
-            else text
+        layout = (bill_type, controls["unbalanced"], controls["reordered"])
+        text = render(entries, *layout)
+        served = render(tampered(entries), *layout) if controls["corrupt_download"] else text
         status = "not_ready" if not controls["ready"] else "ready" if entries else "no_statement"
         totals = summary(entries, controls["unbalanced"])
+        columns, summary_columns = columns_of(bill_type, controls["reordered"])
         return {
             "bill_date": day.isoformat(), "bill_type": bill_type, "status": status, "controls": controls,
-            "columns": COLUMNS[bill_type], "summary_columns": SUMMARY_COLUMNS,
-            "rows": [self._row_view(e, COLUMNS[bill_type]) for e in entries],
+            "columns": columns, "summary_columns": summary_columns,
+            "rows": [self._row_view(e, columns) for e in entries],
             "summary": totals, "text": text, "sha1": hashlib.sha1(text.encode("utf-8")).hexdigest(),
             "served_sha1": hashlib.sha1(served.encode("utf-8")).hexdigest(),
             "foreign_rows": [self._entry_view(e) for e in self.foreign.values() if self._day_of(e["time"]) == day],
@@ -229,7 +230,8 @@ class BillBook:
         return {**{name: values[name] for name in columns}, "foreign": "id" in entry}
 
     def set_controls(self, day, changes):
-        """Change some of a day's controls ({"ready": bool, "corrupt_download": bool, "unbalanced": bool})."""
+        """Change some of a day's controls ({"ready": bool, "corrupt_download": bool, "unbalanced": bool,
+        "reordered": bool})."""
         for name, value in changes.items():
             if name not in CONTROLS or not isinstance(value, bool):
                 raise bad_control(name)

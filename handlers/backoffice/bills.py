@@ -2,10 +2,13 @@
 discrepancies with their decision forms, the runs), reconciling a day, the day report, and the CSV exports."""
 from __future__ import annotations
 
+import datetime as dt
+
 import errors
 from services.bills import decisions, exports, report, views
-from services.bills.reconcile import parse_day, reconcile
+from services.bills.reconcile import DAYS_BACK, parse_day, reconcile
 from services.bills.terms import CATEGORIES, COMPARED, DECISIONS
+from services.formats import beijing_today
 
 from ..streaming import stream
 from .base import PageHandler
@@ -37,8 +40,10 @@ class BillsHandler(PageHandler):
             if e.status != 400:
                 raise
             found, error, status = {"items": [], "next_cursor": None}, e.message, 400
+        today = beijing_today()
         self.set_status(status)
-        self.render("bills.html", found=found, error=error, undecided=await views.undecided())
+        self.render("bills.html", found=found, error=error, undecided=await views.undecided(), today=today,
+                    yesterday=today - dt.timedelta(days=1), earliest=today - dt.timedelta(days=DAYS_BACK))
 
 
 class BillDayHandler(PageHandler):

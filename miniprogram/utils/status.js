@@ -15,7 +15,7 @@ const PROCESSING_TEXT = "支付处理中，请稍候…";
 function story(order) {
   const yuan = (fen) => (fen / 100).toFixed(2);
   switch (order.status) {
-    case "paid": return `预约成功 · 已支付 ${order.amount} 元`;
+    case "paid": return `预约成功 · 已支付 ${order.amount} 元${order.refunded_fen > 0 ? ` · 已退款 ${yuan(order.refunded_fen)} 元` : ""}`;
     case "refunded": return `已退款 ${yuan(order.refunded_fen)} 元`;
     case "refund_required": return STATUS_TEXT.refund_required;
     case "cancelled": return "已取消";

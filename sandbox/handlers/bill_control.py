@@ -23,8 +23,8 @@ def control_day(text):
 
 
 class BillHandler(ControlHandler):
-    """GET /sandbox/bills/{date}[?bill_type=]: the day's bill; POST {"ready"?, "corrupt_download"?, "unbalanced"?}
-    changes its controls."""
+    """GET /sandbox/bills/{date}[?bill_type=]: the day's bill; POST {"ready"?, "corrupt_download"?, "unbalanced"?,
+    "reordered"?} changes its controls."""
 
     def get(self, day):
         self.reply(self.sandbox.bills.view(control_day(day), self.get_query_argument("bill_type", "ALL")))

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import hmac
 import io
+import re
 import zlib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -20,7 +21,7 @@ from ..offload import BoundedThreads
 
 MAX_UNZIPPED_BYTES = 64 * 1024 * 1024
 BOM = "\ufeff"
-SUMMARY_HEADER_FIRST = "总交易单数"
+SUMMARY_COUNT = "总交易单数"  # the summary header is the line naming this column (wherever it stands)
 # The detail columns reconciliation reads; a bill without one of them cannot be reconciled.
 REQUIRED = ("交易时间", "微信订单号", "商户订单号", "交易状态", "应结订单金额", "订单金额", "商户退款单号",
             "微信退款单号", "退款金额", "退款状态", "手续费")
@@ -28,6 +29,7 @@ REQUIRED = ("交易时间", "微信订单号", "商户订单号", "交易状态"
 SUMS = {"应结订单总金额": "应结订单金额", "退款总金额": "退款金额", "充值券退款总金额": "充值券退款金额",
         "手续费总金额": "手续费", "订单总金额": "订单金额", "申请退款总金额": "申请退款金额"}
 PAYMENT, REFUND = "SUCCESS", "REFUND"  # 交易状态 of a payment row and of a refund row
+_SHA1_HEX = re.compile(r"[0-9A-Fa-f]{40}")
 
 
 class BadBill(Exception):
@@ -71,7 +73,7 @@ class Bill:
         return sum(1 for r in self.rows if r.kind == "refund")
 
 
-async def read(data: bytes, hash_type, hash_value) -> "Bill":
+async def read(data: bytes, hash_type, hash_value) -> Bill:
     """The downloaded bill (gzip, or plain) unzipped, verified against the signed hash, then parsed: in a thread."""
     return await _THREADS.run(_read, data, hash_type, hash_value)
 
@@ -98,8 +100,10 @@ def unzip(data: bytes) -> bytes:
 
 def verify(data: bytes, hash_type: str, hash_value: str):
     """The unzipped bill's SHA1 must equal the signed `hash_value` (before anything else reads it)."""
-    if str(hash_type or "").upper() != "SHA1" or not isinstance(hash_value, str):
+    if str(hash_type or "").upper() != "SHA1":
         raise BadBill(f"unsupported hash {hash_type!r}")
+    if not isinstance(hash_value, str) or not _SHA1_HEX.fullmatch(hash_value.strip()):
+        raise BadBill("the signed hash_value is not a SHA1")
     if not hmac.compare_digest(hashlib.sha1(data).hexdigest(), hash_value.strip().lower()):
         raise BadBill("the bill's SHA1 does not match the signed hash_value")
 
@@ -117,7 +121,7 @@ def fen(value: str, column: str) -> int:
 
 def _value(text: str) -> str:
     """A bill value without its backtick prefix."""
-    return text[1:] if text.startswith("`") else text
+    return text.removeprefix("`")
 
 
 def parse(data: bytes) -> Bill:
@@ -133,10 +137,12 @@ def parse(data: bytes) -> Bill:
     missing = [name for name in REQUIRED if name not in header]
     if missing:
         raise BadBill(f"the bill has no column {', '.join(missing)}")
-    cut = next((i for i, line in enumerate(lines) if line and line[0].strip() == SUMMARY_HEADER_FIRST), None)
+    cut = next((i for i, line in enumerate(lines) if SUMMARY_COUNT in (name.strip() for name in line)), None)
     if cut is None or cut + 2 != len(lines):
         raise BadBill("the bill has no summary row, or more than one")
     summary_header = [name.strip() for name in lines[cut]]
+    if len(set(header)) != len(header) or len(set(summary_header)) != len(summary_header):
+        raise BadBill("the bill names a column twice")
     summary = _by_name(summary_header, lines[cut + 1])
     details = [_by_name(header, line) for line in lines[1:cut]]
     _check_sums(details, summary)
@@ -155,7 +161,7 @@ def _by_name(header, line) -> dict:
 def _check_sums(details, summary):
     """The summary row must count the detail rows and total each of its columns."""
     try:
-        count = int(summary.get(SUMMARY_HEADER_FIRST, ""))
+        count = int(summary.get(SUMMARY_COUNT, ""))
     except ValueError:
         raise BadBill("the summary's 总交易单数 is not a number") from None
     if count != len(details):

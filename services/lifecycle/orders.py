@@ -27,7 +27,7 @@ from models.prepared import Prepared
 
 from .. import audit
 from ..formats import iso, parse_iso, yuan
-from ..messages.subscribe_messages import queue_booking_message, unqueue_booking_message
+from ..messages.subscribe_messages import queue_booking_message, queue_ending_message, unqueue_booking_message
 from .locks import lock_reservation
 from .seats import CLAIM_SEAT, GIVE_BACK_SEAT, hold_lapsed, hold_lapsed_sql
 from .statuses import (
@@ -214,7 +214,8 @@ async def set_reservation_status(uow, reservation, new_status, actor, action, or
 
 async def end_order(uow, order, new_status, reason, actor, action, request=None, response=None):
     """End a pending order (cancelled / failed / expired) and free its seat at once (kept for the waitlist's next
-    in line, if anyone waits)."""
+    in line, if anyone waits). A failed or expired order's parent is told (支付失败 / 订单已过期, queued in this
+    transaction); a cancelled one was the parent's own act."""
     reservation = await lock_reservation(order)
     released = reservation is not None and reservation.status == TEMPORARY
     if released:
@@ -226,6 +227,9 @@ async def end_order(uow, order, new_status, reason, actor, action, request=None,
                            failure_reason=reason, request=request, response=response)
     if new_status == FAILED:
         uow.payment_failed(reason)
+    if new_status in (FAILED, EXPIRED):
+        await queue_ending_message(uow.settings, order)
+        uow.message_queued()
     if released:
         await seat_freed(uow, order.course_schedule_id)
     return reservation

@@ -1,5 +1,6 @@
 """Subscribe messages to parents: 预约成功 when a booking is paid, 退款通知 when a refund succeeds, 候补成功 when a
-seat is kept for a parent on a waitlist.
+seat is kept for a parent on a waitlist, 课程改期 when the front desk moves a booking, and 支付失败 / 订单已过期 when an
+order ends without a payment (failed / expired; a parent's own cancel is not told: they did it themselves).
 
 The row is written in the transaction of the change (so no paid booking or refund goes without one) and sent by a
 background sender, never on the path of the request or notification that caused it. Several processes may run
@@ -26,10 +27,13 @@ from ..worker import BackgroundWorker
 
 log = logging.getLogger("gym.messages")
 
-MESSAGE_KINDS = ("booking", "refund", "waitlist", "reschedule")
+MESSAGE_KINDS = ("booking", "refund", "waitlist", "reschedule", "payment_failed", "order_expired")
+# The orders' endings a parent is told of, by the kind of their message (a cancelled order is the parent's own act).
+ENDING_KINDS = {"failed": "payment_failed", "expired": "order_expired"}
 BACKOFF_SECONDS = (2, 10, 60, 300, 1800)  # after the 1st..5th failure; then the message is marked failed
 SEND_CONCURRENCY = 8
-PAGE = "pages/order/order"
+# A session's page (it needs the session: alone it shows 课程不存在), and 我的订单 with each order's story.
+SESSION_PAGE, ORDERS_PAGE = "pages/order/order", "pages/orders/orders"
 
 
 # Queued in the transaction of the change: a single INSERT (the openid and the text are read when it is sent).
@@ -98,11 +102,21 @@ async def queue_reschedule_message(settings, order, now):
     await QUEUE.execute(key, "reschedule", order.id, None, None, settings.reschedule_template_id, now, now)
 
 
+async def queue_ending_message(settings, order):
+    """Queue 支付失败 or 订单已过期 for an order that just ended `failed` or `expired` (call inside the transaction of
+    that change); an order ends once, so its key is its own."""
+    kind = ENDING_KINDS[order.status]
+    template = settings.payment_failed_template_id if kind == "payment_failed" else settings.order_expired_template_id
+    now = utcnow()
+    await QUEUE.execute(f"{kind}:{order.id}", kind, order.id, None, None, template, now, now)
+
+
 def page_of(message) -> str:
-    """The mini-program page a tap on the message opens: the order, or the session a seat is kept in."""
-    if message.kind == "waitlist":
-        return f"{PAGE}?scheduleId={message.schedule_id}"
-    return PAGE
+    """The mini-program page a tap on the message opens: the session a seat is kept in (or that an order which
+    ended unpaid was for, to book it again), else 我的订单, where the order's story is."""
+    if message.kind in ("waitlist", *ENDING_KINDS.values()):
+        return f"{SESSION_PAGE}?scheduleId={message.schedule_id}"
+    return ORDERS_PAGE
 
 
 def compose(message) -> dict:
@@ -114,6 +128,12 @@ def compose(message) -> dict:
     if message.kind == "reschedule":
         return {"thing1": {"value": message.title[:20]}, "time2": {"value": beijing_minute(message.starts_at)},
                 "phrase3": {"value": "课程已改期"}, "thing4": {"value": "前台已为您调整到新的上课时间"}}
+    if message.kind in ENDING_KINDS.values():
+        ended, note = (("支付失败", "名额已释放，可重新预约") if message.kind == "payment_failed"
+                       else ("订单已过期", "未在规定时间内支付，名额已释放"))
+        return {"thing1": {"value": message.title[:20]}, "time2": {"value": beijing_minute(message.starts_at)},
+                "amount3": {"value": f"{yuan(message.order_fen)}元"}, "phrase4": {"value": ended},
+                "thing5": {"value": note}}
     if message.kind == "refund":
         return {"thing1": {"value": message.title[:20]}, "amount2": {"value": f"{yuan(message.refund_fen or 0)}元"},
                 "time3": {"value": beijing_minute(utcnow())}, "phrase4": {"value": "退款成功"},

@@ -197,6 +197,31 @@ async def test_a_rejected_refund_that_wechat_pay_made_is_mended_counted_and_flag
 
 
 @pytest.mark.gen_test(timeout=90)
+async def test_a_rejected_refund_on_the_bill_that_the_query_does_not_confirm_waits_for_finance(api):
+    day = day_ago(DAYS["rejected_unconfirmed"])
+    finance = await api.admin_token("finance")
+    _, order = await pay_at(api, at(day, "10:00:00"))
+    await api.control("POST", "/sandbox/faults", {"path_prefix": REFUNDS, "method": "POST", "status": 400,
+                                                  "code": "INVALID_REQUEST", "message": "退款请求失败", "count": 1})
+    status, body = await api.refund(finance, order["order_id"], 20000)
+    assert status == 409 and body["error"]["code"] == "REFUND_REJECTED"  # and WeChat Pay made nothing
+    [refund] = (await api.call("GET", f"/api/v1/admin/orders/{order['order_id']}", token=finance))[1]["refunds"]
+    await api.control("POST", f"/sandbox/bills/{day}/rows", {
+        "kind": "refund", "amount": 20000, "time": "20:00:00", "out_trade_no": order["order_id"],
+        "out_refund_no": refund["out_refund_no"]})
+
+    result = await reconcile(api, finance, day)
+    [found] = by_ref(result, out_refund_no=refund["out_refund_no"])
+    assert (found["kind"], found["category"], found["ledger_status"]) == ("refund", "missing_in_ledger", "REJECTED")
+    assert found["resolution"] is None, "WeChat Pay's query does not know the refund: it waits for a decision"
+    row = await Refund.select().where(Refund.out_refund_no == refund["out_refund_no"]).aio_get()
+    assert (row.status, row.success_after) == ("REJECTED", None)
+    story = (await api.call("GET", f"/api/v1/admin/orders/{order['order_id']}", token=finance))[1]
+    assert story["status"] == "paid" and story["refunded_fen"] == 0, "no money is counted back on the bill's word"
+    assert result["ledger"]["refunds"] == 0
+
+
+@pytest.mark.gen_test(timeout=90)
 async def test_an_amount_that_differs(api):
     day = day_ago(DAYS["amount_mismatch"])
     finance = await api.admin_token("finance")
@@ -264,6 +289,35 @@ async def test_a_bill_that_does_not_verify_or_add_up_fails_and_changes_nothing(a
     assert ("SHA1" if control == "corrupt_download" else "add up") in run.error
     assert await BillDiscrepancy.select().where(BillDiscrepancy.bill_date == day).aio_count() == 0
     assert (await api.get_order(token, order["order_id"]))["status"] == "pending", "nothing was mended"
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_bill_is_read_by_its_header_names_whatever_the_order_of_its_columns(api):
+    day = day_ago(DAYS["reordered"])
+    finance = await api.admin_token("finance")
+    _, first = await pay_at(api, at(day, "09:00:00"))
+    await pay_at(api, at(day, "15:00:00"))
+    await api.control("POST", "/sandbox/config", {"refund_auto_settle": False})
+    status, refund = await api.refund(finance, first["order_id"], 4321)
+    assert status == 201
+    await api.control("POST", f"/sandbox/refunds/{refund['out_refund_no']}/settle",
+                      {"result": "SUCCESS", "success_time": at(day, "20:00:00")})
+
+    async def settled():
+        return (await Refund.select().where(Refund.out_refund_no == refund["out_refund_no"]).aio_get()).status \
+            == "SUCCESS"
+
+    await eventually(settled, what="the refund notification")
+    await api.control("POST", f"/sandbox/bills/{day}", {"reordered": True})
+    bill = await api.control("GET", f"/sandbox/bills/{day}")
+    assert bill["columns"][0] == "费率备注" and bill["summary_columns"][0] == "申请退款总金额", \
+        "the file's columns (and its summary's) are not where they usually are"
+
+    result = await reconcile(api, finance, day)
+    assert result["status"] == "matched" and result["discrepancies"] == [], result
+    assert result["wechat"] == {"payments": 2, "payments_fen": 40000, "refunds": 1, "refunds_fen": 4321,
+                                "fees_fen": 120 + 120 - 26}
+    assert result["ledger"] == {"payments": 2, "payments_fen": 40000, "refunds": 1, "refunds_fen": 4321}
 
 
 @pytest.mark.gen_test(timeout=60)

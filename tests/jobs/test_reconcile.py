@@ -2,7 +2,7 @@
 
 import pytest
 
-from models import JobLease, PaymentAuditLog, PaymentOrder, PaymentTransaction, SeatReservation
+from models import JobLease, PaymentAuditLog, PaymentOrder, PaymentTransaction, SeatReservation, SubscribeMessage
 from tests.api import eventually
 from tests.harness import ServiceProcess
 
@@ -83,12 +83,13 @@ async def test_two_server_processes_running_the_job_work_each_order_once(api, se
     procs = [ServiceProcess(env, name=f"job-{i}") for i in range(2)]
     try:
         sid = await api.schedule(capacity=20)
-        orders = []
+        orders, openids = [], []
         for _ in range(8):
-            token, _ = await api.login()
+            token, openid = await api.login()
             _, order = await api.order(token, sid)
             assert (await api.prepay(token, order["order_id"]))[0] == 200
             orders.append(order["order_id"])
+            openids.append(openid)
         pks = [o.id for o in await PaymentOrder.select().where(PaymentOrder.order_id.in_(orders)).aio_execute()]
 
         async def all_expired():
@@ -106,6 +107,16 @@ async def test_two_server_processes_running_the_job_work_each_order_once(api, se
         assert len(closes) == len(orders)
         lease = await JobLease.select().where(JobLease.name == "reconcile").aio_get()
         assert lease.runs > 1
+        # Each parent is told once (订单已过期), whichever process expired the order.
+        assert await SubscribeMessage.select().where(SubscribeMessage.order.in_(pks)
+                                                     & (SubscribeMessage.kind == "order_expired")).aio_count() == 8
+
+        async def every_parent_told():
+            told = [m["touser"] for m in (await api.control("GET", "/sandbox/messages"))["items"]
+                    if m["touser"] in openids and m["errcode"] == 0]
+            return told if set(told) == set(openids) else None
+
+        assert sorted(await eventually(every_parent_told, timeout=30, what="every 订单已过期")) == sorted(openids)
     finally:
         for p in procs:
             p.stop()

@@ -22,6 +22,7 @@ async def test_a_paid_booking_sends_the_notice(api):
     data = messages[0]["data"]
     assert data["phrase4"]["value"] == "预约成功" and data["amount3"]["value"] == "200.00元"
     assert data["thing1"]["value"] == "周日上午体验课"
+    assert messages[0]["page"] == "pages/orders/orders"  # 我的订单 (the session page needs its session)
     row = await PaymentOrder.select().where(PaymentOrder.order_id == order_id).aio_get()
     notice = await SubscribeMessage.select().where(SubscribeMessage.order == row.id).aio_get()
     assert notice.status == "sent" and notice.attempts == 1

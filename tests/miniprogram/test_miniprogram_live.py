@@ -81,7 +81,7 @@ async def test_the_pages_book_and_pay_against_the_service(jest_dir, service, san
         f"GET /api/v1/courses/schedules/{pay_sid} 200",
     ], "the page's calls, in order (the status never polled)"
     assert _waitlist_reads(pay["requests"]) == 1, "the order page reads the parent's place on the waitlist once"
-    assert pay["subscribeRequests"] == [{"tmplIds": ["TRIAL_BOOKED_TEMPLATE"], "inTap": True}]
+    assert pay["subscribeRequests"] == [{"tmplIds": ["TRIAL_BOOKED_TEMPLATE", "PAYMENT_FAILED_TEMPLATE", "ORDER_EXPIRED_TEMPLATE"], "inTap": True}]
     assert pay["sent"] == [{"op": "subscribe", "order_id": order_id}]
     assert [p["signatureValid"] for p in pay["payments"]] == [True]
     assert pay["payments"][0]["params"]["package"].startswith("prepay_id=wx")

@@ -9,15 +9,14 @@ uses (both under var/) can be touched.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
-from tests.harness import ROOT, free_port, http_json, wait_until
+from tests.harness import ROOT
+from tests.make_run import MakeRunStack
 
 
 def _alive(pid) -> bool:
@@ -42,50 +41,22 @@ def _pid(path):
 
 @pytest.fixture
 def stack():
-    """The environment, ports and directory of a second `make run`; whatever is left running is stopped after."""
-    var = tempfile.mkdtemp(prefix="gym-run-")  # short: MariaDB's socket path must stay under 108 bytes
-    ports = {"service": free_port(), "sandbox": free_port(), "mariadb": free_port(), "redis": free_port()}
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER")}
-    env.update(GYM_VAR_DIR=var, GYM_MYSQL_PORT=str(ports["mariadb"]), GYM_REDIS_PORT=str(ports["redis"]))
-    started = []  # each started in a session of its own, killed with its children if the test left it running
-    yield {"var": var, "ports": ports, "env": env, "started": started}
-    subprocess.run(["make", "-s", "stop"], cwd=ROOT, env=env, capture_output=True, timeout=180)
-    for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait(10)
-    shutil.rmtree(var, ignore_errors=True)
+    """A second `make run`'s environment, ports and directory; whatever is left running is stopped after."""
+    made = MakeRunStack()
+    yield made
+    made.close()
 
 
 def _make_stop(stack):
-    run = subprocess.run(["make", "-s", "stop"], cwd=ROOT, env=stack["env"], capture_output=True, text=True,
-                         timeout=180)
+    run = stack.stop()
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout
 
 
 def test_make_stop_stops_everything_make_run_started(stack):
-    var, ports = stack["var"], stack["ports"]
-    log_path = os.path.join(var, "make-run.log")
-    with open(log_path, "wb") as log:
-        make_run = subprocess.Popen(
-            ["make", "-s", "run", f"PORT={ports['service']}", f"SANDBOX_PORT={ports['sandbox']}"], cwd=ROOT,
-            env=stack["env"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    stack["started"].append(make_run)
-
-    def log_text():
-        with open(log_path, encoding="utf-8") as fh:
-            return fh.read()
-
-    def ready():
-        assert make_run.poll() is None, f"make run exited {make_run.returncode}:\n{log_text()}"
-        try:
-            return http_json("GET", f"http://127.0.0.1:{ports['service']}/readyz", timeout=2)[0] == 200
-        except OSError:
-            return False
-
-    wait_until(ready, timeout=240, interval=0.5, what="make run's service to answer /readyz")
-    banner = log_text()
+    var, ports = stack.var, stack.ports
+    make_run = stack.start()
+    banner = stack.log_text()
     assert f"http://127.0.0.1:{ports['service']}/admin/" in banner and "/demo/" in banner and "/sandbox/" in banner
     pid_files = {"service": f"{var}/run/service.pid", "sandbox": f"{var}/run/sandbox.pid",
                  "mariadb": f"{var}/mysql/mysqld.pid", "redis": f"{var}/redis/redis.pid"}
@@ -96,7 +67,7 @@ def test_make_stop_stops_everything_make_run_started(stack):
     out = _make_stop(stack)
 
     assert out.index("stopping service") < out.index("stopping MariaDB"), out  # never a service answering 503
-    assert make_run.wait(30) == 0, log_text()  # the foreground service ended, and make run with it
+    assert make_run.wait(30) == 0, stack.log_text()  # the foreground service ended, and make run with it
     assert [name for name, pid in pids.items() if _alive(pid)] == []
     assert [name for name, port in ports.items() if _port_open(port)] == []
     assert [name for name, path in pid_files.items() if os.path.exists(path)] == []
@@ -106,7 +77,7 @@ def test_make_stop_stops_everything_make_run_started(stack):
 
 
 def test_a_stale_pid_file_never_makes_make_stop_kill_a_stranger(stack):
-    var = stack["var"]
+    var = stack.var
     for sub in ("run", "mysql", "redis"):
         os.makedirs(os.path.join(var, sub), exist_ok=True)
     # A stranger that now holds the pid of a kill -9'd service (its command line even says server.py, but it runs
@@ -116,7 +87,7 @@ def test_a_stale_pid_file_never_makes_make_stop_kill_a_stranger(stack):
     here = subprocess.Popen(["sleep", "120"], cwd=ROOT, start_new_session=True)
     gone = subprocess.Popen(["true"])
     gone.wait()
-    stack["started"] += [elsewhere, here]
+    stack.started += [elsewhere, here]
     stale = {f"{var}/run/service.pid": elsewhere.pid, f"{var}/run/sandbox.pid": here.pid,
              f"{var}/mysql/mysqld.pid": gone.pid, f"{var}/redis/redis.pid": here.pid}
     for path, pid in stale.items():

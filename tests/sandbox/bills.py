@@ -64,10 +64,10 @@ def parse_bill(data):
     assert data.startswith(BOM), "a bill starts with a UTF-8 BOM"
     lines = list(csv.reader(io.StringIO(data[len(BOM):].decode("utf-8"), newline="")))
     header, rest = lines[0], lines[1:]
-    cut = rest.index(SUMMARY_COLUMNS)
+    cut = next(i for i, line in enumerate(rest) if sorted(line) == sorted(SUMMARY_COLUMNS))  # in whatever order
     details, summary_lines = rest[:cut], rest[cut + 1:]
     assert len(summary_lines) == 1, "one summary row"
-    return header, [_by_name(header, line) for line in details], _by_name(SUMMARY_COLUMNS, summary_lines[0])
+    return header, [_by_name(header, line) for line in details], _by_name(rest[cut], summary_lines[0])
 
 
 def _by_name(header, line):

@@ -74,13 +74,13 @@ def test_a_day_through_the_control_api(sandbox):
     no = paid_order(sandbox, at(day, "16:00:00"), total=999)
     view = sandbox.control("GET", f"/sandbox/bills/{day}")
     assert view["status"] == "ready" and view["controls"] == {"ready": True, "corrupt_download": False,
-                                                              "unbalanced": False}
+                                                              "unbalanced": False, "reordered": False}
     assert [r["商户订单号"] for r in view["rows"]] == [no] and view["rows"][0]["手续费"] == "0.06000"
     assert view["summary"]["应结订单总金额"] == 999 and view["text"].startswith("\ufeff交易时间,")
     answer = signed_call(sandbox, "GET", f"/v3/bill/tradebill?bill_date={day}").json()
     assert answer["hash_value"] == view["sha1"] == view["served_sha1"]
     changed = sandbox.control("POST", f"/sandbox/bills/{day}", {"ready": False, "corrupt_download": True})
-    assert changed["controls"] == {"ready": False, "corrupt_download": True, "unbalanced": False}
+    assert changed["controls"] == {"ready": False, "corrupt_download": True, "unbalanced": False, "reordered": False}
     view = sandbox.control("GET", f"/sandbox/bills/{day}")
     assert view["status"] == "not_ready" and view["served_sha1"] != view["sha1"]
     assert sandbox.control("GET", f"/sandbox/bills/{day}?bill_type=REFUND")["rows"] == []

@@ -13,7 +13,9 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tests.sandbox.bills import ALL_COLUMNS, adds_up, at, day_ago, paid_order, parse_bill, refunded, today
+from tests.sandbox.bills import (
+    ALL_COLUMNS, SUMMARY_COLUMNS, adds_up, at, day_ago, paid_order, parse_bill, refunded, today,
+)
 from tests.sandbox.wx import signed_call, with_client
 
 MODES = ["pubkey", "cert"]
@@ -165,6 +167,24 @@ def test_spoilt_days(sandbox, tmp_path, control, hashes, balanced):
     sandbox.control("POST", "/sandbox/reset")
     status, answer, data = fetch(sandbox, "pubkey", tmp_path, day)
     assert hashlib.sha1(data).hexdigest() == answer["hash_value"] and adds_up(*parse_bill(data)[1:]) == []
+
+
+def test_a_day_with_its_columns_reordered(sandbox, tmp_path):
+    day = day_ago(67)
+    no = paid_order(sandbox, at(day, "11:00:00"), total=12345)
+    _, usual, _ = parse_bill(fetch(sandbox, "pubkey", tmp_path, day)[2])
+    assert sandbox.control("POST", f"/sandbox/bills/{day}", {"reordered": True})["controls"]["reordered"] is True
+    status, answer, data = fetch(sandbox, "pubkey", tmp_path, day)
+    assert status == 200 and hashlib.sha1(data).hexdigest() == answer["hash_value"], "the reordered file is signed"
+    header, rows, summary = parse_bill(data)
+    assert header == ALL_COLUMNS[::-1]
+    assert data.decode("utf-8").splitlines()[-2] == ",".join(SUMMARY_COLUMNS[::-1])
+    assert rows == usual and rows[0]["商户订单号"] == no and rows[0]["订单金额"] == "123.45", "by name: the same bill"
+    assert adds_up(rows, summary) == [] and summary["总交易单数"] == "1"
+    by_position = dict(zip(ALL_COLUMNS, data.decode("utf-8").splitlines()[1].split(",")))
+    assert by_position["商户订单号"] != "`" + no, "a reader by position reads another column"
+    view = sandbox.control("GET", f"/sandbox/bills/{day}")
+    assert view["columns"] == ALL_COLUMNS[::-1] and view["text"] == data.decode("utf-8")
 
 
 @pytest.mark.parametrize("query, code", [

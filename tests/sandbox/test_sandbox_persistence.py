@@ -197,7 +197,8 @@ def test_bill_controls_and_issued_files_survive_a_kill(processes):
 
     second = processes()
     view = second.control("GET", f"/sandbox/bills/{day}")
-    assert view["controls"] == {"ready": False, "corrupt_download": False, "unbalanced": True}
+    assert view["controls"] == {"ready": False, "corrupt_download": False, "unbalanced": True,
+                                "reordered": False}
     assert [r["id"] for r in view["foreign_rows"]] == [foreign["id"]]
     assert {r["商户订单号"] for r in view["rows"]} == {no, foreign["out_trade_no"]}
     download = signed_call(second, "GET", issued["download_url"][len(first.url):])

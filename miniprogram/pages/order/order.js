@@ -8,6 +8,7 @@ const { OrderSocket } = require("../../utils/order-socket");
 const { STATUS_TEXT, PROCESSING_TEXT, supersedes } = require("../../utils/status");
 
 const app = getApp();
+const ORDER_NOTICES = [config.subscribeTemplateId, config.paymentFailedTemplateId, config.orderExpiredTemplateId];
 
 Component({
   data: {
@@ -160,7 +161,7 @@ Component({
     },
 
     // 确认支付. WeChat lets requestSubscribeMessage run only synchronously inside a tap handler, so it is asked first,
-    // before anything awaits; a refusal changes nothing but the 预约成功 notice.
+    // before anything awaits; a refusal changes nothing but the notices.
     onConfirmPay() {
       if (this.data.busy) return;
       this.setData({ busy: true, notice: "" });
@@ -168,8 +169,10 @@ Component({
       this.askForNotice(() => this.createAndPay(key).catch((e) => this.fail(e)).then(() => this.setData({ busy: false })));
     },
 
+    // The order's possible endings, each told by the service once: 预约成功, 支付失败, 订单已过期 (WeChat takes up to
+    // three templates in one request; a parent's own cancel is not told).
     askForNotice(then) {
-      wx.requestSubscribeMessage({ tmplIds: [config.subscribeTemplateId], complete: () => then() });
+      wx.requestSubscribeMessage({ tmplIds: ORDER_NOTICES, complete: () => then() });
     },
 
     async createAndPay(key) {

@@ -1,7 +1,7 @@
 // A stand-in for WeChat's `wx` (the platform the pages run on, not code of ours), one per spec: wx.request and
 // wx.connectSocket reach platform/fake-service.js; wx.login hands out one-use codes; wx.requestPayment opens a
 // "sheet" the spec settles (paid, closed, failed); wx.requestSubscribeMessage is refused, as WeChat refuses it,
-// unless it runs synchronously inside a tap. Everything the pages asked for is recorded on `platform`.
+// unless it runs synchronously inside a tap, and when it names more than three templates. Everything the pages asked for is recorded on `platform`.
 const API_BASE = "http://127.0.0.1:8000";
 const WS_BASE = "ws://127.0.0.1:8000";
 
@@ -132,10 +132,12 @@ function createWx(service) {
       const inTap = platform.gesture;
       platform.subscribeRequests.push({ tmplIds, inTap });
       later(() => {
-        if (!inTap) {
-          const res = { errMsg: "requestSubscribeMessage:fail can only be invoked by user TAP gesture.", errCode: 20004 };
-          if (fail) fail(res);
-          if (complete) complete(res);
+        const refusal = !inTap ? { errMsg: "requestSubscribeMessage:fail can only be invoked by user TAP gesture.", errCode: 20004 }
+          : tmplIds.length > 3 ? { errMsg: "requestSubscribeMessage:fail Templates count out of max bounds", errCode: 20003 }
+            : null;
+        if (refusal) {
+          if (fail) fail(refusal);
+          if (complete) complete(refusal);
           return;
         }
         const res = { errMsg: "requestSubscribeMessage:ok" };

@@ -65,6 +65,11 @@ class PageDriver {
     return Boolean(this.comp.querySelector(selector));
   }
 
+  // The text of every element `selector` matches, in page order.
+  texts(selector) {
+    return this.comp.querySelectorAll(selector).map((node) => node.dom.textContent.replace(/\s+/g, " ").trim());
+  }
+
   label(selector) {
     const node = this.comp.querySelector(selector);
     return node ? node.dom.textContent.trim() : null;

@@ -207,7 +207,7 @@ test("an order left unpaid (PENDING_ORDER_EXISTS): the page follows it, 继续�
   const asked = platform.subscribeRequests.length;
   await other.tap("#resume");
   await until(() => platform.payments.length === 2, "the WeChat Pay sheet again");
-  expect(platform.subscribeRequests.slice(asked)).toEqual([{ tmplIds: ["TRIAL_BOOKED_TEMPLATE"], inTap: true }]);
+  expect(platform.subscribeRequests.slice(asked)).toEqual([{ tmplIds: ["TRIAL_BOOKED_TEMPLATE", "PAYMENT_FAILED_TEMPLATE", "ORDER_EXPIRED_TEMPLATE"], inTap: true }]);
   expect(platform.payments[1].params.package).toBe(platform.payments[0].params.package);
   expect(other.text()).not.toContain("您有一笔待支付的订单");  // the notice went with the tap
 

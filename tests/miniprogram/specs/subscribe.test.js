@@ -1,6 +1,7 @@
-// wx.requestSubscribeMessage (the 预约成功 notice): WeChat lets it run only synchronously inside a tap handler, so
-// the page asks in the tap on 确认支付 (and 继续支付), before any call to the service; the stand-in refuses it
-// anywhere else, as WeChat does. A refusal, the parent's or WeChat's, costs only the notice.
+// wx.requestSubscribeMessage (the order's notices: 预约成功, 支付失败, 订单已过期): WeChat lets it run only synchronously
+// inside a tap handler, and for three templates at most, so the page asks for the three in the tap on 确认支付 (and
+// 继续支付), before any call to the service; the stand-in refuses it anywhere else, or for more, as WeChat does. A
+// refusal, the parent's or WeChat's, costs only the notices.
 const { launch } = require("../platform/launch");
 const { until } = require("../platform/mina");
 
@@ -11,14 +12,16 @@ async function orderPage() {
   return Object.assign(world, { page });
 }
 
-test("确认支付 asks for the 预约成功 template inside the tap, before the order is created", async () => {
+test("确认支付 asks for the order's three templates inside the tap, before the order is created", async () => {
   const { page, service, platform, mp } = await orderPage();
   await page.tap("#book");
   expect(platform.subscribeRequests).toEqual([]);  // 立即预约 only opens the confirmation
   const before = service.calls.length;
   await page.tap("#confirm-pay");
-  expect(platform.subscribeRequests).toEqual([{ tmplIds: [mp.config.subscribeTemplateId], inTap: true }]);
-  expect(mp.config.subscribeTemplateId).toBe("TRIAL_BOOKED_TEMPLATE");
+  const { subscribeTemplateId, paymentFailedTemplateId, orderExpiredTemplateId } = mp.config;
+  expect(platform.subscribeRequests).toEqual([{ tmplIds: [subscribeTemplateId, paymentFailedTemplateId, orderExpiredTemplateId], inTap: true }]);
+  // The service's defaults (settings.py) for WECHAT_SUBSCRIBE_TEMPLATE_ID, ..._PAYMENT_FAILED_..., ..._ORDER_EXPIRED_...
+  expect([subscribeTemplateId, paymentFailedTemplateId, orderExpiredTemplateId]).toEqual(["TRIAL_BOOKED_TEMPLATE", "PAYMENT_FAILED_TEMPLATE", "ORDER_EXPIRED_TEMPLATE"]);
   await until(() => platform.payments.length, "the WeChat Pay sheet");
   // Nothing reached the service before the request was made, and the order came after it.
   expect(service.calls.slice(before).map((c) => c.path)[0]).toBe("/api/v1/payment/orders/create");
@@ -29,7 +32,7 @@ test("the stand-in holds the page to the rule: the same handler run outside a ta
   await page.tap("#book");
   page.instance.onConfirmPay();  // not a tap: what a handler that awaited something first would look like to WeChat
   await until(() => platform.payments.length, "the WeChat Pay sheet");
-  expect(platform.subscribeRequests).toEqual([{ tmplIds: ["TRIAL_BOOKED_TEMPLATE"], inTap: false }]);
+  expect(platform.subscribeRequests).toEqual([{ tmplIds: ["TRIAL_BOOKED_TEMPLATE", "PAYMENT_FAILED_TEMPLATE", "ORDER_EXPIRED_TEMPLATE"], inTap: false }]);
 });
 
 test.each([["reject"], ["ban"]])("the parent answers %s: no notice, the booking and payment go on", async (answer) => {
