@@ -4,8 +4,9 @@
 
 Scenarios, in this order: order_closed, order_open (bench/order_flow.py), overload (bench/overload.py: twice the
 capacity, admission control's goals), flash_sale, notify_storm, ws_fanout (1,000 subscribers here; --fanout-full
-for the 5,000 of bench/ws_fanout.py), ws_idle (bench/ws_idle.py: memory per idle socket beside a bare Tornado one,
-the push after the 204, their goals), reconnect_storm. Each one's options
+for the 5,000 of bench/ws_fanout.py), ws_idle (bench/ws_idle.py, 2,000 sockets unless --idle-sockets: memory per idle
+socket beside a bare Tornado one, and the push after the 204 at 2,000 sockets, each beside its goal),
+reconnect_storm. Each one's options
 scale it (see --help); each is also runnable alone from its own file. With --repeat N the suite runs N times (a
 figures file each) and ends with the median of every figure. Exits 1 when any correctness check failed.
 """

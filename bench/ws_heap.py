@@ -7,7 +7,9 @@ measures RSS). In a World of its own: parents and orders are made through the se
 service's application is then served in THIS process (server.open_context, make_app, make_http_server, as
 server.serve does), tracemalloc started, and a client process (bench/ws_subscribers.py) opens one socket per order
 and subscribes. The Python memory allocated meanwhile and still held, per socket, is printed by the line that
-allocated it (or by traceback with --frames N); then the same for bench/bare_ws.py's handler served here too.
+allocated it (or by traceback with --frames N), then the objects one of them holds alone (its handler,
+WebSocketProtocol13 and IOStream with their __dict__s, and their attributes); then the same for bench/bare_ws.py's
+handler served here too.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import gc
 import os
 import sys
 import tracemalloc
+
+import tornado.websocket
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -46,6 +50,7 @@ async def _held(world, url, orders, args, what):
         where = "\n" + "\n".join(f"{'':29}{line}" for line in s.traceback.format()) if args.frames > 1 else \
             f"  {s.traceback[0].filename.split('site-packages/')[-1]}:{s.traceback[0].lineno}"
         print(f"{s.size_diff / n:12.0f} {s.count_diff / n:14.2f}{where}")
+    print_one_socket()
     for c in clients:
         for _ in range(2):
             c.stdin.write(b"go\n")
@@ -53,6 +58,37 @@ async def _held(world, url, orders, args, what):
     await asyncio.gather(*(c.wait() for c in clients))
     for part in ("result", "job"):
         os.remove(client_file(0, part))
+
+
+def print_one_socket():
+    """The objects one open socket holds alone (shallow sizes; what a second socket holds too is shared, left out):
+    its handler, WebSocketProtocol13 and IOStream, each with its __dict__, and their attributes (slots included)."""
+    handlers = [o for o in gc.get_objects() if isinstance(o, tornado.websocket.WebSocketHandler)
+                and o.ws_connection is not None and not o.ws_connection.is_closing()][:2]
+    if len(handlers) < 2:
+        return
+
+    def parts(handler):
+        protocol = handler.ws_connection
+        for prefix, obj in (("handler", handler), ("protocol", protocol), ("stream", protocol.stream)):
+            yield prefix, obj
+            slots = [n for k in type(obj).__mro__ for n in getattr(k, "__slots__", ()) if hasattr(obj, n)]
+            for key, value in [*vars(obj).items(), *((n, getattr(obj, n)) for n in slots)]:
+                yield f"{prefix}.{key}", value
+
+    shared = {id(obj) for _, obj in parts(handlers[1])}
+    seen, rows = set(), []
+    for name, obj in parts(handlers[0]):
+        if obj is None or isinstance(obj, (bool, int)) or id(obj) in seen or id(obj) in shared:
+            continue
+        seen.add(id(obj))
+        attrs = getattr(obj, "__dict__", None)
+        rows.append((sys.getsizeof(obj) + (sys.getsizeof(attrs) if isinstance(attrs, dict) else 0), name,
+                     type(obj).__name__, len(attrs) if isinstance(attrs, dict) else "-"))
+    print(f"\none socket's own objects (shallow bytes with the __dict__): {sum(r[0] for r in rows)}")
+    print(f"{'bytes':>6}  {'attrs':>5}  object")
+    for size, name, kind, attrs in sorted(rows, reverse=True):
+        print(f"{size:6d}  {attrs!s:>5}  {name} ({kind})")
 
 
 async def run(world, args):

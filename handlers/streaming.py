@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 
+from tornado.iostream import StreamClosedError
+
 log = logging.getLogger("gym.http")
 
 
@@ -16,10 +18,18 @@ async def stream(handler, chunks):
             handler.write(chunk.encode("utf-8"))
             await handler.flush()
             started = True
+    except StreamClosedError:
+        # The client hung up half way (a closed tab, a cancelled download): nothing of ours failed.
+        log.info("%s: the client closed the connection before the end of the file", handler.request.path)
+        return
     except Exception:
         if not started:
             raise
         log.exception("%s failed after it started streaming; connection closed", handler.request.path)
         handler.request.connection.close()
         return
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()  # the generator's database cursor and connection go back at once
     handler.finish()

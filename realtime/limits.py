@@ -46,22 +46,22 @@ class UserSockets:
 
     def __init__(self, limit=MAX_SOCKETS_PER_USER):
         self.limit = limit
-        self._by_user = {}  # user_id -> [conn, ...] in the order they opened (a short list: at most `limit`)
+        self._by_user = {}  # user_id -> (conn, ...) in the order they opened (a tuple of at most `limit`)
 
-    def add(self, user_id, conn) -> list:
+    def add(self, user_id, conn) -> tuple:
         """Count conn as one of the user's sockets; returns the oldest ones now over the limit (to be closed)."""
-        conns = self._by_user.setdefault(user_id, [])
-        conns.append(conn)
-        excess = conns[:-self.limit]
-        del conns[:-self.limit]
-        return excess
+        conns = self._by_user.get(user_id, ()) + (conn,)
+        self._by_user[user_id] = conns[-self.limit:]
+        return conns[:-self.limit]
 
     def remove(self, user_id, conn):
         """conn closed."""
-        conns = self._by_user.get(user_id)
-        if conns is not None and conn in conns:
-            conns.remove(conn)
-            if not conns:
+        conns = self._by_user.get(user_id, ())
+        if conn in conns:
+            rest = tuple(c for c in conns if c is not conn)
+            if rest:
+                self._by_user[user_id] = rest
+            else:
                 del self._by_user[user_id]
 
     def all(self) -> list:

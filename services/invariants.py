@@ -22,7 +22,7 @@ from models import (
 
 from .lifecycle.seats import R, kept_by_schedule, kept_seat, select_reservations, takes_seat_where
 from .lifecycle.statuses import (
-    BOOKED, CONFIRMED, ENDED, HOLDING, MONEY_TAKEN, OFFERED, PAID, PENDING, REFUND_HOLDING, REFUNDED, SUCCESS,
+    BOOKED, CONFIRMED, ENDED, HOLDING, MONEY_TAKEN, PAID, PENDING, REFUND_HOLDING, REFUNDED, SUCCESS,
     TEMPORARY, TRADE_PAID, WAITING, WAITLIST_LIVE,
 )
 from .retry import backoff_seconds

@@ -16,7 +16,7 @@ import weakref
 import peewee
 import pymysql
 
-from models import DATABASE_UNAVAILABLE, WechatPayNotification, utcnow
+from models import DATABASE_UNAVAILABLE, utcnow
 from models.prepared import Prepared
 
 from .uow import run_in_transaction

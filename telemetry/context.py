@@ -22,7 +22,8 @@ def bind_request(offered: str | None) -> str:
     """Start serving a request: its id (for logs, audit rows and calls made on its behalf) is set and returned."""
     rid = request_id_for(offered)
     request_id_var.set(rid)
-    order_id_var.set(None)
+    if order_id_var.get() is not None:  # setting it anyway would grow the context a WebSocket keeps for its life
+        order_id_var.set(None)
     return rid
 
 

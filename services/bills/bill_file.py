@@ -73,7 +73,7 @@ class Bill:
         return sum(1 for r in self.rows if r.kind == "refund")
 
 
-async def read(data: bytes, hash_type, hash_value) -> "Bill":
+async def read(data: bytes, hash_type, hash_value) -> Bill:
     """The downloaded bill (gzip, or plain) unzipped, verified against the signed hash, then parsed: in a thread."""
     return await _THREADS.run(_read, data, hash_type, hash_value)
 
@@ -121,7 +121,7 @@ def fen(value: str, column: str) -> int:
 
 def _value(text: str) -> str:
     """A bill value without its backtick prefix."""
-    return text[1:] if text.startswith("`") else text
+    return text.removeprefix("`")
 
 
 def parse(data: bytes) -> Bill:

@@ -10,7 +10,7 @@ from telemetry import metrics
 
 from ..formats import beijing, iso
 from ..paging import decode_cursor, encode_cursor, parse_limit
-from .reconcile import bill_day_start, parse_day
+from .reconcile import bill_day_start, parse_day, reconcile
 from .terms import CATEGORIES, COMPARED
 
 
@@ -77,8 +77,6 @@ async def day_view(text) -> dict:
 async def reconcile_now(ctx, text, operator, actor) -> dict:
     """POST /api/v1/admin/bills/{bill_date}/reconcile: reconcile the day now; its reconciliation, whatever its
     status."""
-    from .reconcile import reconcile
-
     return await reconciliation(await reconcile(ctx, parse_day(text), actor, operator))
 
 

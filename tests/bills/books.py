@@ -12,7 +12,7 @@ DAYS = {"matched": 11, "foreign": 12, "rejected_refund": 13, "no_trades": 14, "m
         "not_ready": 16, "corrupt": 17, "unbalanced": 18, "race": 19, "race_control": 20, "decisions": 21,
         "pages": 22, "report": 23, "amount_mismatch": 24, "openapi": 25, "roles": 26, "metrics": 27,
         "personal_data": 28,  # tests/models/test_personal_data_at_rest.py
-        "reordered": 29}
+        "reordered": 29, "rejected_unconfirmed": 30}
 
 
 async def pay_at(api, success_time, notify=True, capacity=5, title="体验课（对账）"):

@@ -7,6 +7,9 @@ import asyncio
 import csv
 import datetime as dt
 import io
+import logging
+import socket
+import struct
 
 import pytest
 
@@ -139,3 +142,25 @@ async def test_export_ranges_and_roles(api):
         assert status == 403 and body["error"]["code"] == "FORBIDDEN"
         status, body, _ = await api.call("GET", f"/api/v1/admin/exports/{kind}.csv")
         assert status == 401 and body["error"]["code"] == "UNAUTHENTICATED"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_client_hanging_up_mid_export_is_not_an_error(api, base_url, caplog):
+    """A download cancelled half way (the socket reset under the answer) ends the export quietly: nothing at ERROR,
+    and the service goes on answering exports."""
+    finance = await api.admin_token("finance")
+    day = today().isoformat()
+    host, port = base_url.split("//", 1)[1].split(":")
+    path = f"/api/v1/admin/exports/orders.csv?from={day}&to={day}"
+    with caplog.at_level(logging.INFO):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {finance}\r\n\r\n".encode())
+        await writer.drain()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        writer.close()
+        await eventually(lambda: [r for r in caplog.records if "exports/orders.csv" in r.getMessage()],
+                         what="the export's end (quiet or not) logged")
+        status, body, _ = await _export(api, finance, "orders", **{"from": day, "to": day})
+        assert status == 200 and body.startswith(BOM.encode())
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -197,6 +197,31 @@ async def test_a_rejected_refund_that_wechat_pay_made_is_mended_counted_and_flag
 
 
 @pytest.mark.gen_test(timeout=90)
+async def test_a_rejected_refund_on_the_bill_that_the_query_does_not_confirm_waits_for_finance(api):
+    day = day_ago(DAYS["rejected_unconfirmed"])
+    finance = await api.admin_token("finance")
+    _, order = await pay_at(api, at(day, "10:00:00"))
+    await api.control("POST", "/sandbox/faults", {"path_prefix": REFUNDS, "method": "POST", "status": 400,
+                                                  "code": "INVALID_REQUEST", "message": "退款请求失败", "count": 1})
+    status, body = await api.refund(finance, order["order_id"], 20000)
+    assert status == 409 and body["error"]["code"] == "REFUND_REJECTED"  # and WeChat Pay made nothing
+    [refund] = (await api.call("GET", f"/api/v1/admin/orders/{order['order_id']}", token=finance))[1]["refunds"]
+    await api.control("POST", f"/sandbox/bills/{day}/rows", {
+        "kind": "refund", "amount": 20000, "time": "20:00:00", "out_trade_no": order["order_id"],
+        "out_refund_no": refund["out_refund_no"]})
+
+    result = await reconcile(api, finance, day)
+    [found] = by_ref(result, out_refund_no=refund["out_refund_no"])
+    assert (found["kind"], found["category"], found["ledger_status"]) == ("refund", "missing_in_ledger", "REJECTED")
+    assert found["resolution"] is None, "WeChat Pay's query does not know the refund: it waits for a decision"
+    row = await Refund.select().where(Refund.out_refund_no == refund["out_refund_no"]).aio_get()
+    assert (row.status, row.success_after) == ("REJECTED", None)
+    story = (await api.call("GET", f"/api/v1/admin/orders/{order['order_id']}", token=finance))[1]
+    assert story["status"] == "paid" and story["refunded_fen"] == 0, "no money is counted back on the bill's word"
+    assert result["ledger"]["refunds"] == 0
+
+
+@pytest.mark.gen_test(timeout=90)
 async def test_an_amount_that_differs(api):
     day = day_ago(DAYS["amount_mismatch"])
     finance = await api.admin_token("finance")

@@ -1,5 +1,6 @@
 """The daily bill job: after BILL_RECONCILE_HOUR yesterday's bill is reconciled, retried while WeChat Pay says it is
-still being made, and once it is compared no process tries it again — one run at a time across two processes.
+still being made, and once it is compared no process tries it again — one run at a time across two processes. A day
+the job tried whose bill was still not ready at midnight goes on being tried; a day only an operator tried does not.
 
 Two `python server.py` on a database and a sandbox of their own (the session's have days other tests use), with
 BILL_RECONCILE_HOUR=0 (always past) and BILL_RETRY_SECONDS=0.5.
@@ -55,6 +56,32 @@ def _runs(url, day):
         conn.close()
 
 
+def _sql(url, statements):
+    """Run statements on the test's own database (autocommit)."""
+    parsed = settings_module.parse_database_url({"DATABASE_URL": url})
+    conn = pymysql.connect(host=parsed.host, port=parsed.port, user=parsed.user, password=parsed.password,
+                           database=parsed.name, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            for sql, params in statements:
+                cur.execute(sql, params)
+    finally:
+        conn.close()
+
+
+def _tried_earlier(url, day, actor):
+    """The day as a run by `actor` days ago left it: not ready, due again now (what the job or an operator wrote)."""
+    _sql(url, [("INSERT INTO bill_days (bill_date, status, attempts, next_attempt_at, updated_at) "
+                "VALUES (%s, 'not_ready', 1, UTC_TIMESTAMP(), UTC_TIMESTAMP())", (day,)),
+               ("INSERT INTO bill_runs (bill_date, status, started_at, reconciled_at, actor, error, wechat_payments, "
+                "wechat_payments_fen, wechat_refunds, wechat_refunds_fen, wechat_fees_fen, ledger_payments, "
+                "ledger_payments_fen, ledger_refunds, ledger_refunds_fen, rows_matched) VALUES (%s, 'not_ready', "
+                "UTC_TIMESTAMP(), UTC_TIMESTAMP(), %s, 'STATEMENT_CREATING: 账单生成中', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)",
+                (day, actor))])
+    _sql(url, [("UPDATE bill_days SET last_run_id = (SELECT MAX(id) FROM bill_runs WHERE bill_date = %s) "
+                "WHERE bill_date = %s", (day, day))])
+
+
 def _reconciler_passes(url):
     parsed = settings_module.parse_database_url({"DATABASE_URL": url})
     conn = pymysql.connect(host=parsed.host, port=parsed.port, user=parsed.user, password=parsed.password,
@@ -94,3 +121,24 @@ def test_yesterday_is_reconciled_once_after_it_is_ready(server_env, own_database
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_day_the_job_tried_is_tried_again_after_it_stopped_being_yesterday(server_env, own_database, own_sandbox):
+    today = dt.datetime.now(CN).date()
+    jobs_day, operators_day = today - dt.timedelta(days=3), today - dt.timedelta(days=4)
+    _tried_earlier(own_database, jobs_day, "system")  # not ready when it was yesterday; then midnight came
+    _tried_earlier(own_database, operators_day, "operator:finance")
+    env = {**server_env, **{k: v for k, v in own_sandbox.env.items() if k.startswith("WECHAT")},
+           "DATABASE_URL": own_database, "BILL_RECONCILE_HOUR": "23", "BILL_RETRY_SECONDS": "0.5",
+           "RECONCILE_INTERVAL_SECONDS": "0.2"}
+    service = ServiceProcess(env, name="billjob-left-over")
+    try:
+        wait_until(lambda: _runs(own_database, jobs_day)[-1][0] == "no_trades", timeout=30,
+                   what="the job to try the day again and find it ready")
+        passes = _reconciler_passes(own_database)
+        wait_until(lambda: _reconciler_passes(own_database) >= passes + 10, timeout=30, what="ten reconciler passes")
+        assert [(status, actor) for status, _, _, actor in _runs(own_database, jobs_day)] == [
+            ("not_ready", "system"), ("no_trades", "system")], "tried again once, then left alone"
+        assert len(_runs(own_database, operators_day)) == 1, "a day only an operator tried is theirs to try again"
+    finally:
+        service.stop()
