@@ -460,7 +460,7 @@ def load(env=None) -> Settings:
         workers=_int(env, "WORKERS", 1, minimum=1),
         log_format=_choice(env, "LOG_FORMAT", "text", ("text", "json")),
         log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
-        event_loop=_choice(env, "EVENT_LOOP", "asyncio", ("asyncio", "uvloop")),
+        event_loop=_choice(env, "EVENT_LOOP", "uvloop", ("uvloop", "asyncio")),
         metrics_allow=_networks(env, "METRICS_ALLOW", "127.0.0.1/32,::1/128"),
         reconcile_batch=_int(env, "RECONCILE_BATCH", 100, minimum=1),
         bill_reconcile_hour=_hour(env, "BILL_RECONCILE_HOUR", 10),

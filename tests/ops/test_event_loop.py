@@ -1,4 +1,4 @@
-"""EVENT_LOOP: the service runs on the standard library's asyncio loop by default and on uvloop when asked; both
+"""EVENT_LOOP: the service runs on uvloop by default and on the standard library's asyncio loop when asked; both
 carry a payment end to end (order, prepay, WeChat Pay's notification, the push on the WebSocket)."""
 import asyncio
 import json
@@ -41,3 +41,10 @@ def test_an_unknown_event_loop_is_refused(service_env):
 
     with pytest.raises(settings_module.SettingsError, match="EVENT_LOOP"):
         settings_module.load({**service_env, "EVENT_LOOP": "trio"})
+
+
+def test_the_default_is_uvloop(service_env):
+    import settings as settings_module
+
+    env = {k: v for k, v in service_env.items() if k != "EVENT_LOOP"}
+    assert settings_module.load(env).event_loop == "uvloop"
