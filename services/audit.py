@@ -121,6 +121,21 @@ def guarded(when_rows: int, action, actor: Actor, **fields) -> tuple[str, tuple]
     return GUARDED_INSERT, (*_row(action, actor, **fields), when_rows)
 
 
+def inline(rows: list[tuple], order_sql: str) -> tuple[str, tuple]:
+    """(SQL, parameters) of one INSERT of rows made by `row()` for an order whose id is not known yet: `order_sql`
+    (a user variable set earlier in the same packet) stands for each row's order id. For a transaction's last
+    packet, when nothing else waits to be flushed (UnitOfWork.ending())."""
+    one = "(" + order_sql + ", " + ", ".join(["%s"] * (len(_COLUMNS) - 1)) + ")"
+    sql = (f"INSERT INTO `payment_audit_log` ({', '.join(f'`{c}`' for c in _COLUMNS)}) VALUES "
+           + ", ".join([one] * len(rows)))
+    return sql, tuple(value for r in rows for value in r[1:])
+
+
+def row(action, actor: Actor, **fields) -> tuple:
+    """The values of one audit row (as record() would write it), for inline()."""
+    return _row(action, actor, **fields)
+
+
 def nothing_pending() -> bool:
     """No audit row waits to be flushed with this transaction's end."""
     return not pending_rows.get()

@@ -22,15 +22,18 @@ _JSON_SECRET = re.compile(
     r"(?i)([\"'](?:secret|app_?secret|js_code|access_token|token|password|session_key|apiv3_key|private_key)"
     r"[\"']\s*:\s*[\"'])[^\"']*")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
-_QUIET = ("httpx", "httpcore", "peewee", "peewee.async", "asyncio", "hpack")
+_QUIET = ("httpx", "httpcore", "tornado.curl_httpclient", "peewee", "peewee.async", "asyncio", "hpack")
 
 
-_MAYBE_SECRET = re.compile(r"(?i)secret|token|js_code|password|session_key|bearer|apiv3_key|private_key")
+# Words one of which every secret-looking value above comes with ("apiv3_key" and "private_key" end in "_key",
+# "session_key" too); most lines have none, and a few substring tests cost less than a case-blind regex scan.
+_MAYBE_SECRET = ("secret", "token", "js_code", "password", "_key", "bearer")
 
 
 def redact(text: str) -> str:
     """The text with every secret-looking value replaced by ***."""
-    if not _MAYBE_SECRET.search(text):  # most lines: one scan, nothing to replace
+    low = text.lower()
+    if not any(word in low for word in _MAYBE_SECRET):  # most lines: nothing to replace
         return text
     text = _QUERY_SECRET.sub(r"\1***", text)
     text = _JSON_SECRET.sub(r"\1***", text)
@@ -84,6 +87,9 @@ def configure(level="INFO", fmt="text"):
     handler.setFormatter(formatter(fmt))
     root.addHandler(handler)
     root.setLevel(level)
+    # No format of ours names the thread or the multiprocessing process: not looked up for every record.
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     return handler

@@ -120,10 +120,19 @@ def method_label(method: str, served=HTTP_METHODS) -> str:
     return method if method in served else OTHER_METHOD
 
 
+_REQUEST_SERIES = {}  # (route, method, status) -> (its counter, its histogram): labels() looked up once per series
+
+
 def observe_request(route: str, method: str, status: int, seconds: float):
-    """Count one answered HTTP request (`method` already a method_label)."""
-    HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    HTTP_DURATION.labels(route, method).observe(seconds)
+    """Count one answered HTTP request (`method` already a method_label; routes, methods and statuses are the
+    service's own few values, so the series are few)."""
+    key = (route, method, status)
+    series = _REQUEST_SERIES.get(key)
+    if series is None:
+        series = _REQUEST_SERIES[key] = (HTTP_REQUESTS.labels(route, method, str(status)),
+                                         HTTP_DURATION.labels(route, method))
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def committed(uow, reconcile_interval: float, refund_statuses):

@@ -51,32 +51,47 @@ INSERT_RESERVATION = Prepared(
     "INSERT INTO `seat_reservations` (`reservation_id`, `order_id`, `course_schedule_id`, `user_id`, `seat_count`, "
     "`status`, `payment_started`, `expires_at`, `created_at`, `updated_at`) "
     f"VALUES (%s, %s, %s, %s, 1, '{TEMPORARY}', 0, %s, %s, %s)")
-# Both in one round trip: the hold names the order just inserted by LAST_INSERT_ID(). Parameters: INSERT_ORDER's,
-# then INSERT_RESERVATION's without the order id.
-INSERT_ORDER_AND_HOLD = Prepared(INSERT_ORDER.sql + ";" + INSERT_RESERVATION.sql.replace(
-    "VALUES (%s, %s, ", "VALUES (%s, LAST_INSERT_ID(), ", 1))
+# Both in one round trip: the hold names the order just inserted by LAST_INSERT_ID(), kept in a user variable of the
+# connection for the audit rows that may follow in the same packet. Parameters: INSERT_ORDER's, then
+# INSERT_RESERVATION's without the order id.
+NEW_ORDER = "@gym_new_order"
+INSERT_ORDER_AND_HOLD = Prepared(INSERT_ORDER.sql + f";SET {NEW_ORDER} = LAST_INSERT_ID();" +
+                                 INSERT_RESERVATION.sql.replace("VALUES (%s, %s, ", f"VALUES (%s, {NEW_ORDER}, ", 1))
 
 
-async def open_order(uow, settings, user_id, schedule, actor, request_snapshot, now):
-    """The first state: a pending order for one trial seat and its temporary hold (SEAT_HOLD_SECONDS)."""
+async def open_order(uow, settings, user_id, schedule, actor, request_snapshot, now, last=False):
+    """The first state: a pending order for one trial seat and its temporary hold (SEAT_HOLD_SECONDS).
+
+    `last`: nothing follows in the transaction, so (when no other audit row waits to be flushed) the order, its hold,
+    their audit rows and the COMMIT go in one round trip."""
     price = settings.trial_price_fen
     order = SimpleNamespace(
-        order_id=uuid.uuid4().hex, user_id=user_id, course_schedule_id=schedule.id, amount_fen=price, currency="CNY",
-        status=PENDING, description=f"体验课 {schedule.title}"[:127], trade_type=None, transaction_id=None,
+        id=None, order_id=uuid.uuid4().hex, user_id=user_id, course_schedule_id=schedule.id, amount_fen=price,
+        currency="CNY", status=PENDING, description=f"体验课 {schedule.title}"[:127], trade_type=None, transaction_id=None,
         prepay_id=None, code_url=None, refunded_fen=0, failure_reason=None, paid_at=None, created_at=now,
         updated_at=now, expires_at=now + dt.timedelta(seconds=settings.order_expire_seconds))
     reservation = SimpleNamespace(
         reservation_id=uuid.uuid4().hex, status=TEMPORARY, payment_started=False,
         expires_at=now + dt.timedelta(seconds=settings.seat_hold_seconds), confirmed_at=None)
-    placed, held = await INSERT_ORDER_AND_HOLD.each(
-        order.order_id, user_id, schedule.id, Decimal(price) / 100, price, order.description, user_id, now, now,
-        order.expires_at, reservation.reservation_id, schedule.id, user_id, reservation.expires_at, now, now)
+    params = (order.order_id, user_id, schedule.id, Decimal(price) / 100, price, order.description, user_id, now, now,
+              order.expires_at, reservation.reservation_id, schedule.id, user_id, reservation.expires_at, now, now)
+    rows = [("order_created", dict(entity="order", new_status=PENDING, request=request_snapshot,
+                                   detail=f"schedule {schedule.id}, {yuan(price)} CNY")),
+            ("seat_held", dict(entity="reservation", new_status=TEMPORARY,
+                               detail=f"reservation {reservation.reservation_id} until {iso(reservation.expires_at)}"))]
+    tx = uow.ending() if last else None
+    if tx is not None:  # the audit rows name the order by the id the packet's first INSERT made
+        audit_sql, audit_params = audit.inline([audit.row(action, actor, order=order, **fields)
+                                                for action, fields in rows], NEW_ORDER)
+        placed, _, held, _ = await Prepared(INSERT_ORDER_AND_HOLD.sql + ";" + audit_sql).each(
+            *params, *audit_params, last_of=tx)
+    else:
+        placed, _, held = await INSERT_ORDER_AND_HOLD.each(*params)
     order.id, reservation.id = placed.lastrowid, held.lastrowid
     reservation.order_id = order.id
-    await audit.record("order_created", actor, order=order, new_status=PENDING, request=request_snapshot,
-                       detail=f"schedule {schedule.id}, {yuan(price)} CNY")
-    await audit.record("seat_held", actor, order=order, entity="reservation", new_status=TEMPORARY,
-                       detail=f"reservation {reservation.reservation_id} until {iso(reservation.expires_at)}")
+    if tx is None:
+        for action, fields in rows:
+            await audit.record(action, actor, order=order, **fields)
     # No status push: nobody can be subscribed to an order that did not exist, and a subscriber gets the order's
     # state from MySQL when it subscribes (realtime/ws.py).
     return order, reservation

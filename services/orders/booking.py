@@ -150,7 +150,8 @@ async def _create(uow, ctx, user_id, schedule_id, idem_key, request_hash, actor,
         # Refused, but what was settled on the way (offers lapsed and passed on, the parent's own lapsed order
         # ended) commits: the refusal is raised after the transaction.
         return SOLD_OUT, None, None
-    order, reservation = await open_order(uow, settings, user_id, schedule, actor, request_snapshot, now)
+    order, reservation = await open_order(uow, settings, user_id, schedule, actor, request_snapshot, now,
+                                          last=kept is None and not idem_key)
     if kept is not None:
         await take_kept_seat(uow, kept, order, actor)
     if idem_key:

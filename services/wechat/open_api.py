@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from urllib.parse import urlencode
 
-import httpx
-
-from telemetry.context import tag_outgoing
+from .transport import TransportError, WeChatHTTP
 
 log = logging.getLogger("gym.wechat_open")
+
+OPEN_API_TIMEOUT = 5.0  # seconds for a whole call (3 of them to connect)
 
 
 class OpenAPIError(Exception):
@@ -31,8 +33,9 @@ class WeChatOpenAPI:
 
     def __init__(self, settings):
         self.settings = settings
-        self.http = httpx.AsyncClient(base_url=settings.wechat_api_base, timeout=httpx.Timeout(5.0, connect=3.0),
-                                      event_hooks={"request": [tag_outgoing]})
+        self.base = settings.wechat_api_base.rstrip("/")
+        # services/wechat/transport.py: one client for the process's open API calls; a parent waits on login
+        self.http = WeChatHTTP(call_timeout=OPEN_API_TIMEOUT)
         self._token = None
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
@@ -41,17 +44,24 @@ class WeChatOpenAPI:
         """Close the HTTP client."""
         await self.http.aclose()
 
-    async def _json(self, method, path, **kwargs):
+    async def _json(self, method, path, params=None, json_body=None):
+        url = self.base + path + ("?" + urlencode(params) if params else "")
+        body, headers = None, {}
+        if json_body is not None:
+            body = json.dumps(json_body, ensure_ascii=False, separators=(",", ":")).encode()
+            headers = {"Content-Type": "application/json"}
         try:
-            resp = await self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as e:
+            resp = await self.http.fetch(method, url, headers, body)
+        except TransportError as e:
             raise OpenAPIError(None, f"network: {type(e).__name__}") from e
         if resp.status_code >= 500:
             raise OpenAPIError(None, f"HTTP {resp.status_code}")
         try:
-            data = resp.json()
+            data = json.loads(resp.content)
         except ValueError:
             raise OpenAPIError(None, f"HTTP {resp.status_code}: not JSON") from None
+        if not isinstance(data, dict):
+            raise OpenAPIError(None, f"HTTP {resp.status_code}: not a JSON object")
         if data.get("errcode"):
             raise OpenAPIError(data.get("errcode"), data.get("errmsg", ""))
         return data
@@ -66,7 +76,7 @@ class WeChatOpenAPI:
         """A cached stable access token, refreshed five minutes before it ends."""
         async with self._token_lock:
             if force or not self._token or time.time() > self._token_expires - 300:
-                data = await self._json("POST", "/cgi-bin/stable_token", json={
+                data = await self._json("POST", "/cgi-bin/stable_token", json_body={
                     "grant_type": "client_credential", "appid": self.settings.wechat_appid,
                     "secret": self.settings.wechat_app_secret, "force_refresh": bool(force)})
                 self._token = data["access_token"]
@@ -82,7 +92,7 @@ class WeChatOpenAPI:
             token = await self.access_token(force=attempt > 0)
             try:
                 return await self._json("POST", "/cgi-bin/message/subscribe/send",
-                                        params={"access_token": token}, json=payload)
+                                        params={"access_token": token}, json_body=payload)
             except OpenAPIError as e:
                 if e.errcode in (40001, 42001) and attempt == 0:
                     continue

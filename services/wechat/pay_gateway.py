@@ -12,18 +12,18 @@ import json
 import logging
 import secrets
 import time
+from urllib.parse import urlsplit
 
-import httpx
 from cryptography import x509
 from wechatpayv3.async_ import AsyncWeChatPay
 from wechatpayv3.async_.type import WeChatPayType
 from wechatpayv3.utils import build_authorization
 
 from telemetry import metrics
-from telemetry.context import tag_outgoing
 
 from .apiv3 import PREVIOUS, MalformedResource, UndecryptableResource, ApiV3Keys
 from .platform_keys import PlatformKeys, valid_now
+from .transport import MAX_ANSWER_BYTES, TooLarge, TransportError, WeChatHTTP
 
 log = logging.getLogger("gym.wechatpay")
 
@@ -32,27 +32,8 @@ RETRYABLE_CODES = {"SYSTEM_ERROR", "BANK_ERROR", "FREQUENCY_LIMITED", "UNAVAILAB
 
 CERTIFICATES_PATH = "/v3/certificates"
 BILL_DOWNLOAD_PATH = "/v3/billdownload/file"  # WeChat Pay does not sign this answer (the signed hash stands for it)
-BILL_MAX_BYTES = 8 * 1024 * 1024  # a larger download is refused (a gym's day is a few kilobytes)
-MAX_ANSWER_BYTES = 8 * 1024 * 1024  # an API answer declaring more is refused unread (the certificate list: a few KiB)
-CONNECT_TIMEOUT, READ_TIMEOUT = 3, 10  # seconds: a WeChat Pay call takes at most 13 s
-# One pool per process (there is one gateway per process): kept-alive connections to WeChat Pay, reused by every
-# call; more calls in flight than connections wait for one (bounded by the pool timeout) instead of opening more.
-POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30)
-POOL_TIMEOUT = 5  # seconds a call may wait for a free connection of the pool
-
-
-class _TooLarge(httpx.RequestError):
-    """An answer larger than this service reads (an httpx error, so callers map it as any transport failure)."""
-
-
-def _http_client(event_hooks) -> httpx.AsyncClient:
-    """The one httpx client of the WeChat Pay calls: timeouts, pool limits and hooks set once, for the process.
-
-    httpx reads the proxy variables (HTTPS_PROXY, ALL_PROXY, NO_PROXY) itself; TLS is verified against certifi's
-    bundle, as the SDK's own client does."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=POOL_TIMEOUT), limits=POOL_LIMITS,
-        event_hooks=event_hooks, trust_env=True)
+BILL_MAX_BYTES = MAX_ANSWER_BYTES  # a larger download is refused (a gym's day is a few kilobytes)
+CONNECT_TIMEOUT, CALL_TIMEOUT = 3, 10  # seconds (services/wechat/transport.py): a WeChat Pay call takes at most 10 s
 
 
 class UnverifiedAnswer(Exception):
@@ -68,6 +49,18 @@ class PaymentGatewayError(Exception):
         self.message = message
         self.http_status = http_status
         self.retryable = retryable
+
+
+def _url_parts(url: str):
+    """(scheme, host, port, path, query) of an absolute http(s) URL (the default port filled in), or None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port, parts.path, parts.query
 
 
 def _rfc3339_cn(when) -> str:
@@ -100,7 +93,7 @@ class WeChatPayGateway:
             notify_url=settings.wechatpay_notify_url,
             public_key=settings.wechatpay_public_key,
             public_key_id=settings.wechatpay_public_key_id,
-            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+            timeout=(CONNECT_TIMEOUT, CALL_TIMEOUT - CONNECT_TIMEOUT),
         )
         self.client._core._gate_way = settings.wechatpay_gateway
         self.client._core._init_certificates = self._no_sdk_certificates
@@ -120,15 +113,16 @@ class WeChatPayGateway:
         bounded as PlatformKeys bounds every download)."""
         if self._opened:
             return
-        # The SDK's own __aenter__ would build its client (default pool limits) and bootstrap certificates; we give
-        # its core our long-lived client instead: built once here, shared by every call until close().
-        self.core._client = _http_client({"request": [tag_outgoing], "response": [self._check_answer]})
+        # The SDK's own __aenter__ would build an httpx client and bootstrap certificates; we give its core our
+        # long-lived client instead (services/wechat/transport.py): built once here, shared by every call until
+        # close(), every answer checked by _check_answer before the SDK or we read it.
+        self.core._client = WeChatHTTP(check_answer=self._check_answer)
         self._opened = True
         self.keys.load_directory()
         if not self.settings.public_key_mode and not self.keys.certificates:
             try:
                 self.keys.add(await self._download_certificates())
-            except (PaymentGatewayError, httpx.HTTPError, OSError) as e:
+            except (PaymentGatewayError, TransportError, OSError) as e:
                 log.warning("downloading the platform certificates at start failed: %s", e)
 
     async def close(self):
@@ -147,17 +141,14 @@ class WeChatPayGateway:
             return True
         return await self.keys.check_signed(headers, body.encode() if isinstance(body, str) else body) is None
 
-    async def _check_answer(self, response: httpx.Response):
+    async def _check_answer(self, answer):
         """Every answer we may act on must be signed by WeChat Pay (the SDK checks only 2xx answers); a checked
-        answer's headers are marked so that the SDK's own check (_sdk_answer_check) does not verify it again."""
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
-            await response.aclose()
-            raise _TooLarge(f"answer of {declared} bytes refused", request=response.request)
-        if self._exempt(response.request.url.path, response.status_code):
+        answer's headers are marked so that the SDK's own check (_sdk_answer_check) does not verify it again.
+        (An answer longer than MAX_ANSWER_BYTES never gets here: the transport refuses it unread.)"""
+        if self._exempt(answer.path, answer.status_code):
             return
-        await self._verify_answer(response.status_code, response.headers, await response.aread())
-        response.headers.verified = True
+        await self._verify_answer(answer.status_code, answer.headers, answer.content)
+        answer.headers.verified = True
 
     @staticmethod
     def _exempt(path, status) -> bool:
@@ -193,7 +184,7 @@ class WeChatPayGateway:
         headers = {"Authorization": auth, "Accept": "application/json", "User-Agent": "gym-payments"}
         if self.settings.public_key_mode:
             headers["Wechatpay-Serial"] = self.settings.wechatpay_public_key_id
-        response = await core._client.get(self.settings.wechatpay_gateway + CERTIFICATES_PATH, headers=headers)
+        response = await core._client.fetch("GET", self.settings.wechatpay_gateway + CERTIFICATES_PATH, headers)
         if response.status_code != 200:
             raise PaymentGatewayError(f"HTTP_{response.status_code}", "下载平台证书失败", response.status_code, True)
         found, used = {}, set()
@@ -244,7 +235,7 @@ class WeChatPayGateway:
         await self.open()
         try:
             status, text = await coro_factory()
-        except httpx.HTTPError as e:
+        except TransportError as e:
             raise PaymentGatewayError("UNAVAILABLE", f"微信支付网络异常: {type(e).__name__}", retryable=True) from e
         except UnverifiedAnswer as e:
             log.error("WeChat Pay %s: %s", what, e)
@@ -353,25 +344,21 @@ class WeChatPayGateway:
 
     async def _download(self, download_url: str) -> bytes:
         await self.open()
-        gateway, url = httpx.URL(self.settings.wechatpay_gateway), httpx.URL(str(download_url or ""))
-        if (url.scheme, url.host, url.port) != (gateway.scheme, gateway.host, gateway.port) \
-                or url.path != BILL_DOWNLOAD_PATH:
+        gateway, url = _url_parts(self.settings.wechatpay_gateway), _url_parts(str(download_url or ""))
+        if url is None or gateway is None or url[:3] != gateway[:3] or url[3] != BILL_DOWNLOAD_PATH:
             raise PaymentGatewayError("BAD_DOWNLOAD_URL", "账单下载地址不是微信支付的地址")
-        target = url.raw_path.decode("ascii")
+        target = url[3] + (f"?{url[4]}" if url[4] else "")
         core = self.core
         auth = build_authorization(target, "GET", core._mchid, core._cert_serial_no, core._private_key)
         headers = {"Authorization": auth, "Accept": "application/json", "User-Agent": "gym-payments"}
-        try:
-            async with core._client.stream("GET", str(download_url), headers=headers) as response:
-                content, size = [], 0
-                async for chunk in response.aiter_raw():  # as served (gzip): the signed hash is of these bytes
-                    size += len(chunk)
-                    if size > BILL_MAX_BYTES:
-                        raise PaymentGatewayError("BILL_TOO_LARGE", "账单文件过大", response.status_code)
-                    content.append(chunk)
-        except httpx.HTTPError as e:
+        try:  # as served (gzip): the signed hash is of these bytes
+            response = await core._client.fetch("GET", str(download_url), headers, max_bytes=BILL_MAX_BYTES,
+                                                decompress=False)
+        except TooLarge as e:
+            raise PaymentGatewayError("BILL_TOO_LARGE", "账单文件过大") from e
+        except TransportError as e:
             raise PaymentGatewayError("UNAVAILABLE", f"微信支付网络异常: {type(e).__name__}", retryable=True) from e
-        content = b"".join(content)
+        content = response.content
         if response.status_code != 200:
             code = _error_code(content) or f"HTTP_{response.status_code}"
             retryable = response.status_code >= 500 or response.status_code == 429
