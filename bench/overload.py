@@ -24,7 +24,7 @@ from collections import Counter
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import (  # noqa: E402
-    Setup, check, common_parser, headline, lat, log, per_op, run_loadgen, run_scenarios, settle,
+    Setup, check, common_parser, goal, headline, lat, log, per_op, run_loadgen, run_scenarios, settle,
 )
 from bench.notify_storm import forge  # noqa: E402
 from bench.world import query  # noqa: E402
@@ -122,20 +122,6 @@ def _figures(world, args, capacity, rate, session, paying_session, result, windo
     }
     a99, s99 = figures["admitted_flow_ms"]["p99"], figures["shed_answer_ms"]["p99"]
     n_other = sum(other.values()) + len(lost)
-    figures["headline"] = [
-        headline("capacity", "capacity measured first (create + prepay flows/s)", round(capacity, 1), "/s", "rate"),
-        headline("offered", f"offered ({args.overload_factor:g}× capacity)", round(rate, 1), "/s", "rate"),
-        headline("admitted_per_s", "admitted flows completed/s", figures["admitted_per_s"], "/s", "rate"),
-        headline("admitted_p99_ms", f"admitted flow p99 from schedule (goal < {GOAL_ADMITTED_P99_MS} ms)", a99, "ms"),
-        headline("shed_p99_ms", f"503 answer p99 (goal < {GOAL_SHED_P99_MS} ms)", s99, "ms"),
-        headline("shed_share_pct", "flows turned away (at create, at prepay)",
-                 round(100 * (len(flows) - len(admitted)) / max(1, len(flows)), 1), "%"),
-        headline("other_answers", "answers other than 2xx and 503, or none (goal 0)", n_other, ""),
-        headline("notify_p99_ms", f"notifications meanwhile ({args.overload_notify_rate:g}/s): answer p99",
-                 figures["notifications"]["answer_ms"]["p99"], "ms"),
-        headline("service_cpu_ms", "service CPU per admitted flow (shed answers included)",
-                 figures["cpu_ms_per_op"]["service"], "ms", "cpu"),
-    ]
     figures["checks"] = [
         check(f"admitted flows p99 < {GOAL_ADMITTED_P99_MS} ms", admitted and a99 < GOAL_ADMITTED_P99_MS, a99),
         check(f"503 answers p99 < {GOAL_SHED_P99_MS} ms", s99 is not None and s99 < GOAL_SHED_P99_MS, s99),
@@ -143,7 +129,29 @@ def _figures(world, args, capacity, rate, session, paying_session, result, windo
         check("every notification meanwhile answered 204", note_codes == Counter({"204": len(notified["results"])}),
               dict(note_codes)),
     ]
-    figures["checks"] += _database_checks(world, session, paying_session, flows, len(notified["results"]))
+    database = _database_checks(world, session, paying_session, flows, len(notified["results"]))
+    figures["checks"] += database
+    figures["headline"] = [
+        headline("capacity", "capacity measured first (create + prepay flows/s)", round(capacity, 1), "/s", "rate"),
+        headline("offered", f"offered ({args.overload_factor:g}× capacity)", round(rate, 1), "/s", "rate"),
+        headline("admitted_per_s", "admitted flows completed/s", figures["admitted_per_s"], "/s", "rate"),
+        headline("admitted_p99_ms", "admitted flow p99, from its scheduled start to its prepay's answer", a99, "ms",
+                 goal=goal(f"< {GOAL_ADMITTED_P99_MS} ms", at_most=GOAL_ADMITTED_P99_MS)),
+        headline("admitted_max_ms", "admitted flow, slowest", figures["admitted_flow_ms"]["max"], "ms"),
+        headline("shed_p99_ms", "503 answer p99", s99, "ms", goal=goal(f"< {GOAL_SHED_P99_MS} ms",
+                                                                        at_most=GOAL_SHED_P99_MS)),
+        headline("shed_max_ms", "503 answer, slowest", figures["shed_answer_ms"]["max"], "ms"),
+        headline("shed_share_pct", "flows turned away (at create, at prepay)",
+                 round(100 * (len(flows) - len(admitted)) / max(1, len(flows)), 1), "%"),
+        headline("other_answers", "answers other than 2xx and 503, or none", n_other, "", goal=goal("0", at_most=0)),
+        headline("database_failed", "MySQL checks failed (an order per 201 and none per 503, a prepay id per 200, "
+                 "no oversell, each payment applied once)", sum(not c["ok"] for c in database), "",
+                 goal=goal("0", at_most=0)),
+        headline("notify_p99_ms", f"notifications meanwhile ({args.overload_notify_rate:g}/s): answer p99",
+                 figures["notifications"]["answer_ms"]["p99"], "ms"),
+        headline("service_cpu_ms", "service CPU per admitted flow (shed answers included)",
+                 figures["cpu_ms_per_op"]["service"], "ms", "cpu"),
+    ]
     log(f"overload: capacity {capacity:.1f}/s, offered {rate:.1f}/s; {len(admitted)} admitted (p99 {a99} ms), "
         f"503 p99 {s99} ms, {n_other} other; notifications {dict(note_codes)}")
     return figures
