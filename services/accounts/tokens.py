@@ -32,18 +32,15 @@ def issue(secret: str, kind: str, subject: int, ttl: int, now: float | None = No
     return f"{body}.{_b64(sig)}"
 
 
-def verify(secret: str, token: str, kind: str, now: float | None = None) -> int:
-    """The subject of a valid, unexpired token of `kind`; raises 401 UNAUTHENTICATED otherwise."""
-    return claims(secret, token, kind, now)["sub"]
+def verify(secret: str, token: str, kind: str, now: float | None = None, remember: bool = True) -> int:
+    """The subject of a valid, unexpired token of `kind`; raises 401 UNAUTHENTICATED otherwise.
+
+    remember=False checks a token used once (a WebSocket's, at its handshake) without keeping it in the cache."""
+    return claims(secret, token, kind, now, remember)["sub"]
 
 
-@functools.lru_cache(maxsize=4096)
 def _signed_payload(secret: str, token: str) -> tuple:
-    """The payload of a token whose signature is right, as sorted (key, value) pairs; ValueError otherwise.
-
-    Cached: a parent's token comes with every request, and its signature and JSON are checked once per process
-    rather than on each (only tokens whose signature verified are kept, so no stranger can fill the cache; the
-    kind and the expiry are checked on every use, by claims())."""
+    """The payload of a token whose signature is right, as sorted (key, value) pairs; ValueError otherwise."""
     body, sig = token.split(".", 1)
     expected = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
     if not hmac.compare_digest(expected, _unb64(sig)):
@@ -54,12 +51,18 @@ def _signed_payload(secret: str, token: str) -> tuple:
     return tuple(sorted(payload.items()))
 
 
-def claims(secret: str, token: str, kind: str, now: float | None = None) -> dict:
+# A parent's token comes with every request: its signature and JSON are checked once per process rather than on
+# each (only tokens whose signature verified are kept, so no stranger can fill the cache; the kind and the expiry are
+# checked on every use, by claims()). Each entry holds about 0.9 KiB.
+_remembered_payload = functools.lru_cache(maxsize=4096)(_signed_payload)
+
+
+def claims(secret: str, token: str, kind: str, now: float | None = None, remember: bool = True) -> dict:
     """The payload of a valid, unexpired token of `kind` (sub, iat, exp); raises 401 UNAUTHENTICATED otherwise."""
     if not isinstance(token, str) or len(token) > 512:
         raise errors.unauthenticated("登录状态无效，请重新登录")
     try:
-        payload = dict(_signed_payload(secret, token))
+        payload = dict((_remembered_payload if remember else _signed_payload)(secret, token))
     except (ValueError, TypeError):
         raise errors.unauthenticated("登录状态无效，请重新登录") from None
     if payload.get("k") != kind or not isinstance(payload.get("sub"), int):
