@@ -159,7 +159,7 @@ def _figures(world, args, capacity, rate, session, paying_session, result, windo
 
 def _database_checks(world, session, paying_session, flows, notifications):
     """Nothing turned away left anything; nothing admitted was lost; no oversell; every payment applied once."""
-    created = {f["order_id"] for f in flows if f.get("codes", [None])[0] == 201}
+    created = {f["order_id"] for f in flows if (f.get("codes") or [None])[0] == 201}
     prepaid = {f["order_id"] for f in flows if f.get("codes") == [201, 200]}
     rows = query(world.db_url, """SELECT o.order_id, o.status, o.prepay_id IS NOT NULL, r.status
         FROM payment_orders o LEFT JOIN seat_reservations r ON r.order_id = o.id
