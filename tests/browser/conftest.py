@@ -1,9 +1,7 @@
 """Browser tests of the dev-mode demo: the service in dev mode, Debian's Chromium, playwright-core from npm."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -11,9 +9,9 @@ import subprocess
 import pytest
 
 from tests.harness import ROOT, VAR
+from tests.browser.node import CHROMIUM, run_script
 
 BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SHOTS = os.path.join(VAR, "test")
 
 
@@ -48,17 +46,6 @@ def checkout(node_packages, base_url, sandbox):
     os.makedirs(SHOTS, exist_ok=True)
 
     async def run(scenario, schedule_id, screenshot):
-        # An asyncio subprocess, so the io_loop serving the app under test keeps running meanwhile.
-        proc = await asyncio.create_subprocess_exec(
-            "node", "checkout.js", scenario, base_url, str(schedule_id), os.path.join(SHOTS, screenshot), sandbox.url,
-            cwd=node_packages, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise AssertionError(f"checkout.js {scenario} did not finish in 60 s") from None
-        assert proc.returncode == 0, f"checkout.js {scenario} failed:\n{err.decode(errors='replace')}"
-        return json.loads(out)
+        return await run_script(node_packages, "checkout.js", scenario, base_url, schedule_id,
+                                os.path.join(SHOTS, screenshot), sandbox.url, what=f"checkout.js {scenario}")
     return run

@@ -1,7 +1,6 @@
 """The back office clicked through in headless Chromium (outside dev mode): finance refunds a paid order in full
 through the dialog and sees it refunded (and again with htmx blocked, as plain pages); the front desk sees the roster
 and no refund anywhere."""
-import asyncio
 import json
 import os
 import time
@@ -12,8 +11,8 @@ from models import PaymentOrder, Refund
 from services.accounts.operators import provision_operator
 from models.personal_data import mask_value
 from tests.harness import VAR
+from tests.browser.node import run_script
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SHOTS = os.path.join(VAR, "test")
 PASSWORD = "correct-horse-battery"
 
@@ -30,19 +29,8 @@ def backoffice(node_packages, base_url):
     os.makedirs(SHOTS, exist_ok=True)
 
     async def run(scenario, **args):
-        # An asyncio subprocess, so the io_loop serving the app under test keeps running meanwhile.
-        proc = await asyncio.create_subprocess_exec(
-            "node", "backoffice.js", scenario, base_url, SHOTS, json.dumps(args),
-            cwd=node_packages, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise AssertionError(f"backoffice.js {scenario} did not finish in 90 s") from None
-        assert proc.returncode == 0, f"backoffice.js {scenario} failed:\n{err.decode(errors='replace')}"
-        return json.loads(out)
+        return await run_script(node_packages, "backoffice.js", scenario, base_url, SHOTS, json.dumps(args),
+                                timeout=90, what=f"backoffice.js {scenario}")
     return run
 
 

@@ -13,9 +13,9 @@ import os
 import pytest
 
 from tests.harness import VAR, http_json
+from tests.browser.node import run_script
 from tests.make_run import MakeRunStack
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SHOTS = os.path.join(VAR, "test")
 PAYMENTS = 3
 FOREIGN_FEN = 8800
@@ -33,17 +33,8 @@ async def _books(node_packages, stack):
     os.makedirs(SHOTS, exist_ok=True)
     args = {"username": "admin", "password": stack.admin_password(), "payments": PAYMENTS,
             "foreignAmount": FOREIGN_FEN}
-    proc = await asyncio.create_subprocess_exec(
-        "node", "books.js", stack.url, stack.sandbox_url, SHOTS, json.dumps(args), cwd=node_packages,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=150)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError("books.js did not finish in 150 s") from None
-    assert proc.returncode == 0, f"books.js failed:\n{err.decode(errors='replace')}"
-    return json.loads(out)
+    return await run_script(node_packages, "books.js", stack.url, stack.sandbox_url, SHOTS, json.dumps(args),
+                            timeout=150)
 
 
 def test_pay_in_the_demo_reconcile_today_matched_then_a_foreign_row_flagged_and_decided(node_packages, stack):

@@ -7,15 +7,14 @@ The stack is a second `make run` of its own (tests/make_run.py), so its sandbox'
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 
 import pytest
 
 from tests.harness import VAR, http_json, wait_until
+from tests.browser.node import run_script
 from tests.make_run import MakeRunStack
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SHOTS = os.path.join(VAR, "test")
 SEEDED = "小班体验课（1个名额·可候补）"  # manage.py seed-demo
 
@@ -30,18 +29,9 @@ def stack():
 
 async def _click_through(node_packages, stack, schedule_id):
     os.makedirs(SHOTS, exist_ok=True)
-    proc = await asyncio.create_subprocess_exec(
-        "node", "checkout.js", "waitlist", stack.url, str(schedule_id), os.path.join(SHOTS, "by-hand-waitlist.png"),
-        stack.sandbox_url, cwd=node_packages, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "CHROMIUM_PATH": CHROMIUM})
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError("checkout.js waitlist did not finish in 90 s") from None
-    assert proc.returncode == 0, f"checkout.js waitlist failed:\n{err.decode(errors='replace')}"
-    return json.loads(out)
+    return await run_script(node_packages, "checkout.js", "waitlist", stack.url, schedule_id,
+                            os.path.join(SHOTS, "by-hand-waitlist.png"), stack.sandbox_url, timeout=90,
+                            what="checkout.js waitlist")
 
 
 def _two_messages(stack):
