@@ -19,6 +19,7 @@ with a status (4xx and 5xx included) is returned as an `Answer`.
 """
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlsplit
 
 import certifi
@@ -33,6 +34,11 @@ CONNECT_TIMEOUT, CALL_TIMEOUT = 3.0, 10.0  # seconds, connecting included
 MAX_CALLS = 64  # transfers in flight at once per client; more wait in Tornado's queue (bounded by CONNECT_TIMEOUT)
 MAX_ANSWER_BYTES = 8 * 1024 * 1024  # an API answer is a few KiB (the certificate list, a bill: a few KiB more)
 _CURLE_FILESIZE_EXCEEDED = 63
+
+# Tornado turns on libcurl's VERBOSE trace (every header and request body: openids, signatures) for each handle it
+# makes while its logger is enabled for DEBUG. The transport keeps that logger above DEBUG itself, so that no logging
+# set-up (a test's DEBUG capture, an operator's LOG_LEVEL=DEBUG) can put a WeChat call's body into a log.
+logging.getLogger("tornado.curl_httpclient").setLevel(logging.INFO)
 
 
 class TransportError(Exception):
