@@ -176,8 +176,15 @@ def new_rsa_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+def _serial():
+    """A random 159-bit serial whose top bit is set: always 40 hex digits with no leading zero, so the serial reads
+    the same in `Wechatpay-Serial` (Python's hex of the number) and in a client that reads the certificate's DER bytes
+    (Node's X509Certificate.serialNumber pads an odd-length one with a 0; one serial in 16 was unequal before)."""
+    return secrets.randbits(159) | (1 << 158)
+
+
 def self_signed(key, common_name, organization):
-    """A five-year self-signed certificate for `key`, with a random serial."""
+    """A five-year self-signed certificate for `key`, with a random serial of 40 hex digits as WeChat Pay's are."""
     subject = x509.Name([
         x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
@@ -185,7 +192,7 @@ def self_signed(key, common_name, organization):
     ])
     start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .public_key(key.public_key()).serial_number(_serial())
             .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=5 * 365))
             .sign(key, hashes.SHA256()))
 

@@ -57,3 +57,19 @@ def test_notification_verified_and_decrypted_by_the_npm_client(sandbox, receiver
     done = subprocess.run(["node", "sandbox_check.js", "notify", os.path.join(sandbox.state_dir, "service.env"),
                            str(saved)], cwd=NODE_DIR, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "signature does not verify" in done.stderr
+
+
+def test_every_certificate_serial_reads_the_same_as_hex_and_as_der_bytes():
+    """The sandbox's certificates carry 40-hex-digit serials, as WeChat Pay's do: `Wechatpay-Serial` (the number in
+    hex) then equals what a client reads off the certificate's DER bytes (Node's X509Certificate.serialNumber).
+    Control: with cryptography's random_serial_number about one certificate in 16 differed (a leading 0)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from sandbox.credentials import PLATFORM_NAME, self_signed
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for _ in range(64):
+        n = self_signed(key, *PLATFORM_NAME).serial_number
+        der_hex = n.to_bytes((n.bit_length() + 8) // 8, "big").lstrip(b"\0").hex().upper()
+        as_node = der_hex if len(der_hex) % 2 == 0 else "0" + der_hex
+        assert format(n, "X") == as_node and len(as_node) == 40
