@@ -5,7 +5,8 @@ environment (systemd: under /run/gym), else a fresh directory under the system's
 `server.py` empties it before the workers start, of every file but this process's own: those hold the metrics made
 at import (the unlabelled ones), and deleting them would leave this process counting into unlinked files that
 /metrics never reads (so a one-worker service showed no counters). A file of a dead process that had this pid is
-stale and goes before prometheus_client opens it.
+stale and goes before prometheus_client opens it. A process that imported prometheus_client before this module (in
+its single-process mode) fails to import it.
 """
 from __future__ import annotations
 
@@ -21,8 +22,15 @@ for _name in os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
         os.remove(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], _name))
 
 from prometheus_client import (  # noqa: E402 - after the directory is set
-    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess,
+    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess, values,
 )
+
+# prometheus_client picks its mode once, when it is first imported. Imported before this module set the directory
+# (a test module that imports its parser first), it keeps this process's metrics in memory, where /metrics never
+# reads them: refuse to start like that rather than export nothing of this process.
+if values.ValueClass is values.MutexValue:
+    raise ImportError("prometheus_client was imported before telemetry.metrics chose PROMETHEUS_MULTIPROC_DIR; "
+                      "import telemetry.metrics first (or set PROMETHEUS_MULTIPROC_DIR)")
 
 MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 

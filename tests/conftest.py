@@ -8,6 +8,10 @@ import sys
 
 import pytest
 
+# First of all: telemetry.metrics chooses prometheus_client's multiprocess directory, which must happen before any
+# test module imports prometheus_client, or the in-process service's /metrics would read none of its own metrics
+# (whichever module pytest collected first decided it).
+import telemetry.metrics  # noqa: F401
 import settings as settings_module
 from tests.harness import ROOMY_ADMISSION, ROOT, VAR, RedisServer, SandboxProcess, admin_sql, read_env_file
 

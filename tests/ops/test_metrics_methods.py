@@ -5,10 +5,10 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api import Api
 from tests.harness import ServiceProcess
+from tests.prometheus_text import samples
 
 
 @pytest.fixture
@@ -21,15 +21,18 @@ def service(service_env, db, tmp_path):
     proc.stop()
 
 
+HTTP_SAMPLES = ("gym_http_requests_total", "gym_http_request_duration_seconds_bucket",
+                "gym_http_request_duration_seconds_sum", "gym_http_request_duration_seconds_count")
+
+
 def _methods(text) -> set:
-    return {sample.labels["method"] for family in text_string_to_metric_families(text) for sample in family.samples
-            if family.name in ("gym_http_requests", "gym_http_request_duration_seconds") and "method" in sample.labels}
+    return {dict(labels)["method"] for name, labels in samples(text) if name in HTTP_SAMPLES
+            and "method" in dict(labels)}
 
 
 def _count(text, **labels) -> float:
-    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == "gym_http_requests_total" and all(sample.labels.get(k) == v
-                                                                    for k, v in labels.items()))
+    return sum(value for (name, found), value in samples(text).items()
+               if name == "gym_http_requests_total" and all(dict(found).get(k) == v for k, v in labels.items()))
 
 
 @pytest.mark.gen_test(timeout=60)
