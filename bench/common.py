@@ -244,6 +244,9 @@ async def run_loadgen(world, name, job, args, url=None, extra_pids=None):
     try:
         ready = await read_event(proc, args.phase_timeout)
         assert ready["event"] == "ready", ready
+        if ready.get("niceness") is not None and world is not None and not getattr(world, "_said_niceness", False):
+            world._said_niceness = True  # once: the load generator's priority (bench/loadgen.py PRIORITY)
+            log(f"{name}: load generator at niceness {ready['niceness']} (the service, MariaDB and the sandbox at 0)")
         window = Window(world, {"load generator": (proc.pid, False), **(extra_pids or {})})
         profiler = Profiler(world, name) if args.profile and world is not None else None
         cpu_profile = getattr(world, "cpu_profile", None) if world is not None else None

@@ -34,6 +34,12 @@ PREPAY = "/api/v1/payment/wxpay/create"
 CALLBACK = "/api/v1/payment/wxpay/callback"
 RETRY_BUDGET_S, RETRY_MAX_WAIT_S = 30.0, 10.0  # the mini-program's (miniprogram/utils/api.js)
 BUSY = {"retry": False}  # the job's retry_busy
+# The client measures; it must not be what is late. On this machine it shares the cores with the service, MariaDB and
+# the sandbox (a parent's phone does not), so it asks for a little more priority than they have when it may (root):
+# an answer then is timed when it arrives, not when the scheduler next gets round to the client. Its CPU is counted
+# apart as before, and the service's own time for each answer is read from its access log (bench/overload.py).
+PRIORITY = -5
+NICENESS = {"value": None}
 
 
 def say(**event):
@@ -197,7 +203,7 @@ async def run(args):
     BUSY["retry"] = bool(job.get("retry_busy"))
     client = Client(job["url"])
     await client.preconnect(job.get("preconnect", job.get("workers", 0)))
-    say(event="ready", connections=client.opened)
+    say(event="ready", connections=client.opened, niceness=NICENESS["value"])
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.readline)
     t_go = time.monotonic_ns()
@@ -221,6 +227,10 @@ def main():
     parser.add_argument("--result", required=True)
     args = parser.parse_args()
     raise_open_files_limit()
+    try:
+        NICENESS["value"] = os.nice(PRIORITY)
+    except OSError:  # not root: the default priority, said in the report
+        NICENESS["value"] = os.nice(0)
     asyncio.run(run(args))
 
 
