@@ -31,6 +31,16 @@ class PiggybackCursor(aiomysql.Cursor):
     """A cursor that sends its connection's pending BEGIN before, and a wanted COMMIT after, its statement, in the
     same packet; the cursor's result is the statement's."""
 
+    def _escape_args(self, args, conn):
+        """PyMySQL's escaping (the connection's `escape`), with its two commonest cases answered here: NULL and a
+        plain int, written as PyMySQL writes them (`escape_None`, `escape_int`). An order flow escapes about 130
+        parameters, most of them NULLs and ids, and each took four Python calls; text, times, bytes and anything
+        else still go through the connection's escape (which follows the server's NO_BACKSLASH_ESCAPES)."""
+        if type(args) is tuple or type(args) is list:
+            escape = conn.escape
+            return tuple(["NULL" if a is None else str(a) if type(a) is int else escape(a) for a in args])
+        return super()._escape_args(args, conn)
+
     async def _query(self, q):
         conn = self._get_db()
         begin = getattr(conn, "gym_pending_begin", False)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import peewee
 
 import errors
-from models import IdempotencyKey, PaymentOrder, utcnow
+from models import IdempotencyKey, PaymentOrder, database, utcnow
 from models.prepared import Prepared
 
 from .. import audit
@@ -205,17 +205,19 @@ async def _record_amount_mismatch(uow, user_id, actor, request_snapshot, sent_fe
 
 
 async def _create_in_turn(ctx, user_id, schedule_id, idem_key, request_hash, actor, snapshot):
-    """The plain refusals from one read, then the locked path (retried once after a unique-key collision)."""
-    none_live = False if idem_key else await _precheck(user_id, schedule_id)
-    for attempt in range(2):
-        try:
-            return await run_in_transaction(ctx, _create, ctx, user_id, schedule_id, idem_key, request_hash, actor,
-                                            snapshot, none_live=none_live and not attempt)
-        except peewee.IntegrityError:
-            # The same parent's other request inserted first (one live order per parent: trial_slot is unique).
-            # Once more: it now finds that order (or the Idempotency-Key it stored) and answers from it.
-            if attempt:
-                raise
+    """The plain refusals from one read, then the locked path (retried once after a unique-key collision), on one
+    connection of the pool (one acquire: nothing is awaited between them but MySQL)."""
+    async with database.aio_connection():
+        none_live = False if idem_key else await _precheck(user_id, schedule_id)
+        for attempt in range(2):
+            try:
+                return await run_in_transaction(ctx, _create, ctx, user_id, schedule_id, idem_key, request_hash,
+                                                actor, snapshot, none_live=none_live and not attempt)
+            except peewee.IntegrityError:
+                # The same parent's other request inserted first (one live order per parent: trial_slot is unique).
+                # Once more: it now finds that order (or the Idempotency-Key it stored) and answers from it.
+                if attempt:
+                    raise
 
 
 async def create_order(ctx, user_id: int, body: dict, idem_key: str | None, actor) -> tuple[int, dict]:

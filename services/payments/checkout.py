@@ -6,7 +6,7 @@ import logging
 
 
 import errors
-from models import PaymentOrder, personal_data, utcnow
+from models import PaymentOrder, database, personal_data, utcnow
 from models.prepared import Prepared
 from telemetry import metrics
 from telemetry.context import bind_order
@@ -79,19 +79,20 @@ async def obtain_prepay(ctx, user_id, order_id, trade_type, actor):
     waits for it and then finds the WeChat Pay order to close.
     """
     column = "prepay_id" if trade_type == "JSAPI" else "code_url"
-    row = await USER_ORDER.first(order_id, user_id) if is_order_id(order_id) else None
-    if row is None:
-        raise errors.not_found("订单不存在")
-    bind_order(row.order_id)
-    order, reservation = split(row)
-    if getattr(order, column) and payable_problem(order, reservation, trade_type, utcnow()) is None:
-        return order  # asked again: the same prepay, nothing to change (WeChat Pay keeps it 2 hours)
-    user_openid = personal_data.decrypt(row.openid_encrypted) if trade_type == "JSAPI" else None
-    lease = order_lease(order.id)
-    # The usual case: the lease claimed and the payment started in one statement. Otherwise (busy, or something to
-    # refuse) the step-by-step path, which says which.
-    started = reservation is not None and await run_in_transaction(ctx, _claim_and_start, order, reservation,
-                                                                   trade_type, actor, lease)
+    async with database.aio_connection():  # the read and the claim on one connection of the pool (one acquire)
+        row = await USER_ORDER.first(order_id, user_id) if is_order_id(order_id) else None
+        if row is None:
+            raise errors.not_found("订单不存在")
+        bind_order(row.order_id)
+        order, reservation = split(row)
+        if getattr(order, column) and payable_problem(order, reservation, trade_type, utcnow()) is None:
+            return order  # asked again: the same prepay, nothing to change (WeChat Pay keeps it 2 hours)
+        user_openid = personal_data.decrypt(row.openid_encrypted) if trade_type == "JSAPI" else None
+        lease = order_lease(order.id)
+        # The usual case: the lease claimed and the payment started in one statement. Otherwise (busy, or something
+        # to refuse) the step-by-step path, which says which (after this connection is given back: it may wait).
+        started = reservation is not None and await run_in_transaction(ctx, _claim_and_start, order, reservation,
+                                                                       trade_type, actor, lease)
     if not started:
         await lease.claim_waiting(15.0)
     lease.start_heartbeat()
