@@ -39,7 +39,6 @@ BUSY = {"retry": False}  # the job's retry_busy
 # an answer then is timed when it arrives, not when the scheduler next gets round to the client. Its CPU is counted
 # apart as before, and the service's own time for each answer is read from its access log (bench/overload.py).
 PRIORITY = -5
-NICENESS = {"value": None}
 
 
 def say(**event):
@@ -203,7 +202,7 @@ async def run(args):
     BUSY["retry"] = bool(job.get("retry_busy"))
     client = Client(job["url"])
     await client.preconnect(job.get("preconnect", job.get("workers", 0)))
-    say(event="ready", connections=client.opened, niceness=NICENESS["value"])
+    say(event="ready", connections=client.opened, niceness=os.nice(0))
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.readline)
     t_go = time.monotonic_ns()
@@ -228,9 +227,9 @@ def main():
     args = parser.parse_args()
     raise_open_files_limit()
     try:
-        NICENESS["value"] = os.nice(PRIORITY)
-    except OSError:  # not root: the default priority, said in the report
-        NICENESS["value"] = os.nice(0)
+        os.nice(PRIORITY)
+    except OSError:  # not root: the default priority, said in the report (the ready event's niceness)
+        pass
     asyncio.run(run(args))
 
 

@@ -3,7 +3,7 @@ ints itself and leaves everything else to PyMySQL's escaping; a hostile header o
 as SQL (the pool's connections accept several statements in one packet)."""
 import pytest
 
-from models import IdempotencyKey, PaymentAuditLog, PaymentOrder, database
+from models import IdempotencyKey, PaymentAuditLog, PaymentOrder
 
 HOSTILE = "x'); DROP TABLE `payment_orders`; -- \\' \\\\ %s %% \"q\" ;COMMIT; `t`"
 
@@ -30,6 +30,4 @@ async def test_a_hostile_user_agent_and_idempotency_key_are_stored_verbatim(api)
                                       token=token, headers=headers)
     assert status == 201 and again["order_id"] == order["order_id"], again
     assert await api.remaining(sid) == 2
-    (count,), = await database.aio_execute_sql("SELECT COUNT(*) FROM `payment_orders` WHERE `id` = %s",
-                                               (row.id,), fetch_results=lambda db, c: c.fetchall())
-    assert count == 1
+    assert await PaymentOrder.select().where(PaymentOrder.id == row.id).aio_count() == 1
