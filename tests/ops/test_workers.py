@@ -22,8 +22,16 @@ def two_workers(service_env, sandbox, db, tmp_path):
            "SEAT_HOLD_SECONDS": "1", "ORDER_EXPIRE_SECONDS": "3", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     env.pop("PORT")
     proc = ServiceProcess(env, name="workers")
+    # /healthz answered by one worker says nothing of the other: wait until each has said it serves the port.
+    wait_until(lambda: len(_serving(proc)) == 2, timeout=60, what="both workers serving")
     yield proc
     proc.stop()
+
+
+def _serving(service) -> set:
+    """Pids of the workers that logged that they serve the bound sockets (server.py serve())."""
+    return {r["pid"] for r in _log_records(service) if str(r.get("message", "")).startswith("worker ")
+            and " serving on the " in str(r.get("message", ""))}
 
 
 def _log_records(service):
