@@ -35,7 +35,7 @@ start_mysql() {
       --bind-address=127.0.0.1 --pid-file="$MYDIR/mysqld.pid" --log-error="$MYDIR/error.log" \
       --skip-name-resolve --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
       --innodb-buffer-pool-size=128M --max-connections=500 --innodb-flush-log-at-trx-commit=2 \
-      --default-time-zone=+00:00 $(as_user) >/dev/null 2>&1 &
+      --default-time-zone=+00:00 $(as_user) >/dev/null 2>&1 9>&- &  # 9: the start lock, not for the daemon
     for _ in $(seq 1 120); do mysql_ping && break; sleep 0.25; done
     mysql_ping || { echo "MariaDB did not start; see $MYDIR/error.log"; tail -20 "$MYDIR/error.log"; exit 1; }
   fi
@@ -58,7 +58,7 @@ start_redis() {
   if redis_ping; then echo "redis: already running on 127.0.0.1:$REDIS_PORT"; return; fi
   echo "==> starting Redis on 127.0.0.1:$REDIS_PORT"
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RDIR" --daemonize yes \
-    --pidfile "$RDIR/redis.pid" --logfile "$RDIR/redis.log" --save "" --appendonly no >/dev/null
+    --pidfile "$RDIR/redis.pid" --logfile "$RDIR/redis.log" --save "" --appendonly no >/dev/null 9>&-
   for _ in $(seq 1 40); do redis_ping && break; sleep 0.25; done
   redis_ping || { echo "Redis did not start; see $RDIR/redis.log"; exit 1; }
 }
@@ -93,6 +93,12 @@ stop_all() {
   stop_process MariaDB "$MYDIR/mysqld.pid" "--datadir=$MYDIR/data" "$MYDIR/data" 60
   stop_process Redis "$RDIR/redis.pid" redis-server "$RDIR"
 }
+
+# One start or stop at a time per directory: two test runs (or pytest-xdist's workers) starting together would
+# otherwise both initialise MariaDB or write dev.env through one temporary file. The daemons started do not inherit
+# the lock's descriptor (9>&-), or a later stop would wait for them forever.
+exec 9>"$VAR/servers.lock"
+flock 9
 
 case "${1:-start}" in
   start) start_mysql; start_redis; write_env ;;

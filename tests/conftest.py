@@ -57,9 +57,11 @@ def fresh_schema(server_env):
 @pytest.fixture(scope="session")
 def sandbox():
     """The WeChat Pay / open API sandbox, with fast notification retries."""
-    proc = SandboxProcess(os.path.join(VAR, "test", "sandbox"), time_scale=0.01, extra_args=("--clear-state",))
+    state_dir = os.path.join(VAR, "test", f"sandbox-{os.getpid()}")  # one per pytest-xdist worker
+    proc = SandboxProcess(state_dir, time_scale=0.01, extra_args=("--clear-state",))
     yield proc
     proc.stop()
+    shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

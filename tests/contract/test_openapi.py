@@ -962,8 +962,8 @@ async def test_the_waitlist_answers_as_documented(api, ctx):
 async def test_the_front_desk_answers_as_documented(api, ctx):
     w = await World.make(api, ctx)
     c, ops = w.c, w.ops
-    # `here` starts 25 s from now: booked and paid before (on a loaded machine too), marked after.
-    starts = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=25)
+    # `here` starts tomorrow: booked and paid, then started (api.start_now), then marked.
+    starts = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
     here = (await c.call("POST", SCHEDULES, 201, token=ops["admin"], body={
         "title": "体验课（OpenAPI 到课）", "starts_at": starts.isoformat(), "capacity": 2}))["id"]
     there, full, started = await w.schedule(3, 5), await w.schedule(1, 6), await w.schedule(2, -0.01)
@@ -998,8 +998,7 @@ async def test_the_front_desk_answers_as_documented(api, ctx):
     rid = {"reservation_id": seat["reservation_id"]}
     await c.call("PATCH", RESERVATION, 409, params=rid, body={"attendance": "attended"}, token=ops["staff"],
                  code="ATTENDANCE_NOT_ALLOWED")  # the session has not started yet
-    await eventually(lambda: dt.datetime.now(dt.timezone.utc) > starts + dt.timedelta(seconds=1), timeout=60,
-                     interval=0.2, what="the session to start")
+    await api.start_now(here)
     marked = await c.call("PATCH", RESERVATION, 200, params=rid, body={"attendance": "attended"},
                           token=ops["staff"])
     assert marked["attendance"] == "attended"

@@ -1,20 +1,16 @@
 """Attendance on the roster through the API (contract §2 Operators): once a session has started, a confirmed seat is
 marked attended or no-show (or cleared), audited; roster items carry `attendance`."""
-import datetime as dt
 
 import pytest
 
 from models import PaymentAuditLog
 from tests.api import eventually
 
-SOON = 25 / 86400  # the session starts 25 s after it is made: booked and paid before (loaded machines too)
-
 
 async def _started_session(api):
     """A session with a paid seat and a pending hold, once it has started: (schedule id, paid order, pending order,
     staff token)."""
-    sid = await api.schedule(capacity=3, title="到课登记", starts_in_days=SOON)
-    starts = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=SOON)
+    sid = await api.schedule(capacity=3, title="到课登记", starts_in_days=1)
     parent, _ = await api.login()
     status, order = await api.order(parent, sid)
     assert status == 201
@@ -31,8 +27,7 @@ async def _started_session(api):
     # Before the session starts, nothing can be marked.
     status, body = await _mark(api, staff, paid_item["reservation_id"], "attended")
     assert status == 409 and body["error"]["code"] == "ATTENDANCE_NOT_ALLOWED"
-    await eventually(lambda: dt.datetime.now(dt.timezone.utc) > starts + dt.timedelta(seconds=1), timeout=60,
-                     interval=0.2, what="the session to start")
+    await api.start_now(sid)
     return sid, paid_item, [i for i in roster if i["order_id"] == pending["order_id"]][0], staff
 
 

@@ -12,7 +12,7 @@ from tests.sandbox.wx import Receiver
 @pytest.fixture(scope="session")
 def sandbox():
     """The sandbox under test (overrides the project-wide one: its own state dir, emptied), 100x faster delays."""
-    proc = SandboxProcess(os.path.join(VAR, "test", "sandbox-selftest"), time_scale=0.01,
+    proc = SandboxProcess(os.path.join(VAR, "test", f"sandbox-selftest-{os.getpid()}"), time_scale=0.01,
                           extra_args=("--clear-state",))
     yield proc
     proc.stop()

@@ -38,7 +38,7 @@ def test_generated_state_files(sandbox):
 
 
 def test_keys_are_reused_on_a_later_start():
-    state_dir = os.path.join(VAR, "test", "sandbox-restart")
+    state_dir = os.path.join(VAR, "test", f"sandbox-restart-{os.getpid()}")
     first = SandboxProcess(state_dir, time_scale=0.01)
     first.stop()
     second = SandboxProcess(state_dir, time_scale=0.01, extra_args=("--notify-key-mode", "cert"))

@@ -15,7 +15,7 @@ from tests.harness import VAR, SandboxProcess, http_json, wait_until
 from tests.sandbox.bills import at, day_ago, paid_order
 from tests.sandbox.wx import jsapi_order, make_client, new_trade_no, signed_call, with_client
 
-STATE_DIR = os.path.join(VAR, "test", "sandbox-persistence")
+STATE_DIR = os.path.join(VAR, "test", f"sandbox-persistence-{os.getpid()}")
 
 
 @pytest.fixture
