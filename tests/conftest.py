@@ -78,12 +78,15 @@ def overrides():
 
 
 @pytest.fixture
-def service_env(server_env, sandbox, http_port, overrides, fresh_schema, tmp_path):
-    """The environment the service under test starts with."""
+def service_env(request, server_env, sandbox, http_port, overrides, fresh_schema, tmp_path):
+    """The environment the service under test starts with: the module's `overrides`, then what the test names with
+    @pytest.mark.settings(...)."""
     env = {**server_env, **{k: v for k, v in sandbox.env.items() if k.startswith("WECHAT")},
            "HOST": "127.0.0.1", "PORT": str(http_port), "WECHATPAY_CERT_DIR": str(tmp_path / "certs"),
            "RATE_LIMIT_PER_MINUTE": "0", **ROOMY_ADMISSION}
     env.update(overrides)
+    marker = request.node.get_closest_marker("settings")
+    env.update(marker.kwargs if marker else {})
     return {k: v for k, v in env.items() if v is not None}
 
 

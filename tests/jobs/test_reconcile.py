@@ -8,11 +8,8 @@ from tests.harness import ServiceProcess
 
 
 @pytest.fixture
-def overrides(request):
-    """The module's settings, and those a test names with @pytest.mark.settings(...)."""
-    env = {"RECONCILE_INTERVAL_SECONDS": "0.3", "SEAT_HOLD_SECONDS": "1", "ORDER_EXPIRE_SECONDS": "3"}
-    marker = request.node.get_closest_marker("settings")
-    return {**env, **(marker.kwargs if marker else {})}
+def overrides():
+    return {"RECONCILE_INTERVAL_SECONDS": "0.3", "SEAT_HOLD_SECONDS": "1", "ORDER_EXPIRE_SECONDS": "3"}
 
 
 async def _status(api, token, order_id):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -12,10 +13,11 @@ from tests.sandbox.wx import Receiver
 @pytest.fixture(scope="session")
 def sandbox():
     """The sandbox under test (overrides the project-wide one: its own state dir, emptied), 100x faster delays."""
-    proc = SandboxProcess(os.path.join(VAR, "test", f"sandbox-selftest-{os.getpid()}"), time_scale=0.01,
-                          extra_args=("--clear-state",))
+    state_dir = os.path.join(VAR, "test", f"sandbox-selftest-{os.getpid()}")  # one per pytest-xdist worker
+    proc = SandboxProcess(state_dir, time_scale=0.01, extra_args=("--clear-state",))
     yield proc
     proc.stop()
+    shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -13,11 +13,9 @@ from tests.waitlist.helpers import (
 
 
 @pytest.fixture
-def overrides(request):
-    """The module's settings, and those a test names with @pytest.mark.settings(...)."""
-    env = {"RECONCILE_INTERVAL_SECONDS": "0.3", "WAITLIST_OFFER_SECONDS": "900"}
-    marker = request.node.get_closest_marker("settings")
-    return {**env, **(marker.kwargs if marker else {})}
+def overrides():
+    """The module's settings (a test names its own with @pytest.mark.settings(...): tests/conftest.py service_env)."""
+    return {"RECONCILE_INTERVAL_SECONDS": "0.3", "WAITLIST_OFFER_SECONDS": "900"}
 
 
 @pytest.mark.gen_test(timeout=90)
