@@ -10,6 +10,7 @@ from collections import deque
 from models import utcnow
 from telemetry import metrics
 from services.formats import iso
+from services.tasks import cancel_and_wait
 
 from .limits import UserSockets
 
@@ -158,13 +159,9 @@ class Hub:
         while self.outbox and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
         self._stopping = True
-        for task in (self._task, self._publisher_task, self._keepalive_task):
-            if task:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+        for task, what in ((self._task, "the push subscription"), (self._publisher_task, "the push publisher"),
+                           (self._keepalive_task, "the WebSocket keepalive")):
+            await cancel_and_wait(task, timeout=5.0, what=what)
 
     async def _listen_forever(self):
         first = True
@@ -203,7 +200,7 @@ class Hub:
         """
         loop = asyncio.get_running_loop()
         heard = loop.time()
-        while True:
+        while not self._stopping:
             item = await pubsub.get_message(timeout=LIVENESS_SECONDS)
             if item is not None:
                 heard = loop.time()

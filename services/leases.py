@@ -19,6 +19,8 @@ import errors
 from models import JobLease, PaymentOrder, Refund
 from models.prepared import Prepared
 
+from .tasks import cancel_and_wait
+
 log = logging.getLogger("gym.leases")
 _STATEMENTS = {}  # (model, key, owner, until) -> the built-once claim, renew and release
 _background = set()  # releases retried after a failure (kept referenced until done)
@@ -89,11 +91,7 @@ class Lease:
     async def stop_heartbeat(self):
         """Stop renewing."""
         if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            try:
-                await self._heartbeat
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._heartbeat, what=f"the heartbeat of the {self.key} lease")
             self._heartbeat = None
 
     async def _beat(self):

@@ -6,6 +6,8 @@ import logging
 
 from models import DATABASE_UNAVAILABLE
 
+from .tasks import cancel_and_wait
+
 log = logging.getLogger("gym.worker")
 _UNAVAILABLE = (*DATABASE_UNAVAILABLE, asyncio.TimeoutError)  # the database or a network peer is away
 
@@ -49,11 +51,7 @@ class BackgroundWorker:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout)
             except asyncio.TimeoutError:
                 log.warning("%s: the round did not end in %.0f s; cancelled", self.name, timeout)
-                self._task.cancel()
-                try:
-                    await self._task
-                except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                    pass
+                await cancel_and_wait(self._task, what=self.name)
             self._task = None
         try:
             await self.on_stop()

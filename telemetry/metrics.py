@@ -1,7 +1,8 @@
 """Prometheus metrics (prometheus-client in its multiprocess mode, so /metrics counts every process on the port).
 
 The multiprocess directory must be known before prometheus_client is imported: PROMETHEUS_MULTIPROC_DIR from the
-environment (systemd: under /run/gym), else a fresh directory under the system's temp dir, chosen here, at import.
+environment (systemd: under /run/gym), else a fresh directory under the system's temp dir, chosen here, at import,
+and removed when the process that chose it exits (its forked workers leave it; a kill -9's goes at a later start).
 `server.py` empties it before the workers start, of every file but this process's own: those hold the metrics made
 at import (the unlabelled ones), and deleting them would leave this process counting into unlinked files that
 /metrics never reads (so a one-worker service showed no counters). A file of a dead process that had this pid is
@@ -10,11 +11,57 @@ its single-process mode) fails to import it.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
+_TEMP_PREFIX = "gym-metrics-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _sweep_dead_temp_dirs(parent: str):
+    """Remove the temp directories of this user's processes that died without removing theirs (kill -9).
+
+    A directory is named gym-metrics-PID-random; one whose PID is alive (or could not be read) is left alone."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(_TEMP_PREFIX):
+            continue
+        pid = name[len(_TEMP_PREFIX):].split("-", 1)[0]
+        path = os.path.join(parent, name)
+        try:
+            if not pid.isdigit() or os.stat(path).st_uid != os.getuid() or _alive(int(pid)):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_own_temp_dir(path: str, creator: int):
+    """At exit of the process that made the directory (forked workers inherit this hook and must not run it)."""
+    if os.getpid() == creator:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gym-metrics-")
+    # No directory given (`make run`, a bench's service, a command or test process that imports this module): a
+    # temp directory of this process's own, removed when it exits; one a kill -9 left goes at a later start.
+    _sweep_dead_temp_dirs(tempfile.gettempdir())
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-")
+    atexit.register(_remove_own_temp_dir, os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid())
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 _OWN_SUFFIX = f"_{os.getpid()}.db"
 for _name in os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):

@@ -25,6 +25,7 @@ from models.prepared import Prepared
 from telemetry.context import new_job_context
 
 from ..leases import ensure_job_row, job_lease
+from ..tasks import cancel_and_wait
 from ..worker import BackgroundWorker
 from . import checkpoints, retention
 from .seal import DIGEST, ID, ROW_SELECT, SEAL, SealKeys
@@ -223,12 +224,7 @@ class AuditSealer(BackgroundWorker):
         return GAP_SETTLE_SECONDS / 4 if self.waiting else self.interval
 
     async def on_stop(self):
-        if self._verifying is not None and not self._verifying.done():
-            self._verifying.cancel()
-            try:
-                await self._verifying
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+        await cancel_and_wait(self._verifying, what="the audit trail's verification")
         if self.holding:
             await self.lease.release()
             self.holding = False
