@@ -21,7 +21,7 @@ from handlers.clientip import ForwardedForWatch
 from realtime.hub import Hub
 from realtime.ws import OrderStatusSocket, snapshot_by_order_id
 from models import close_database, open_database, personal_data
-from services import notifications
+from services import health, notifications
 from services.audit_trail.sealer import AuditSealer
 from services.audit_trail.verify import Verifier
 from services.admission import Admission
@@ -155,6 +155,7 @@ async def close_context(ctx: AppContext):
 async def serve(settings, sockets):
     """One worker: open everything, serve the bound sockets until SIGTERM or SIGINT, then drain and close."""
     ctx = await open_context(settings)
+    await health.check_data_keys()  # a restore from before a data-key change: said at once, and alerted on
     app = make_app(ctx)
     server = make_http_server(app, settings)
     server.add_sockets(sockets)

@@ -75,7 +75,6 @@ write_env() {
 DATABASE_URL=mysql://gym:$pw@127.0.0.1:$MYSQL_PORT/gym
 TEST_DATABASE_URL=mysql://gym:$pw@127.0.0.1:$MYSQL_PORT/gym_test
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
-TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/15
 SECRET_KEY=$(cat "$VAR/secret_key")
 DATA_KEY_FILE=$VAR/data_key
 AUDIT_KEY_FILE=$VAR/audit_key

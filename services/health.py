@@ -1,11 +1,16 @@
 """What /readyz and /metrics ask of the service: whether MySQL and Redis answer, and the gauges read at a scrape."""
 from __future__ import annotations
 
-from models import PaymentOrder, database, utcnow
+import logging
+
+from models import PaymentOrder, database, personal_data, utcnow
+from models.data_key_rotation import under_no_loaded_key
 from models.prepared import Prepared
 from telemetry import metrics
 
 from .lifecycle.statuses import REFUND_REQUIRED
+
+log = logging.getLogger("gym.health")
 
 OLDEST_UNSEALED = Prepared("SELECT `created_at` FROM `payment_audit_log` WHERE `id` > "
                            "(SELECT `through_id` FROM `audit_seal_head` WHERE `id` = 1) ORDER BY `id` LIMIT 1")
@@ -25,6 +30,29 @@ async def dependency_states(ctx) -> dict:
     except Exception:  # noqa: BLE001
         up["redis"] = False
     return up
+
+
+async def check_data_keys() -> int:
+    """At start: count the stored personal data no loaded data key reads, say so loudly, and export the count.
+
+    Such rows come back after a restore of a backup taken before a data-key change (docs/deploy.md section 16), or
+    from a wrong DATA_KEY_FILE. Their parents are not found at login and would become second users (a second trial
+    class); the service still serves (payments, notifications and the back office need no openid), and the alert
+    GymPersonalDataUnreadable fires until the missing key is given as DATA_KEY_PREVIOUS_FILE. Returns the count (0
+    when the database could not be asked: the next start asks again)."""
+    try:
+        counts = await under_no_loaded_key(personal_data.keyring())
+    except Exception as e:  # noqa: BLE001 - a start with MySQL away must not fail on this check
+        log.warning("could not check which data keys the stored personal data is under: %s", e)
+        return 0
+    total = sum(counts.values())
+    metrics.PERSONAL_DATA_UNREADABLE.set(total)
+    if total:
+        log.error("%d stored value(s) are under a data key this service was not given (%s): their parents would "
+                  "log in as new users. Give that key as DATA_KEY_PREVIOUS_FILE (a restored backup from before a "
+                  "key change: docs/deploy.md section 16), then run manage.py rotate-data-key", total,
+                  ", ".join(f"{name} {count}" for name, count in counts.items() if count))
+    return total
 
 
 async def readiness(ctx) -> tuple[bool, dict]:

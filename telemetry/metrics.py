@@ -119,6 +119,9 @@ AUDIT_VERIFY_OK = Gauge("gym_audit_verify_ok", "1 when the last verification fou
                         multiprocess_mode="mostrecent")
 AUDIT_VERIFY_TIME = Gauge("gym_audit_verify_timestamp_seconds", "Unix time of the last verification of the audit trail",
                           multiprocess_mode="max")
+PERSONAL_DATA_UNREADABLE = Gauge("gym_personal_data_unreadable_values",
+                                 "Encrypted values (openids) under a data key the service was not given, counted at "
+                                 "start: their parents would log in as new users", multiprocess_mode="max")
 AUDIT_SEAL_LAG = Gauge("gym_audit_seal_lag_seconds", "Age of the oldest audit row not sealed yet (0 when all are)",
                        multiprocess_mode="mostrecent")
 ADMISSION = Counter("gym_admission_total", "Expensive requests by budget and outcome: admitted at once, queued "

@@ -1,7 +1,9 @@
 """The daily bill job: after BILL_RECONCILE_HOUR (Asia/Shanghai), yesterday's bill is reconciled, and again every
 BILL_RETRY_SECONDS (failures back off, up to 6 hours) until a run compared it (matched, discrepancies, no_trades).
 A day the job tried keeps being tried after midnight too, within the last 90 days: a bill still not ready when its
-day stops being yesterday is not left unreconciled because the calendar moved on.
+day stops being yesterday is not left unreconciled because the calendar moved on. A day it never tried (the service
+was down from that day's hour until the next day's) is caught up within CATCH_UP_DAYS before yesterday, from the
+day of the first order on; an older gap is an operator's (the back office reconciles any of the last 90 days).
 
 Every process runs the loop; the day's lease (services/bills/reconcile.py) lets one of them work on a day at a time,
 and the day's row says when it is next due, so the day is reconciled once whatever the number of processes.
@@ -13,7 +15,7 @@ import logging
 
 from peewee import fn
 
-from models import BillDay, BillRun, utcnow
+from models import BillDay, BillRun, PaymentOrder, utcnow
 from telemetry.context import new_job_context
 
 from .. import audit
@@ -25,6 +27,7 @@ from ..worker import BackgroundWorker
 log = logging.getLogger("gym.bills")
 
 MAX_POLL_SECONDS = 60.0
+CATCH_UP_DAYS = 7  # a long weekend's outage and more; longer ones are noticed and mended by hand
 
 
 def due_day(settings, now=None):
@@ -47,6 +50,23 @@ async def days_left_over(now=None) -> list:
     return [row.bill_date for row in rows]
 
 
+async def days_never_tried(now=None) -> list:
+    """The days of the CATCH_UP_DAYS before yesterday that have no bill day at all (nobody ever reconciled them),
+    from the day of the first order on (before it there was nothing to reconcile), oldest first."""
+    today = beijing_today(now or utcnow())
+    first_order = await PaymentOrder.select(fn.MIN(PaymentOrder.created_at)).aio_scalar()
+    if first_order is None:
+        return []
+    start = max(today - dt.timedelta(days=CATCH_UP_DAYS + 1), beijing(first_order).date())
+    end = today - dt.timedelta(days=1)  # yesterday is due_day's
+    if start >= end:
+        return []
+    known = {row.bill_date for row in await BillDay.select(BillDay.bill_date).where(
+        (BillDay.bill_date >= start) & (BillDay.bill_date < end)).aio_execute()}
+    return [start + dt.timedelta(days=n) for n in range((end - start).days)
+            if start + dt.timedelta(days=n) not in known]
+
+
 class BillJob(BackgroundWorker):
     """Reconciles yesterday's bill once, after BILL_RECONCILE_HOUR, retrying until the bill is ready (after
     midnight too)."""
@@ -59,7 +79,8 @@ class BillJob(BackgroundWorker):
 
     async def run_once(self):
         yesterday = due_day(self.ctx.settings)
-        for day in await days_left_over() + ([yesterday] if yesterday is not None else []):
+        earlier = sorted(set(await days_left_over()) | set(await days_never_tried()))
+        for day in earlier + ([yesterday] if yesterday is not None else []):
             await self.reconcile_if_due(day)
 
     async def reconcile_if_due(self, day):

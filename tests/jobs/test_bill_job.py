@@ -1,6 +1,7 @@
 """The daily bill job: after BILL_RECONCILE_HOUR yesterday's bill is reconciled, retried while WeChat Pay says it is
 still being made, and once it is compared no process tries it again — one run at a time across two processes. A day
-the job tried whose bill was still not ready at midnight goes on being tried; a day only an operator tried does not.
+the job tried whose bill was still not ready at midnight goes on being tried; a day only an operator tried does not;
+days nobody tried (the service down over their bill hours) are caught up within a week, from the first order on.
 
 Two `python server.py` on a database and a sandbox of their own (the session's have days other tests use), with
 BILL_RECONCILE_HOUR=0 (always past) and BILL_RETRY_SECONDS=0.5.
@@ -142,5 +143,50 @@ def test_a_day_the_job_tried_is_tried_again_after_it_stopped_being_yesterday(ser
         assert [(status, actor) for status, _, _, actor in _runs(own_database, jobs_day)] == [
             ("not_ready", "system"), ("no_trades", "system")], "tried again once, then left alone"
         assert len(_runs(own_database, operators_day)) == 1, "a day only an operator tried is theirs to try again"
+    finally:
+        service.stop()
+
+
+def _first_order_on(url, day):
+    """An order (expired, as most old unpaid ones are) created at noon, Beijing time, on `day`: the service's first."""
+    created = dt.datetime.combine(day, dt.time(12), CN).astimezone(dt.timezone.utc).replace(tzinfo=None)
+    _sql(url, [("INSERT INTO users (openid_hash, openid_encrypted, openid_masked, created_at, last_login_at) "
+                "VALUES (%s, 'v1.00000000.x', 'o***x', %s, %s)", (f"{day}".ljust(64, "0"), created, created)),
+               ("INSERT INTO course_schedules (title, starts_at, capacity, confirmed_seats, created_at, updated_at) "
+                "VALUES ('体验课', %s, 5, 0, %s, %s)", (created + dt.timedelta(days=3), created, created)),
+               ("INSERT INTO payment_orders (order_id, user_id, course_schedule_id, amount, amount_fen, currency, "
+                "status, payment_method, description, refunded_fen, check_failures, created_at, updated_at, "
+                "expires_at) SELECT %s, MAX(u.id), MAX(s.id), 200, 20000, 'CNY', 'expired', 'wechat_pay', '体验课', 0, "
+                "0, %s, %s, %s FROM users u, course_schedules s",
+                (os.urandom(16).hex(), created, created, created + dt.timedelta(minutes=30)))])
+
+
+@pytest.mark.parametrize("first_order, caught_up, left", [
+    (10, (8, 7, 6, 5, 3, 2), (11, 10, 9)),  # the week before yesterday (the 4th: an operator's), not before
+    (3, (3, 2), (8, 7, 6, 5)),  # from the first order's day on
+])
+def test_days_never_tried_are_caught_up_within_a_week_from_the_first_order(server_env, own_database, own_sandbox,
+                                                                          first_order, caught_up, left):
+    """The service was down over the bill hours of several days: those days have no bill day at all. From the day
+    of the first order on, within the 7 days before yesterday, the job reconciles them; earlier days are left."""
+    today = dt.datetime.now(CN).date()
+    days_ago = {n: today - dt.timedelta(days=n) for n in range(1, 12)}
+    _first_order_on(own_database, days_ago[first_order])
+    _tried_earlier(own_database, days_ago[4], "operator:finance")  # a day an operator tried stays theirs
+    env = {**server_env, **{k: v for k, v in own_sandbox.env.items() if k.startswith("WECHAT")},
+           "DATABASE_URL": own_database, "BILL_RECONCILE_HOUR": "23", "BILL_RETRY_SECONDS": "0.5",
+           "RECONCILE_INTERVAL_SECONDS": "0.2"}
+    service = ServiceProcess(env, name="billjob-catch-up")
+    caught_up = [days_ago[n] for n in caught_up]
+    try:
+        wait_until(lambda: all(_runs(own_database, day) and _runs(own_database, day)[-1][0] == "no_trades"
+                               for day in caught_up), timeout=60, what="the job to reconcile the days it never tried")
+        passes = _reconciler_passes(own_database)
+        wait_until(lambda: _reconciler_passes(own_database) >= passes + 10, timeout=30, what="ten reconciler passes")
+        for day in caught_up:
+            assert [(status, actor) for status, _, _, actor in _runs(own_database, day)] == [("no_trades", "system")]
+        for n in left:
+            assert _runs(own_database, days_ago[n]) == [], f"{n} days ago: not the job's to catch up"
+        assert len(_runs(own_database, days_ago[4])) == 1, "a day only an operator tried is theirs to try again"
     finally:
         service.stop()

@@ -19,11 +19,10 @@ from tests.models.schema_snapshot import connect
 BEFORE, DURING = 8, 6  # parents who paid under the old key; parents who come while the key changes
 
 
-@pytest.fixture
-def rotation_db(io_loop, server_env):
-    """(url, parsed url) of a database of this test's own, migrated, with this process's models pointed at it."""
+def own_database(io_loop, server_env, suffix):
+    """(url, parsed url) of a database of the test's own, migrated, with this process's models pointed at it."""
     base = settings_module.parse_database_url(server_env)
-    url = server_env["DATABASE_URL"].rsplit("/", 1)[0] + f"/{base.name}_rotate"
+    url = server_env["DATABASE_URL"].rsplit("/", 1)[0] + f"/{base.name}_{suffix}"
     parsed = settings_module.parse_database_url({"DATABASE_URL": url})
     admin_sql(parsed, [f"DROP DATABASE IF EXISTS `{parsed.name}`",
                        f"CREATE DATABASE `{parsed.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"])
@@ -33,6 +32,11 @@ def rotation_db(io_loop, server_env):
     yield url, parsed
     io_loop.run_sync(close_database)
     admin_sql(parsed, [f"DROP DATABASE IF EXISTS `{parsed.name}`"])
+
+
+@pytest.fixture
+def rotation_db(io_loop, server_env):
+    yield from own_database(io_loop, server_env, "rotate")
 
 
 def _key(path):
