@@ -22,16 +22,19 @@ mysql_ping() { mariadb-admin --no-defaults --socket="$SOCK" -uroot ping >/dev/nu
 redis_ping() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
 
 start_mysql() {
-  mkdir -p "$MYDIR"
+  # Temporary tables and files in a directory of this instance's own, not the machine's /tmp: once, a first
+  # install beside the test suite's other servers lost one of its temporary tables there (ENOENT) and aborted.
+  mkdir -p "$MYDIR/tmp"
   if mysql_ping; then echo "mariadb: already running on 127.0.0.1:$MYSQL_PORT"; else
     if [ ! -d "$MYDIR/data/mysql" ]; then
       echo "==> initialising MariaDB in $MYDIR/data"
-      mariadb-install-db --no-defaults --datadir="$MYDIR/data" $(as_user) \
+      mariadb-install-db --no-defaults --datadir="$MYDIR/data" --tmpdir="$MYDIR/tmp" $(as_user) \
         --auth-root-authentication-method=socket --skip-test-db >"$MYDIR/install.log" 2>&1 \
         || { cat "$MYDIR/install.log"; exit 1; }
     fi
     echo "==> starting MariaDB on 127.0.0.1:$MYSQL_PORT"
-    nohup "$(mariadbd_bin)" --no-defaults --datadir="$MYDIR/data" --socket="$SOCK" --port="$MYSQL_PORT" \
+    nohup "$(mariadbd_bin)" --no-defaults --datadir="$MYDIR/data" --tmpdir="$MYDIR/tmp" --socket="$SOCK" \
+      --port="$MYSQL_PORT" \
       --bind-address=127.0.0.1 --pid-file="$MYDIR/mysqld.pid" --log-error="$MYDIR/error.log" \
       --skip-name-resolve --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
       --innodb-buffer-pool-size=128M --max-connections=500 --innodb-flush-log-at-trx-commit=2 \

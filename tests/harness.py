@@ -228,13 +228,15 @@ class MariaDBServer:
         self.port = free_port()
         self.dir = os.path.join(VAR, "test", f"{name}-{self.port}")
         self.datadir = os.path.join(self.dir, "data")
+        self.tmpdir = os.path.join(self.dir, "tmp")  # its own, as scripts/servers.sh gives the project's
         self.socket = os.path.join(self.dir, "mysqld.sock")
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
-        os.makedirs(self.dir)
+        os.makedirs(self.tmpdir)
         user = ["--user=root"] if os.geteuid() == 0 else []
         with open(os.path.join(self.dir, "install.log"), "wb") as log:
-            subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.datadir}", *user,
+            subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.datadir}", f"--tmpdir={self.tmpdir}",
+                            *user,
                             "--auth-root-authentication-method=socket", "--skip-test-db", "--innodb-log-file-size=8M"],
                            check=True, stdout=log, stderr=subprocess.STDOUT)
         self.start()
@@ -259,7 +261,8 @@ class MariaDBServer:
         binary = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
         user = ["--user=root"] if os.geteuid() == 0 else []
         self.proc = subprocess.Popen(
-            [binary, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}", f"--port={self.port}",
+            [binary, "--no-defaults", f"--datadir={self.datadir}", f"--tmpdir={self.tmpdir}", f"--socket={self.socket}",
+             f"--port={self.port}",
              f"--pid-file={self.dir}/mysqld.pid", f"--log-error={self.dir}/error.log", *self.SERVER_ARGS, *user],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self._answers, timeout=30, interval=0.1, what="the private mariadbd to answer")

@@ -115,7 +115,13 @@ async def test_a_booking_paid_through_nginx_over_tls(behind_nginx, db):
         if frame["status"] == "paid":
             break
     socket.close()
-    sent = (await api.control("GET", f"/sandbox/notifications?out_trade_no={order['order_id']}"))["items"]
+
+    async def first_attempt_answered():
+        # The push goes out while the service answers the notification: the sandbox may not have the answer yet.
+        items = (await api.control("GET", f"/sandbox/notifications?out_trade_no={order['order_id']}"))["items"]
+        return items if items and "status" in items[0]["attempts"][0] else None
+
+    sent = await eventually(first_attempt_answered, timeout=10, what="the sandbox to record the callback's answer")
     assert sent[0]["notify_url"].startswith("https://") and sent[0]["attempts"][0]["status"] == 204
     assert (await api.get_order(token, order["order_id"]))["reservation"]["status"] == "confirmed"
 
