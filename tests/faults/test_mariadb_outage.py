@@ -1,8 +1,6 @@
 """MariaDB stopped for 10 s under load (a private server, never the shared one): clear 503s, nothing lost."""
 import asyncio
 import json
-import os
-import shutil
 import time
 
 import pytest
@@ -14,7 +12,7 @@ from tests.faults.conftest import migrate, service_env
 from tests.faults.flows import (
     all_delivered, assert_invariants, assert_paid_exactly_once, inbox, notifications, orders_in_payment,
 )
-from tests.harness import VAR, MariaDBServer, SandboxProcess
+from tests.harness import MariaDBServer, private_sandbox
 
 OUTAGE_SECONDS = 10
 PAYING = 10
@@ -39,12 +37,7 @@ def outage_sandbox(request):
     100x): its schedule has tries 7.7 s, 11.3 s and 14.9 s after the first attempt, so a notification refused from
     the outage's start is redelivered soon after MariaDB is back; at 100x the next try after 8.4 s came at 20.4 s,
     and the test spent 10 s waiting for it. The schedule still lasts 173 s."""
-    state_dir = os.path.join(VAR, "test", f"outage-sandbox-{os.getpid()}")
-    shutil.rmtree(state_dir, ignore_errors=True)
-    proc = SandboxProcess(state_dir, time_scale=0.002)
-    yield proc
-    proc.stop()
-    shutil.rmtree(state_dir, ignore_errors=True)
+    yield from private_sandbox("outage-sandbox", time_scale=0.002)
 
 
 class Load:

@@ -18,7 +18,7 @@ import pytest
 
 import settings as settings_module
 from services.formats import CN
-from tests.harness import ROOT, VAR, SandboxProcess, ServiceProcess, admin_sql, wait_until
+from tests.harness import ROOT, ServiceProcess, admin_sql, private_sandbox, wait_until
 
 
 @pytest.fixture
@@ -37,10 +37,7 @@ def own_database(server_env):
 
 @pytest.fixture
 def own_sandbox():
-    proc = SandboxProcess(os.path.join(VAR, "test", f"sandbox-billjob-{os.getpid()}"), time_scale=0.01,
-                          extra_args=("--clear-state",))
-    yield proc
-    proc.stop()
+    yield from private_sandbox("sandbox-billjob")
 
 
 def _runs(url, day):
